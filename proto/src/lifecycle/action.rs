@@ -1,0 +1,163 @@
+//! What the machine asks of the host and tells the application.
+
+use std::time::Duration;
+
+use super::{Failure, SocketId, StopReason};
+
+/// The connection status the application sees (the seeds' four, plus `Idle`
+/// before the first connect so that `closed` always means "for good").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    /// Created, never connected.
+    Idle,
+    /// An attempt is under way: socket opening or hello awaiting its ack.
+    Connecting,
+    /// The hello was acknowledged; frames flow.
+    Open,
+    /// Waiting out the delay before the next attempt.
+    Reconnecting,
+    /// Stopped for good; nothing will ever be opened again.
+    Closed,
+}
+
+impl Status {
+    /// Every status, in counter order.
+    pub const ALL: [Status; 5] = [
+        Status::Idle,
+        Status::Connecting,
+        Status::Open,
+        Status::Reconnecting,
+        Status::Closed,
+    ];
+
+    /// The seeds' lower-case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Idle => "idle",
+            Status::Connecting => "connecting",
+            Status::Open => "open",
+            Status::Reconnecting => "reconnecting",
+            Status::Closed => "closed",
+        }
+    }
+}
+
+/// An instruction for the host or news for the application, drained with
+/// [`Lifecycle::poll_action`](crate::lifecycle::Lifecycle::poll_action).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action<M, E> {
+    /// Open a WebSocket to `url` with these request headers (L1, S1).
+    OpenSocket {
+        /// The id every event about this socket must carry.
+        socket: SocketId,
+        /// Where to connect.
+        url: String,
+        /// Request headers for this attempt, fresh each time.
+        headers: Vec<(String, String)>,
+    },
+    /// Send a text frame (the hello, or an application frame while open).
+    SendText {
+        /// On which socket.
+        socket: SocketId,
+        /// The frame.
+        text: String,
+    },
+    /// Send a WebSocket ping (L9).
+    SendPing {
+        /// On which socket.
+        socket: SocketId,
+    },
+    /// Close the socket with a close frame, then forget it; the machine ignores
+    /// whatever that socket reports afterwards.
+    CloseSocket {
+        /// Which socket.
+        socket: SocketId,
+        /// A sendable close code (never 1005, 1006 or 1015).
+        code: u16,
+        /// The close reason.
+        reason: &'static str,
+    },
+    /// Drop the socket without a close handshake (a dead peer would never answer
+    /// one), then forget it.
+    TerminateSocket {
+        /// Which socket.
+        socket: SocketId,
+    },
+    /// News for the application.
+    Notify(Notification<M, E>),
+}
+
+/// News for the application; also the structured log of every step (L14).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notification<M, E> {
+    /// The status changed (L12: only on a real change, in order).
+    StatusChanged {
+        /// The previous status.
+        from: Status,
+        /// The new status.
+        to: Status,
+    },
+    /// The socket of attempt `attempt` opened ("open ok").
+    SocketOpened {
+        /// Attempt number since the machine was created, 1-based.
+        attempt: u64,
+    },
+    /// The hello was sent and its deadline armed (L2).
+    HelloSent {
+        /// Attempt number.
+        attempt: u64,
+    },
+    /// The hello was acknowledged: the connection is open (L3, L8, S6).
+    Connected {
+        /// Attempt number.
+        attempt: u64,
+        /// True for the first open of this machine (the one `connect` waits for).
+        first: bool,
+        /// Time from requesting the socket to the ack.
+        handshake: Duration,
+    },
+    /// A decoded frame for the application (L5).
+    Message(M),
+    /// A frame that could not be decoded was dropped and counted (L5).
+    FrameDropped(DropReason<E>),
+    /// The attempt failed or the open connection was lost. Sent before the status
+    /// changes, so pending work learns the code and reason first (L6, D6).
+    Disconnected {
+        /// Attempt number.
+        attempt: u64,
+        /// Why.
+        failure: Failure,
+        /// Whether the connection had been open.
+        was_open: bool,
+    },
+    /// The next attempt will start after `delay` (L6, S6).
+    ReconnectScheduled {
+        /// The attempt that will start.
+        attempt: u64,
+        /// The jittered delay.
+        delay: Duration,
+    },
+    /// A tick arrived long after the watchdog was due: the host slept; a probe
+    /// ping was sent instead of judging the silence (X13).
+    SuspendDetected {
+        /// How late the watchdog tick was.
+        late_by: Duration,
+    },
+    /// Closed for good (L11, S2, S6).
+    Closed {
+        /// Why.
+        reason: StopReason,
+    },
+}
+
+/// Why an inbound frame was dropped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DropReason<E> {
+    /// A binary frame: the protocols here are text-only.
+    Binary {
+        /// Its length.
+        len: usize,
+    },
+    /// The handshake could not decode the text.
+    Undecodable(E),
+}

@@ -1,0 +1,298 @@
+//! Random event sequences against the lifecycle's invariants.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use super::tests::support::*;
+use super::*;
+use crate::policy::{Jitter, DEFAULT_BACKOFF_SCHEDULE, SESSION_NOT_FOUND_STEP};
+
+#[derive(Clone, Debug)]
+enum Op {
+    Connect,
+    Opened(bool),
+    Ack(bool),
+    Other(bool),
+    Garbage(bool),
+    Reject(bool, &'static str, Option<u64>),
+    Ping(bool),
+    Pong(bool),
+    Closed(bool, u16, &'static str),
+    ConnectFailed(bool),
+    Tick,
+    TickAtDeadline,
+    Close,
+    Reconnect,
+    RetryNow,
+    Send,
+}
+
+const REJECTIONS: [&str; 6] = [
+    "capacity",
+    "unauthorized",
+    "timestamp_skew",
+    "revoked",
+    "expired",
+    "whatever",
+];
+const CLOSES: [(u16, &str); 9] = [
+    (1000, ""),
+    (1000, "session_replaced"),
+    (1001, "shutting down"),
+    (1006, ""),
+    (1008, "capacity"),
+    (1008, "bad_signature"),
+    (4001, "session not found"),
+    (4002, "banned"),
+    (4003, ""),
+];
+const HINTS: [u64; 3] = [0, 1_500, 45_000];
+
+fn op() -> impl Strategy<Value = Op> {
+    let cur = prop::bool::weighted(0.9);
+    prop_oneof![
+        2 => Just(Op::Connect),
+        6 => cur.clone().prop_map(Op::Opened),
+        5 => cur.clone().prop_map(Op::Ack),
+        3 => cur.clone().prop_map(Op::Other),
+        1 => cur.clone().prop_map(Op::Garbage),
+        2 => (cur.clone(), prop::sample::select(&REJECTIONS[..]), prop::option::of(prop::sample::select(&HINTS[..])))
+            .prop_map(|(c, r, h)| Op::Reject(c, r, h)),
+        1 => cur.clone().prop_map(Op::Ping),
+        2 => cur.clone().prop_map(Op::Pong),
+        4 => (cur.clone(), prop::sample::select(&CLOSES[..])).prop_map(|(c, (code, r))| Op::Closed(c, code, r)),
+        2 => cur.prop_map(Op::ConnectFailed),
+        3 => Just(Op::Tick),
+        8 => Just(Op::TickAtDeadline),
+        1 => Just(Op::Close),
+        1 => Just(Op::Reconnect),
+        1 => Just(Op::RetryNow),
+        3 => Just(Op::Send),
+    ]
+}
+
+fn step() -> impl Strategy<Value = (u64, Op)> {
+    (
+        prop_oneof![3 => 0u64..50, 2 => 0u64..5_000, 1 => 0u64..700_000],
+        op(),
+    )
+}
+
+fn config(jitter: u16, first_connect_retry: bool) -> Config {
+    let mut c = Config::new("ws://b/ws");
+    c.jitter = Jitter::from_permille_saturating(jitter);
+    if first_connect_retry {
+        c.first_connect = FirstConnect::Retry;
+    }
+    c
+}
+
+/// Runs a sequence, checking every invariant after every step; returns the log.
+fn run(config: Config, seed: u64, steps: &[(u64, Op)]) -> Result<Vec<TestAction>, TestCaseError> {
+    let t0 = Instant::now();
+    let jitter = config.jitter;
+    let mut lc = Lifecycle::new(config, TestHandshake::default(), seed, t0).unwrap();
+    let mut now = t0;
+    let mut log = Vec::new();
+    let mut status = Status::Idle;
+    let mut live: BTreeSet<SocketId> = BTreeSet::new();
+    let mut texts_before_open: BTreeSet<SocketId> = BTreeSet::new();
+    let mut last_socket = SocketId(0);
+    let mut stopped = false;
+    let nominals: Vec<Duration> = DEFAULT_BACKOFF_SCHEDULE
+        .iter()
+        .copied()
+        .chain((1..=3).map(|n| SESSION_NOT_FOUND_STEP * n))
+        .chain([DEFAULT_FORCE_RECONNECT_DELAY])
+        .collect();
+
+    for (delta, op) in steps {
+        now += Duration::from_millis(*delta);
+        let socket_now = lc.socket();
+        let pick = |current: bool| match (current, socket_now) {
+            (true, Some(s)) => s,
+            _ => SocketId(last_socket.0.saturating_sub(1)),
+        };
+        let event = match op.clone() {
+            Op::Connect => Event::Connect,
+            Op::Opened(c) => Event::Opened { socket: pick(c) },
+            Op::Ack(c) => Event::Frame {
+                socket: pick(c),
+                frame: Frame::Text(r#"{"type":"hello_ack"}"#.into()),
+            },
+            Op::Other(c) => Event::Frame {
+                socket: pick(c),
+                frame: Frame::Text(r#"{"type":"push","n":1}"#.into()),
+            },
+            Op::Garbage(c) => Event::Frame {
+                socket: pick(c),
+                frame: Frame::Text("{not json".into()),
+            },
+            Op::Reject(c, code, hint) => {
+                let hint = hint
+                    .map(|h| format!(r#","retryAfterMs":{h}"#))
+                    .unwrap_or_default();
+                Event::Frame {
+                    socket: pick(c),
+                    frame: Frame::Text(format!(
+                        r#"{{"type":"error","code":"{code}","message":"m"{hint}}}"#
+                    )),
+                }
+            }
+            Op::Ping(c) => Event::Frame {
+                socket: pick(c),
+                frame: Frame::Ping,
+            },
+            Op::Pong(c) => Event::Frame {
+                socket: pick(c),
+                frame: Frame::Pong,
+            },
+            Op::Closed(c, code, reason) => Event::Closed {
+                socket: pick(c),
+                code,
+                reason: reason.into(),
+            },
+            Op::ConnectFailed(c) => Event::ConnectFailed {
+                socket: pick(c),
+                reason: "refused".into(),
+            },
+            Op::Tick => Event::Tick,
+            Op::TickAtDeadline => {
+                if let Some((at, _)) = lc.next_deadline() {
+                    now = now.max(at);
+                }
+                Event::Tick
+            }
+            Op::Close => Event::Close,
+            Op::Reconnect => Event::Reconnect,
+            Op::RetryNow => Event::RetryNow,
+            Op::Send => {
+                let was_open = lc.status() == Status::Open;
+                let r = lc.send("{\"type\":\"app\"}".into());
+                prop_assert_eq!(r.is_ok(), was_open, "send accepted iff open");
+                Event::Tick
+            }
+        };
+        // The host reports closes of its current socket; the socket is gone then.
+        if let Event::Closed { socket, .. } | Event::ConnectFailed { socket, .. } = &event {
+            if Some(*socket) == socket_now {
+                live.remove(socket);
+            }
+        }
+        let result = lc.handle(
+            Now::new(now, UNIX0 + (now - t0).as_millis() as u64),
+            event.clone(),
+        );
+        if let Err(e) = result {
+            prop_assert!(
+                stopped,
+                "only a closed machine refuses input, got {e:?} for {event:?}"
+            );
+            prop_assert!(matches!(
+                event,
+                Event::Connect | Event::Reconnect | Event::RetryNow
+            ));
+        }
+        while let Some(action) = lc.poll_action() {
+            match &action {
+                Action::OpenSocket { socket, .. } => {
+                    prop_assert!(!stopped, "socket requested after a stop");
+                    prop_assert!(
+                        live.is_empty(),
+                        "a second socket requested while {live:?} is alive"
+                    );
+                    live.insert(*socket);
+                    last_socket = *socket;
+                }
+                Action::CloseSocket { socket, code, .. } => {
+                    prop_assert!(crate::policy::is_sendable_close_code(*code));
+                    prop_assert!(live.remove(socket), "closing a socket that is not alive");
+                }
+                Action::TerminateSocket { socket } => {
+                    prop_assert!(live.remove(socket), "terminating a socket that is not alive");
+                }
+                Action::SendText { socket, text } => {
+                    prop_assert!(live.contains(socket), "send on a dead socket");
+                    if status != Status::Open {
+                        prop_assert!(
+                            text.contains(r#""type":"hello""#),
+                            "non-hello before open: {text}"
+                        );
+                        prop_assert!(texts_before_open.insert(*socket), "two frames before open");
+                    }
+                }
+                Action::SendPing { socket } => {
+                    prop_assert_eq!(status, Status::Open);
+                    prop_assert!(live.contains(socket));
+                }
+                Action::Notify(Notification::StatusChanged { from, to }) => {
+                    prop_assert_eq!(*from, status, "transitions reported in order");
+                    let legal = matches!(
+                        (from, to),
+                        (
+                            Status::Idle,
+                            Status::Connecting | Status::Reconnecting | Status::Closed
+                        ) | (
+                            Status::Connecting,
+                            Status::Open | Status::Reconnecting | Status::Closed
+                        ) | (Status::Open, Status::Reconnecting | Status::Closed)
+                            | (Status::Reconnecting, Status::Connecting | Status::Closed)
+                    );
+                    prop_assert!(legal, "illegal transition {from:?} → {to:?}");
+                    status = *to;
+                }
+                Action::Notify(Notification::ReconnectScheduled { delay, .. }) => {
+                    let in_schedule = nominals.iter().any(|n| {
+                        let (lo, hi) = jitter.bounds(*n);
+                        *delay >= lo && *delay <= hi
+                    });
+                    let in_hint = HINTS.iter().any(|h| {
+                        let (_, hi) = jitter.bounds(Duration::from_millis(*h));
+                        *delay >= Duration::from_millis(*h) && *delay <= hi
+                    });
+                    prop_assert!(in_schedule || in_hint, "delay {delay:?} outside every bound");
+                }
+                Action::Notify(Notification::Closed { .. }) => {
+                    prop_assert!(!stopped, "closed twice");
+                    stopped = true;
+                }
+                Action::Notify(_) => {}
+            }
+            log.push(action);
+        }
+        prop_assert_eq!(lc.status(), status);
+        if stopped {
+            prop_assert_eq!(lc.next_deadline(), None, "a timer survived closed");
+            prop_assert!(lc.socket().is_none());
+        }
+    }
+    Ok(log)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(512)
+    ))]
+
+    #[test]
+    fn invariants_hold_for_any_event_sequence(
+        seed in any::<u64>(),
+        jitter in prop_oneof![Just(0u16), Just(200u16), 0u16..=1000],
+        retry_first in any::<bool>(),
+        steps in prop::collection::vec(step(), 1..120),
+    ) {
+        run(config(jitter, retry_first), seed, &steps)?;
+    }
+
+    #[test]
+    fn same_seed_same_events_same_actions(
+        seed in any::<u64>(),
+        steps in prop::collection::vec(step(), 1..80),
+    ) {
+        let a = run(config(200, true), seed, &steps)?;
+        let b = run(config(200, true), seed, &steps)?;
+        prop_assert_eq!(a, b);
+    }
+}

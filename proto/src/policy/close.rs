@@ -1,0 +1,394 @@
+//! The close and rejection table: which endings are worth another attempt.
+//!
+//! Policy is data. Each [`Rule`] matches a close code (optionally with its reason)
+//! or a rejection code from the broker's `error` frame, and says reconnect,
+//! reconnect a limited number of times, or stop. [`ClosePolicy::default`] is the
+//! table of `../shared/PROTOCOL.md` plus the hosted-session codes of the seeds.
+
+use std::time::Duration;
+
+use crate::lifecycle::{Failure, PeerClose};
+
+/// How many times a 4001 (session not found) is retried (`MAX_SESSION_NOT_FOUND_RETRIES`
+/// in sessions-websocket.ts).
+pub const SESSION_NOT_FOUND_RETRIES: u32 = 3;
+/// Step of the linear 4001 delay, 2 s × n (`RECONNECT_DELAY_MS` in sessions-websocket.ts).
+pub const SESSION_NOT_FOUND_STEP: Duration = Duration::from_secs(2);
+/// Retries allowed after `timestamp_skew`: a fresh timestamp may fix a race, a wrong
+/// clock will not (PROTOCOL.md: "a small budget").
+pub const TIMESTAMP_SKEW_RETRIES: u32 = 2;
+/// Retries allowed after an attestation refusal: re-mint once, then stop (PROTOCOL.md).
+pub const ATTESTATION_RETRIES: u32 = 1;
+
+/// What to do after an attempt ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transient: back off and try again.
+    Reconnect,
+    /// Try again at most `max_retries` times in a row, then stop.
+    Limited(Limit),
+    /// Permanent: stop and report.
+    Stop,
+}
+
+/// A limited-retry rule's budget and spacing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit {
+    /// Retries allowed before the rule stops the machine.
+    pub max_retries: u32,
+    /// How the retries are spaced.
+    pub delay: LimitDelay,
+}
+
+/// Spacing of a limited rule's retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitDelay {
+    /// The ordinary backoff schedule.
+    Backoff,
+    /// `step × n` for the n-th retry (the seeds' 4001 handling).
+    Linear(Duration),
+}
+
+/// What a rule matches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Match {
+    /// Any close with this code.
+    Close(u16),
+    /// A close with this code and exactly this reason (or JSON reason `code`).
+    CloseReason(u16, String),
+    /// A rejection `error` frame with this code, or a 1008 close whose reason is it.
+    Rejection(String),
+}
+
+/// One row of the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// What the rule matches.
+    pub on: Match,
+    /// What to do when it matches.
+    pub verdict: Verdict,
+}
+
+/// The outcome of classifying a failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Classification {
+    /// Index of the rule that matched, if any (limited rules count per index).
+    pub rule: Option<usize>,
+    /// What to do.
+    pub verdict: Verdict,
+    /// The broker's requested least delay, from the error frame or a JSON close reason.
+    pub retry_after: Option<Duration>,
+}
+
+/// The close/rejection table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClosePolicy {
+    rules: Vec<Rule>,
+    /// Verdict for a close or rejection no rule matches.
+    pub unmatched: Verdict,
+}
+
+impl ClosePolicy {
+    /// A table of explicit rules; earlier rules win.
+    pub fn new(rules: Vec<Rule>, unmatched: Verdict) -> Self {
+        ClosePolicy { rules, unmatched }
+    }
+
+    /// An empty table: every close reconnects (the seeds' ws-lifecycle behaviour).
+    pub fn always_reconnect() -> Self {
+        ClosePolicy::new(Vec::new(), Verdict::Reconnect)
+    }
+
+    /// The rules, in match order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Adds a rule in front of the others, so it overrides them.
+    pub fn prepend(&mut self, rule: Rule) {
+        self.rules.insert(0, rule);
+    }
+
+    /// Classifies how an attempt ended.
+    ///
+    /// A rejection frame decides over the close that follows it (D6); a close is
+    /// matched by (code, reason), then — for 1008, which brokers use with the
+    /// rejection code as reason — by the rejection rules, then by code alone.
+    /// Local failures (timeouts, transport errors, stale) are always transient.
+    pub fn classify(&self, failure: &Failure) -> Classification {
+        match failure {
+            Failure::Rejected { rejection, close } => {
+                if let Some(i) = self.find_rejection(&rejection.code) {
+                    let close_hint = close.as_ref().and_then(|c| parse_reason(&c.reason).1);
+                    return Classification {
+                        rule: Some(i),
+                        verdict: self.rules[i].verdict,
+                        retry_after: rejection.retry_after.or(close_hint),
+                    };
+                }
+                match close {
+                    Some(c) => {
+                        let mut class = self.classify_close(c);
+                        class.retry_after = rejection.retry_after.or(class.retry_after);
+                        class
+                    }
+                    None => Classification {
+                        rule: None,
+                        verdict: self.unmatched,
+                        retry_after: rejection.retry_after,
+                    },
+                }
+            }
+            Failure::Closed(c) => self.classify_close(c),
+            Failure::ConnectFailed { .. }
+            | Failure::OpenTimeout
+            | Failure::HelloBuild { .. }
+            | Failure::HelloAckTimeout
+            | Failure::Stale { .. }
+            | Failure::Forced => Classification {
+                rule: None,
+                verdict: Verdict::Reconnect,
+                retry_after: None,
+            },
+        }
+    }
+
+    fn classify_close(&self, close: &PeerClose) -> Classification {
+        let (reason_code, retry_after) = parse_reason(&close.reason);
+        let exact = self.rules.iter().position(|r| {
+            matches!(&r.on, Match::CloseReason(code, reason) if *code == close.code && *reason == reason_code)
+        });
+        let by_rejection = || {
+            (close.code == 1008)
+                .then(|| self.find_rejection(&reason_code))
+                .flatten()
+        };
+        let by_code = || {
+            self.rules
+                .iter()
+                .position(|r| matches!(r.on, Match::Close(code) if code == close.code))
+        };
+        let rule = exact.or_else(by_rejection).or_else(by_code);
+        Classification {
+            rule,
+            verdict: rule.map_or(self.unmatched, |i| self.rules[i].verdict),
+            retry_after,
+        }
+    }
+
+    fn find_rejection(&self, code: &str) -> Option<usize> {
+        self.rules
+            .iter()
+            .position(|r| matches!(&r.on, Match::Rejection(c) if c == code))
+    }
+}
+
+impl Default for ClosePolicy {
+    /// PROTOCOL.md's table and the hosted-session codes of sessions-websocket.ts.
+    fn default() -> Self {
+        use Verdict::{Limited, Reconnect, Stop};
+        let rejection = |code: &str, verdict| Rule {
+            on: Match::Rejection(code.into()),
+            verdict,
+        };
+        let close = |code, verdict| Rule {
+            on: Match::Close(code),
+            verdict,
+        };
+        let backoff_limit = |max_retries| {
+            Limited(Limit {
+                max_retries,
+                delay: LimitDelay::Backoff,
+            })
+        };
+        ClosePolicy::new(
+            vec![
+                rejection("timestamp_skew", backoff_limit(TIMESTAMP_SKEW_RETRIES)),
+                rejection("bad_signature", Stop),
+                rejection("malformed", Stop),
+                rejection("unauthorized", Stop),
+                rejection("revoked", Stop),
+                rejection("banned", Stop),
+                rejection("capacity", Reconnect),
+                rejection("bad_session_pubkey", backoff_limit(ATTESTATION_RETRIES)),
+                rejection("bad_parent_pubkey", backoff_limit(ATTESTATION_RETRIES)),
+                rejection("attestation_mismatch", backoff_limit(ATTESTATION_RETRIES)),
+                rejection("expired", backoff_limit(ATTESTATION_RETRIES)),
+                rejection("unknown_message_type", Stop),
+                rejection("no_hello", Stop),
+                rejection("session_replaced", Stop),
+                Rule {
+                    on: Match::CloseReason(1000, "session_replaced".into()),
+                    verdict: Stop,
+                },
+                close(1001, Reconnect),
+                close(1006, Reconnect),
+                close(4002, Stop),
+                close(4003, Stop),
+                close(
+                    4001,
+                    Limited(Limit {
+                        max_retries: SESSION_NOT_FOUND_RETRIES,
+                        delay: LimitDelay::Linear(SESSION_NOT_FOUND_STEP),
+                    }),
+                ),
+            ],
+            Reconnect,
+        )
+    }
+}
+
+/// Splits a close reason into its code text and an optional `retryAfterMs` (X10).
+///
+/// A reason that is a JSON object contributes its `code` (or `reason`) string and
+/// its `retryAfterMs`; any other reason is its own code.
+pub fn parse_reason(reason: &str) -> (String, Option<Duration>) {
+    if reason.trim_start().starts_with('{') {
+        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(reason) {
+            let code = map
+                .get("code")
+                .or_else(|| map.get("reason"))
+                .and_then(|v| v.as_str())
+                .unwrap_or("")
+                .to_owned();
+            let retry = map
+                .get("retryAfterMs")
+                .and_then(|v| v.as_u64())
+                .map(Duration::from_millis);
+            return (code, retry);
+        }
+    }
+    (reason.to_owned(), None)
+}
+
+/// Whether a close code may be put in a close frame.
+///
+/// 1005, 1006 and 1015 only describe what happened locally and must never be sent;
+/// 1004 and the unassigned ranges are invalid (RFC 6455 §7.4).
+pub fn is_sendable_close_code(code: u16) -> bool {
+    matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::Rejection;
+
+    fn closed(code: u16, reason: &str) -> Failure {
+        Failure::Closed(PeerClose {
+            code,
+            reason: reason.into(),
+        })
+    }
+
+    fn rejected(code: &str, close: Option<(u16, &str)>) -> Failure {
+        Failure::Rejected {
+            rejection: Rejection {
+                code: code.into(),
+                message: "m".into(),
+                retry_after: None,
+            },
+            close: close.map(|(code, r)| PeerClose {
+                code,
+                reason: r.into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn permanent_rejections_stop() {
+        // proves D3
+        let p = ClosePolicy::default();
+        for code in ["bad_signature", "malformed", "unauthorized", "revoked"] {
+            assert_eq!(
+                p.classify(&rejected(code, Some((1008, code)))).verdict,
+                Verdict::Stop,
+                "{code}"
+            );
+            assert_eq!(p.classify(&closed(1008, code)).verdict, Verdict::Stop, "{code}");
+        }
+        assert_eq!(p.classify(&closed(4002, "banned")).verdict, Verdict::Stop);
+        assert_eq!(p.classify(&closed(4003, "")).verdict, Verdict::Stop);
+    }
+
+    #[test]
+    fn session_replaced_stops() {
+        // proves D4
+        let p = ClosePolicy::default();
+        assert_eq!(
+            p.classify(&closed(1000, "session_replaced")).verdict,
+            Verdict::Stop
+        );
+        assert_eq!(p.classify(&closed(1000, "bye")).verdict, Verdict::Reconnect);
+    }
+
+    #[test]
+    fn transient_closes_reconnect() {
+        let p = ClosePolicy::default();
+        for (code, reason) in [
+            (1001, "shutting down"),
+            (1006, ""),
+            (1008, "capacity"),
+            (1011, ""),
+        ] {
+            assert_eq!(
+                p.classify(&closed(code, reason)).verdict,
+                Verdict::Reconnect,
+                "{code}"
+            );
+        }
+        assert_eq!(p.classify(&Failure::HelloAckTimeout).verdict, Verdict::Reconnect);
+    }
+
+    #[test]
+    fn session_not_found_is_limited_linear() {
+        // proves S3
+        let p = ClosePolicy::default();
+        assert_eq!(
+            p.classify(&closed(4001, "session not found")).verdict,
+            Verdict::Limited(Limit {
+                max_retries: 3,
+                delay: LimitDelay::Linear(Duration::from_secs(2))
+            })
+        );
+    }
+
+    #[test]
+    fn json_close_reason_carries_retry_after() {
+        // proves X10
+        let p = ClosePolicy::default();
+        let c = p.classify(&closed(1008, r#"{"code":"capacity","retryAfterMs":2500}"#));
+        assert_eq!(c.verdict, Verdict::Reconnect);
+        assert_eq!(c.retry_after, Some(Duration::from_millis(2500)));
+    }
+
+    #[test]
+    fn rejection_code_decides_over_close_code() {
+        // proves D6
+        let p = ClosePolicy::default();
+        assert_eq!(
+            p.classify(&rejected("capacity", Some((1008, "capacity"))))
+                .verdict,
+            Verdict::Reconnect
+        );
+        assert_eq!(
+            p.classify(&rejected("revoked", Some((4002, "banned")))).verdict,
+            Verdict::Stop
+        );
+        // An unknown rejection code falls back to the close code's rule.
+        assert_eq!(
+            p.classify(&rejected("weird", Some((4002, "banned")))).verdict,
+            Verdict::Stop
+        );
+    }
+
+    #[test]
+    fn local_only_codes_are_never_sendable() {
+        for code in [1004, 1005, 1006, 1015, 0, 999, 2000, 5000] {
+            assert!(!is_sendable_close_code(code), "{code}");
+        }
+        for code in [1000, 1001, 1008, 1011, 4001] {
+            assert!(is_sendable_close_code(code), "{code}");
+        }
+    }
+}

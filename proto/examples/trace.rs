@@ -10,8 +10,8 @@
 use std::time::{Duration, Instant};
 
 use tether_proto::lifecycle::{
-    Action, Config, Event, Frame, Handshake, HelloError, Lifecycle, LifecycleAction, Notification, PreOpen,
-    Rejection, SocketId,
+    Action, Config, Event, Frame, Handshake, HelloError, Io, Lifecycle, LifecycleAction, Notification,
+    PreOpen, Rejection, SocketId,
 };
 use tether_proto::Now;
 
@@ -65,7 +65,7 @@ impl Story {
         }
         let mut opened = None;
         while let Some(action) = self.lc.poll_action() {
-            if let Action::OpenSocket { socket, .. } = action {
+            if let Action::Io(Io::OpenSocket { socket, .. }) = action {
                 opened = Some(socket);
             }
             self.print(&action);
@@ -90,11 +90,11 @@ impl Story {
 
     fn print(&self, action: &LifecycleAction<Json>) {
         let what = match action {
-            Action::OpenSocket { socket, url, .. } => format!("→ open socket #{} to {url}", socket.0),
-            Action::SendText { text, .. } => format!("→ send {text}"),
-            Action::SendPing { .. } => "→ ping".into(),
-            Action::CloseSocket { code, reason, .. } => format!("→ close socket ({code} {reason})"),
-            Action::TerminateSocket { .. } => "→ terminate socket".into(),
+            Action::Io(Io::OpenSocket { socket, url, .. }) => format!("→ open socket #{} to {url}", socket.0),
+            Action::Io(Io::SendText { text, .. }) => format!("→ send {text}"),
+            Action::Io(Io::SendPing { .. }) => "→ ping".into(),
+            Action::Io(Io::CloseSocket { code, reason, .. }) => format!("→ close socket ({code} {reason})"),
+            Action::Io(Io::TerminateSocket { .. }) => "→ terminate socket".into(),
             Action::Notify(n) => match n {
                 Notification::StatusChanged { from, to } => format!("status {} → {}", from.name(), to.name()),
                 Notification::SocketOpened { attempt } => format!("socket open (attempt {attempt})"),

@@ -46,6 +46,16 @@ impl Status {
 /// [`Lifecycle::poll_action`](crate::lifecycle::Lifecycle::poll_action).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action<M, E> {
+    /// Socket work for the host.
+    Io(Io),
+    /// News for the application.
+    Notify(Notification<M, E>),
+}
+
+/// Socket work the host performs; the only thing a host does on its own behalf
+/// is map these onto its socket library.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Io {
     /// Open a WebSocket to `url` with these request headers (L1, S1).
     OpenSocket {
         /// The id every event about this socket must carry.
@@ -83,8 +93,19 @@ pub enum Action<M, E> {
         /// Which socket.
         socket: SocketId,
     },
-    /// News for the application.
-    Notify(Notification<M, E>),
+}
+
+impl Io {
+    /// The socket this work is about.
+    pub fn socket(&self) -> SocketId {
+        match self {
+            Io::OpenSocket { socket, .. }
+            | Io::SendText { socket, .. }
+            | Io::SendPing { socket }
+            | Io::CloseSocket { socket, .. }
+            | Io::TerminateSocket { socket } => *socket,
+        }
+    }
 }
 
 /// News for the application; also the structured log of every step (L14).
@@ -148,6 +169,43 @@ pub enum Notification<M, E> {
         /// Why.
         reason: StopReason,
     },
+}
+
+impl<M, E> Notification<M, E> {
+    /// Splits off a decoded message, so a layer that consumes messages can pass
+    /// every other notification on with a different message type.
+    pub fn into_message<N>(self) -> Result<M, Notification<N, E>> {
+        Err(match self {
+            Notification::Message(m) => return Ok(m),
+            Notification::StatusChanged { from, to } => Notification::StatusChanged { from, to },
+            Notification::SocketOpened { attempt } => Notification::SocketOpened { attempt },
+            Notification::HelloSent { attempt } => Notification::HelloSent { attempt },
+            Notification::Connected {
+                attempt,
+                first,
+                handshake,
+            } => Notification::Connected {
+                attempt,
+                first,
+                handshake,
+            },
+            Notification::FrameDropped(r) => Notification::FrameDropped(r),
+            Notification::Disconnected {
+                attempt,
+                failure,
+                was_open,
+            } => Notification::Disconnected {
+                attempt,
+                failure,
+                was_open,
+            },
+            Notification::ReconnectScheduled { attempt, delay } => {
+                Notification::ReconnectScheduled { attempt, delay }
+            }
+            Notification::SuspendDetected { late_by } => Notification::SuspendDetected { late_by },
+            Notification::Closed { reason } => Notification::Closed { reason },
+        })
+    }
 }
 
 /// Why an inbound frame was dropped.

@@ -28,7 +28,7 @@ pub(crate) mod tests;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-pub use action::{Action, DropReason, Notification, Status};
+pub use action::{Action, DropReason, Io, Notification, Status};
 pub use config::{
     Config, ConfigError, FirstConnect, DEFAULT_FORCE_RECONNECT_DELAY, DEFAULT_HELLO_ACK_TIMEOUT,
     DEFAULT_OPEN_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PROBE_TIMEOUT, DEFAULT_STABILITY_WINDOW,
@@ -213,7 +213,7 @@ impl<H: Handshake> Lifecycle<H> {
         match self.state {
             State::Open { socket, .. } => {
                 self.stats.frames_out += 1;
-                self.actions.push_back(Action::SendText { socket, text });
+                self.io(Io::SendText { socket, text });
                 Ok(())
             }
             _ => Err(NotOpen {
@@ -315,6 +315,10 @@ impl<H: Handshake> Lifecycle<H> {
         self.notify(Notification::StatusChanged { from, to });
     }
 
+    fn io(&mut self, io: Io) {
+        self.actions.push_back(Action::Io(io));
+    }
+
     fn notify(&mut self, n: Notification<H::Message, H::DecodeError>) {
         self.actions.push_back(Action::Notify(n));
     }
@@ -333,7 +337,7 @@ impl<H: Handshake> Lifecycle<H> {
         self.set_status(now.instant, Status::Connecting);
         match self.handshake.headers(self.attempt, now.unix_ms) {
             Ok(headers) => {
-                self.actions.push_back(Action::OpenSocket {
+                self.io(Io::OpenSocket {
                     socket,
                     url: self.config.url.clone(),
                     headers,
@@ -364,7 +368,7 @@ impl<H: Handshake> Lifecycle<H> {
             Ok(None) => self.become_open(now.instant),
             Ok(Some(text)) => {
                 self.stats.frames_out += 1;
-                self.actions.push_back(Action::SendText { socket, text });
+                self.io(Io::SendText { socket, text });
                 if let State::Connecting { phase, .. } = &mut self.state {
                     *phase = Phase::AwaitingAck { rejection: None };
                 }
@@ -563,7 +567,7 @@ impl<H: Handshake> Lifecycle<H> {
         {
             ping_sent_at.get_or_insert(now);
             let socket = *socket;
-            self.actions.push_back(Action::SendPing { socket });
+            self.io(Io::SendPing { socket });
         }
     }
 
@@ -579,12 +583,12 @@ impl<H: Handshake> Lifecycle<H> {
         if let Some(socket) = socket {
             match end {
                 SocketEnd::Gone => {}
-                SocketEnd::Close(reason) => self.actions.push_back(Action::CloseSocket {
+                SocketEnd::Close(reason) => self.io(Io::CloseSocket {
                     socket,
                     code: 1000,
                     reason,
                 }),
-                SocketEnd::Terminate => self.actions.push_back(Action::TerminateSocket { socket }),
+                SocketEnd::Terminate => self.io(Io::TerminateSocket { socket }),
             }
         }
         self.timers.clear_all();
@@ -698,7 +702,7 @@ impl<H: Handshake> Lifecycle<H> {
         match self.state {
             State::Closed => {}
             State::Connecting { socket, .. } | State::Open { socket, .. } => {
-                self.actions.push_back(Action::CloseSocket {
+                self.io(Io::CloseSocket {
                     socket,
                     code: 1000,
                     reason: "client_closed",
@@ -714,7 +718,7 @@ impl<H: Handshake> Lifecycle<H> {
             State::Closed => return Err(LifecycleError::Closed),
             State::Connecting { socket, .. } | State::Open { socket, .. } => {
                 let was_open = matches!(self.state, State::Open { .. });
-                self.actions.push_back(Action::CloseSocket {
+                self.io(Io::CloseSocket {
                     socket,
                     code: 1000,
                     reason: "reconnect",

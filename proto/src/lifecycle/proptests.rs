@@ -197,7 +197,7 @@ fn run(config: Config, seed: u64, steps: &[(u64, Op)]) -> Result<Vec<TestAction>
         }
         while let Some(action) = lc.poll_action() {
             match &action {
-                Action::OpenSocket { socket, .. } => {
+                Action::Io(Io::OpenSocket { socket, .. }) => {
                     prop_assert!(!stopped, "socket requested after a stop");
                     prop_assert!(
                         live.is_empty(),
@@ -206,14 +206,14 @@ fn run(config: Config, seed: u64, steps: &[(u64, Op)]) -> Result<Vec<TestAction>
                     live.insert(*socket);
                     last_socket = *socket;
                 }
-                Action::CloseSocket { socket, code, .. } => {
+                Action::Io(Io::CloseSocket { socket, code, .. }) => {
                     prop_assert!(crate::policy::is_sendable_close_code(*code));
                     prop_assert!(live.remove(socket), "closing a socket that is not alive");
                 }
-                Action::TerminateSocket { socket } => {
+                Action::Io(Io::TerminateSocket { socket }) => {
                     prop_assert!(live.remove(socket), "terminating a socket that is not alive");
                 }
-                Action::SendText { socket, text } => {
+                Action::Io(Io::SendText { socket, text }) => {
                     prop_assert!(live.contains(socket), "send on a dead socket");
                     if status != Status::Open {
                         prop_assert!(
@@ -223,7 +223,7 @@ fn run(config: Config, seed: u64, steps: &[(u64, Op)]) -> Result<Vec<TestAction>
                         prop_assert!(texts_before_open.insert(*socket), "two frames before open");
                     }
                 }
-                Action::SendPing { socket } => {
+                Action::Io(Io::SendPing { socket }) => {
                     prop_assert_eq!(status, Status::Open);
                     prop_assert!(live.contains(socket));
                 }

@@ -203,7 +203,7 @@ pub(crate) mod support {
 
     pub(crate) fn opened_socket(actions: &[TestAction]) -> Option<SocketId> {
         actions.iter().find_map(|a| match a {
-            Action::OpenSocket { socket, .. } => Some(*socket),
+            Action::Io(Io::OpenSocket { socket, .. }) => Some(*socket),
             _ => None,
         })
     }
@@ -253,7 +253,7 @@ pub(crate) mod support {
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::SendText { text, .. } => Some(text.as_str()),
+                Action::Io(Io::SendText { text, .. }) => Some(text.as_str()),
                 _ => None,
             })
             .collect()
@@ -273,7 +273,7 @@ fn connect_requests_a_socket_and_reports_connecting() {
     let a = h.handle(Event::Connect);
     assert_eq!(statuses(&a), [Status::Connecting]);
     match &a[1] {
-        Action::OpenSocket { url, .. } => assert_eq!(url, "ws://broker.test/ws"),
+        Action::Io(Io::OpenSocket { url, .. }) => assert_eq!(url, "ws://broker.test/ws"),
         other => panic!("expected OpenSocket, got {other:?}"),
     }
     assert_eq!(h.lc.next_deadline().map(|d| d.1), Some(Timer::Open));
@@ -350,11 +350,11 @@ fn missing_ack_closes_the_socket_and_fails_with_hello_ack_timeout() {
     let (timer, a) = h.fire();
     assert_eq!(timer, Timer::HelloAck);
     assert_eq!(h.elapsed(), secs(5));
-    assert!(a.contains(&Action::CloseSocket {
+    assert!(a.contains(&Action::Io(Io::CloseSocket {
         socket: s,
         code: 1000,
         reason: "hello_ack_timeout"
-    }));
+    })));
     assert_eq!(failure(&a), Some(&Failure::HelloAckTimeout));
     // First connect fails fast: nothing is left running (D1).
     assert_eq!(
@@ -497,7 +497,7 @@ fn watchdog_pings_while_alive_and_terminates_when_stale() {
     // 30 s: alive (ack just arrived) → ping.
     let (timer, a) = h.fire();
     assert_eq!(timer, Timer::Watchdog);
-    assert_eq!(a, [Action::SendPing { socket: s }]);
+    assert_eq!(a, [Action::Io(Io::SendPing { socket: s })]);
     // A pong 20 ms later counts as activity and gives a round-trip sample.
     h.advance(Duration::from_millis(20));
     h.handle(Event::Frame {
@@ -507,11 +507,11 @@ fn watchdog_pings_while_alive_and_terminates_when_stale() {
     assert_eq!(h.lc.stats(h.now).last_ping_rtt, Some(Duration::from_millis(20)));
     // Then silence: pings at 60 s and 90 s; at 120 s idle is 90 s > 75 s → terminate.
     let (_, a) = h.fire();
-    assert_eq!(a, [Action::SendPing { socket: s }]);
+    assert_eq!(a, [Action::Io(Io::SendPing { socket: s })]);
     let (_, a) = h.fire();
-    assert_eq!(a, [Action::SendPing { socket: s }]);
+    assert_eq!(a, [Action::Io(Io::SendPing { socket: s })]);
     let (_, a) = h.fire();
-    assert_eq!(a[0], Action::TerminateSocket { socket: s });
+    assert_eq!(a[0], Action::Io(Io::TerminateSocket { socket: s }));
     assert!(matches!(failure(&a), Some(Failure::Stale { idle }) if *idle > secs(75)));
     assert_eq!(statuses(&a), [Status::Reconnecting]);
 }
@@ -530,10 +530,10 @@ fn send_is_refused_unless_open_and_hands_the_frame_back() {
     h.lc.send("now".into()).unwrap();
     assert_eq!(
         h.drain(),
-        [Action::SendText {
+        [Action::Io(Io::SendText {
             socket: s,
             text: "now".into()
-        }]
+        })]
     );
 }
 
@@ -545,11 +545,11 @@ fn close_is_idempotent_cancels_everything_and_never_reconnects() {
     let a = h.handle(Event::Close);
     assert_eq!(
         a[0],
-        Action::CloseSocket {
+        Action::Io(Io::CloseSocket {
             socket: s,
             code: 1000,
             reason: "client_closed"
-        }
+        })
     );
     assert_eq!(statuses(&a), [Status::Closed]);
     assert_eq!(stop_reason(&a), Some(&StopReason::User));
@@ -600,11 +600,11 @@ fn hello_build_failure_fails_the_attempt_and_closes_the_socket() {
     let mut h = Harness::with(c, hs);
     let s = h.connect();
     let a = h.open(s);
-    assert!(a.contains(&Action::CloseSocket {
+    assert!(a.contains(&Action::Io(Io::CloseSocket {
         socket: s,
         code: 1000,
         reason: "hello_build_failed"
-    }));
+    })));
     assert!(matches!(failure(&a), Some(Failure::HelloBuild { .. })));
     assert_eq!(scheduled_delay(&a), Some(secs(1)));
     // The next attempt builds a good hello and opens.
@@ -640,8 +640,8 @@ fn every_step_is_observable() {
     let kinds: Vec<&str> = all
         .iter()
         .map(|a| match a {
-            Action::OpenSocket { .. } => "open_attempt",
-            Action::SendText { .. } => "send",
+            Action::Io(Io::OpenSocket { .. }) => "open_attempt",
+            Action::Io(Io::SendText { .. }) => "send",
             Action::Notify(Notification::SocketOpened { .. }) => "open_ok",
             Action::Notify(Notification::HelloSent { .. }) => "hello_sent",
             Action::Notify(Notification::Connected { .. }) => "hello_acked",
@@ -678,7 +678,7 @@ fn headers_are_fresh_for_every_attempt() {
     let mut h = Harness::new(c);
     let a = h.handle(Event::Connect);
     let first = match &a[1] {
-        Action::OpenSocket { headers, .. } => headers.clone(),
+        Action::Io(Io::OpenSocket { headers, .. }) => headers.clone(),
         other => panic!("{other:?}"),
     };
     let s = opened_socket(&a).unwrap();
@@ -690,7 +690,7 @@ fn headers_are_fresh_for_every_attempt() {
     let second = a
         .iter()
         .find_map(|a| match a {
-            Action::OpenSocket { headers, .. } => Some(headers.clone()),
+            Action::Io(Io::OpenSocket { headers, .. }) => Some(headers.clone()),
             _ => None,
         })
         .unwrap();
@@ -830,11 +830,11 @@ fn forced_reconnect_closes_resets_and_retries_after_500ms() {
     let a = h.handle(Event::Reconnect);
     assert_eq!(
         a[0],
-        Action::CloseSocket {
+        Action::Io(Io::CloseSocket {
             socket: s,
             code: 1000,
             reason: "reconnect"
-        }
+        })
     );
     assert_eq!(failure(&a), Some(&Failure::Forced));
     assert_eq!(scheduled_delay(&a), Some(Duration::from_millis(500)));
@@ -1010,7 +1010,7 @@ fn suspend_triggers_a_probe_instead_of_waiting_out_the_stale_window() {
     assert!(notes(&a)
         .iter()
         .any(|n| matches!(n, Notification::SuspendDetected { .. })));
-    assert!(a.contains(&Action::SendPing { socket: s }));
+    assert!(a.contains(&Action::Io(Io::SendPing { socket: s })));
     assert_eq!(
         h.lc.status(),
         Status::Open,
@@ -1027,7 +1027,7 @@ fn suspend_triggers_a_probe_instead_of_waiting_out_the_stale_window() {
     h.handle(Event::Tick);
     let (timer, a) = h.fire();
     assert_eq!(timer, Timer::Probe);
-    assert_eq!(a[0], Action::TerminateSocket { socket: s });
+    assert_eq!(a[0], Action::Io(Io::TerminateSocket { socket: s }));
     assert_eq!(h.lc.status(), Status::Reconnecting);
 }
 
@@ -1063,7 +1063,7 @@ fn open_timeout_terminates_a_socket_that_never_opens() {
     let s = h.connect();
     let (timer, a) = h.fire();
     assert_eq!(timer, Timer::Open);
-    assert_eq!(a[0], Action::TerminateSocket { socket: s });
+    assert_eq!(a[0], Action::Io(Io::TerminateSocket { socket: s }));
     assert_eq!(failure(&a), Some(&Failure::OpenTimeout));
 }
 

@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use tether_proto::lifecycle::{Action, Config, Event, Handshake, HelloError, Lifecycle, PreOpen};
+//! use tether_proto::lifecycle::{Action, Config, Event, Handshake, HelloError, Io, Lifecycle, PreOpen};
 //! use tether_proto::Now;
 //!
 //! /// A header-authenticated endpoint: the open socket is the handshake.
@@ -36,7 +36,7 @@
 //! let mut lc = Lifecycle::new(Config::new("wss://broker.example/ws"), Bearer, 7, t0).unwrap();
 //! lc.handle(Now::new(t0, 1_700_000_000_000), Event::Connect).unwrap();
 //! while let Some(action) = lc.poll_action() {
-//!     if let Action::OpenSocket { url, headers, .. } = action {
+//!     if let Action::Io(Io::OpenSocket { url, headers, .. }) = action {
 //!         assert_eq!(url, "wss://broker.example/ws");
 //!         assert_eq!(headers[0].1, "Bearer fresh-token");
 //!     }

@@ -54,15 +54,15 @@ fn op() -> impl Strategy<Value = Op> {
     let cur = prop::bool::weighted(0.9);
     prop_oneof![
         2 => Just(Op::Connect),
-        6 => cur.clone().prop_map(Op::Opened),
-        5 => cur.clone().prop_map(Op::Ack),
-        3 => cur.clone().prop_map(Op::Other),
-        1 => cur.clone().prop_map(Op::Garbage),
-        2 => (cur.clone(), prop::sample::select(&REJECTIONS[..]), prop::option::of(prop::sample::select(&HINTS[..])))
+        6 => cur.prop_map(Op::Opened),
+        5 => cur.prop_map(Op::Ack),
+        3 => cur.prop_map(Op::Other),
+        1 => cur.prop_map(Op::Garbage),
+        2 => (cur, prop::sample::select(&REJECTIONS[..]), prop::option::of(prop::sample::select(&HINTS[..])))
             .prop_map(|(c, r, h)| Op::Reject(c, r, h)),
-        1 => cur.clone().prop_map(Op::Ping),
-        2 => cur.clone().prop_map(Op::Pong),
-        4 => (cur.clone(), prop::sample::select(&CLOSES[..])).prop_map(|(c, (code, r))| Op::Closed(c, code, r)),
+        1 => cur.prop_map(Op::Ping),
+        2 => cur.prop_map(Op::Pong),
+        4 => (cur, prop::sample::select(&CLOSES[..])).prop_map(|(c, (code, r))| Op::Closed(c, code, r)),
         2 => cur.prop_map(Op::ConnectFailed),
         3 => Just(Op::Tick),
         8 => Just(Op::TickAtDeadline),

@@ -1,0 +1,120 @@
+//! Session configuration, with the seeds' numbers as defaults.
+
+use std::time::Duration;
+
+use crate::lifecycle::Config;
+
+/// Ack deadline of a send (`setTimeout(…, 10_000)` in broker-ws-client.ts).
+pub const DEFAULT_SEND_ACK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The daemon client's longer ack deadline (`SEND_ACK_TIMEOUT_MS`, daemon-broker-client.ts).
+pub const DAEMON_SEND_ACK_TIMEOUT: Duration = Duration::from_secs(15);
+/// Reply deadline of a request (`timeoutMs = 5_000`, daemon-broker-client.ts).
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Outbound queue capacity (`MAX_QUEUED`, broker-ws-client.ts).
+pub const DEFAULT_OUTBOUND_QUEUE: usize = 100;
+/// Push history capacity (the 500 cap of broker-ws-client.ts).
+pub const DEFAULT_PUSH_HISTORY: usize = 500;
+/// Sends awaiting their ack at once; more wait in the queue (the seeds have no
+/// bound, which is how a stalled broker turns into unbounded memory).
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
+/// Requests awaiting their reply at once.
+pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 256;
+/// Recent push ids remembered to drop re-pushed duplicates.
+pub const DEFAULT_DEDUPE_WINDOW: usize = 1024;
+/// Largest encoded `send` accepted from the application.
+pub const DEFAULT_MAX_SEND_LEN: usize = 1 << 20;
+
+/// What a full outbound queue does with one more send (X9).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Overflow {
+    /// Refuse the new send at once (the seeds' `outbound queue full`).
+    #[default]
+    RefuseNew,
+    /// Fail the oldest queued send as never sent and queue the new one.
+    DropOldest,
+}
+
+/// Everything that shapes a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// The lifecycle underneath.
+    pub lifecycle: Config,
+    /// Ack deadline of each send (B2).
+    pub send_ack_timeout: Duration,
+    /// Reply deadline of each request (B8).
+    pub request_timeout: Duration,
+    /// Outbound queue capacity (B3).
+    pub outbound_queue: usize,
+    /// What a full queue does (X9).
+    pub overflow: Overflow,
+    /// Sends awaiting acks at once (X4).
+    pub max_in_flight: usize,
+    /// Requests awaiting replies at once (X4).
+    pub max_pending_requests: usize,
+    /// Push history capacity (B7).
+    pub push_history: usize,
+    /// Push ids remembered for de-duplication (X4).
+    pub dedupe_window: usize,
+    /// Largest encoded send (X4).
+    pub max_send_len: usize,
+    /// Confirm every push with `client_ack`, so the broker stops re-pushing it.
+    pub client_ack: bool,
+}
+
+impl SessionConfig {
+    /// The seeds' defaults around a lifecycle configuration.
+    pub fn new(lifecycle: Config) -> Self {
+        SessionConfig {
+            lifecycle,
+            send_ack_timeout: DEFAULT_SEND_ACK_TIMEOUT,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            outbound_queue: DEFAULT_OUTBOUND_QUEUE,
+            overflow: Overflow::default(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
+            push_history: DEFAULT_PUSH_HISTORY,
+            dedupe_window: DEFAULT_DEDUPE_WINDOW,
+            max_send_len: DEFAULT_MAX_SEND_LEN,
+            client_ack: true,
+        }
+    }
+}
+
+/// Counters of one session (X4, X12); the lifecycle's own are in `lifecycle`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// The lifecycle's counters and timings.
+    pub lifecycle: crate::lifecycle::Stats,
+    /// Sends waiting in the outbound queue now.
+    pub queue_depth: usize,
+    /// Sends awaiting their ack now.
+    pub in_flight: usize,
+    /// Requests awaiting their reply now.
+    pub pending_requests: usize,
+    /// Pushes in the history buffer now.
+    pub history_len: usize,
+    /// Sends refused because the queue was full.
+    pub queue_refused: u64,
+    /// Queued sends dropped to make room (overflow `DropOldest`).
+    pub queue_dropped: u64,
+    /// Queued sends whose offline deadline passed.
+    pub queue_expired: u64,
+    /// Sends acknowledged by the broker.
+    pub sends_acked: u64,
+    /// Sends that failed, any way.
+    pub sends_failed: u64,
+    /// In-flight sends put back in the queue after a disconnect.
+    pub resends: u64,
+    /// Requests answered.
+    pub replies: u64,
+    /// Requests that failed, any way.
+    pub requests_failed: u64,
+    /// Pushes received (duplicates included).
+    pub pushes: u64,
+    /// Pushes dropped from the full history buffer (oldest first).
+    pub history_dropped: u64,
+    /// Re-pushed duplicates not delivered again.
+    pub push_duplicates: u64,
+    /// Acks and replies that matched nothing pending.
+    pub unmatched: u64,
+}

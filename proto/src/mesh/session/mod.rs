@@ -1,0 +1,732 @@
+//! The mesh session: what the seeds' `BrokerClient` and `DaemonBrokerClient` do
+//! on top of their lifecycle helper — sends and acks, requests by `_reqId`, an
+//! outbound queue, a push history — as pure code.
+//!
+//! The session owns a [`Lifecycle`] driven by the [`MeshHandshake`] (composition,
+//! as the seeds wrap their helper). Every send and request gets an [`OpId`] and
+//! resolves exactly once with a [`SessionEvent::Resolved`] (X3), whatever the
+//! broker or the network does: acked or rejected, timed out, lost with the
+//! connection, or never sent. Every buffer has a cap and a counter (X4).
+//!
+//! The drain rule is the lifecycle's: after [`Session::handle`], [`Session::send`],
+//! [`Session::request`] or [`Session::command`], drain [`Session::poll_action`]
+//! until `None`, then sleep until [`Session::next_deadline`] and feed a tick.
+
+mod config;
+mod types;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Instant;
+
+use base64::Engine as _;
+
+pub use config::{
+    Overflow, SessionConfig, SessionStats, DAEMON_SEND_ACK_TIMEOUT, DEFAULT_DEDUPE_WINDOW,
+    DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PENDING_REQUESTS, DEFAULT_MAX_SEND_LEN, DEFAULT_OUTBOUND_QUEUE,
+    DEFAULT_PUSH_HISTORY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SEND_ACK_TIMEOUT,
+};
+pub use types::{
+    Command, Deadline, FailureKind, OpFailure, OpId, OpResult, Outcome, Outgoing, Queueing, Request,
+    RequestError, SendError, SendRefusal, SessionAction, SessionEvent,
+};
+
+use super::handshake::MeshHandshake;
+use super::wire::{
+    self, AckFrame, BrokerFrame, ClientAckFrame, ClientFrame, ErrorFrame, PushFrame, RequestKind, SendFrame,
+};
+use crate::lifecycle::{
+    Action, ConfigError, Event, Failure, Lifecycle, LifecycleError, Notification, Status, StopReason,
+};
+use crate::rng::Rng;
+use crate::time::Now;
+
+#[derive(Debug)]
+enum OpState {
+    /// A send: queued until the connection is open (B3), then written and
+    /// waiting for its ack (B1, B2).
+    Send { send: PendingSend, written: bool },
+    /// Written; waiting for its reply (B8).
+    Request { req_id: String, kind: RequestKind },
+}
+
+#[derive(Debug)]
+struct PendingSend {
+    /// The send's `id` (= its `client_message_id`), what the ack echoes.
+    id: String,
+    /// The encoded frame, kept until the ack for a possible resend.
+    text: String,
+    /// The offline deadline, re-armed whenever the send goes back to the queue.
+    queue_for: Option<std::time::Duration>,
+    resend: bool,
+}
+
+#[derive(Debug)]
+struct Op {
+    deadline: Option<Instant>,
+    state: OpState,
+}
+
+/// The pure mesh session. See the [module docs](self).
+#[derive(Debug)]
+pub struct Session {
+    lc: Lifecycle<MeshHandshake>,
+    config: SessionConfig,
+    rng: Rng,
+    next_op: u64,
+    next_req: u64,
+    ops: HashMap<OpId, Op>,
+    deadlines: BTreeSet<(Instant, OpId)>,
+    queue: VecDeque<OpId>,
+    in_flight: HashMap<String, OpId>,
+    requests: HashMap<String, OpId>,
+    history: VecDeque<Arc<PushFrame>>,
+    seen_order: VecDeque<String>,
+    seen: HashSet<String>,
+    actions: VecDeque<SessionAction>,
+    stats: SessionStats,
+}
+
+impl Session {
+    /// A session in `Idle`; `seed` fixes its jitter and generated ids.
+    pub fn new(
+        config: SessionConfig,
+        handshake: MeshHandshake,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
+        // Two streams from one seed: the lifecycle's jitter must not shift when the
+        // application sends more or fewer messages.
+        let mut seeder = Rng::new(seed);
+        let lc = Lifecycle::new(config.lifecycle.clone(), handshake, seeder.next_u64(), now)?;
+        Ok(Session {
+            lc,
+            rng: Rng::new(seeder.next_u64()),
+            next_op: 0,
+            next_req: 0,
+            ops: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            queue: VecDeque::new(),
+            in_flight: HashMap::new(),
+            requests: HashMap::new(),
+            history: VecDeque::new(),
+            seen_order: VecDeque::new(),
+            seen: HashSet::new(),
+            actions: VecDeque::with_capacity(16),
+            stats: SessionStats::default(),
+            config,
+        })
+    }
+
+    /// Feeds one lifecycle input (connect, socket news, tick, close, …).
+    pub fn handle(&mut self, now: Now, event: Event) -> Result<(), LifecycleError> {
+        let tick = matches!(event, Event::Tick);
+        self.lc.handle(now, event)?;
+        self.pump(now);
+        if tick {
+            self.expire(now);
+        }
+        Ok(())
+    }
+
+    /// Sends a message (B1, B3, B6, X9); its result comes later as `Resolved`.
+    pub fn send(&mut self, now: Now, outgoing: Outgoing) -> Result<OpId, SendError> {
+        let refuse = |reason, outgoing: Outgoing| SendError {
+            reason,
+            outgoing: Box::new(outgoing),
+        };
+        let status = self.lc.status();
+        if status == Status::Closed {
+            return Err(refuse(SendRefusal::Closed, outgoing));
+        }
+        if outgoing.target.is_empty() {
+            return Err(refuse(SendRefusal::NoTarget, outgoing));
+        }
+        if outgoing.queueing == Queueing::Never && status != Status::Open {
+            return Err(refuse(SendRefusal::NotOpen, outgoing));
+        }
+        let can_write = status == Status::Open
+            && self.queue.is_empty()
+            && self.in_flight.len() < self.config.max_in_flight;
+        if !can_write && self.queue.len() >= self.config.outbound_queue {
+            match self.config.overflow {
+                Overflow::RefuseNew => {
+                    self.stats.queue_refused += 1;
+                    return Err(refuse(SendRefusal::QueueFull, outgoing));
+                }
+                Overflow::DropOldest => {
+                    if let Some(oldest) = self.queue.pop_front() {
+                        self.stats.queue_dropped += 1;
+                        let failure = OpFailure::new(FailureKind::NeverSent, "outbound_queue_overflow");
+                        self.resolve(oldest, Err(failure));
+                    }
+                }
+            }
+        }
+        let id = outgoing
+            .client_message_id
+            .clone()
+            .unwrap_or_else(|| format!("{:016x}", self.rng.next_u64()));
+        let mut nonce = [0u8; 24];
+        for chunk in nonce.chunks_mut(8) {
+            chunk.copy_from_slice(&self.rng.next_u64().to_le_bytes());
+        }
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let frame = ClientFrame::Send(SendFrame {
+            id: id.clone(),
+            target_spec: outgoing.target.clone(),
+            priority: outgoing.priority,
+            nonce: b64.encode(nonce),
+            ciphertext: b64.encode(outgoing.body.as_bytes()),
+            client_message_id: Some(id.clone()),
+            request_fingerprint: outgoing.request_fingerprint.clone(),
+            mentions: None,
+            reply_to_id: outgoing.reply_to.clone(),
+            body_version: None,
+        });
+        let text = frame.encode();
+        if text.len() > self.config.max_send_len {
+            let max = self.config.max_send_len;
+            return Err(refuse(SendRefusal::TooLarge { len: text.len(), max }, outgoing));
+        }
+        let queue_for = match outgoing.queueing {
+            Queueing::Queue { deadline } => deadline,
+            Queueing::Never => None,
+        };
+        let op_id = self.next_op_id();
+        let send = PendingSend {
+            id,
+            text,
+            queue_for,
+            resend: outgoing.resend_if_unknown,
+        };
+        self.ops.insert(
+            op_id,
+            Op {
+                deadline: None,
+                state: OpState::Send { send, written: false },
+            },
+        );
+        self.queue.push_back(op_id);
+        self.arm_queue_deadline(now.instant, op_id);
+        self.flush(now);
+        Ok(op_id)
+    }
+
+    /// Sends a request (B8); its reply comes later as `Resolved`. Refused unless open.
+    pub fn request(&mut self, now: Now, request: Request) -> Result<OpId, RequestError> {
+        self.check_open()?;
+        if self.requests.len() >= self.config.max_pending_requests {
+            return Err(RequestError::TooManyPending);
+        }
+        self.next_req += 1;
+        let req_id = format!("r{}", self.next_req);
+        let rid = Some(req_id.clone());
+        let frame = match request {
+            Request::ListPeers => ClientFrame::ListPeers(wire::ListPeersFrame { req_id: rid }),
+            Request::GetState { key } => ClientFrame::GetState(wire::GetStateFrame { key, req_id: rid }),
+            Request::ListState => ClientFrame::ListState(wire::ListStateFrame { req_id: rid }),
+            Request::Remember { content, tags } => ClientFrame::Remember(wire::RememberFrame {
+                content,
+                tags,
+                req_id: rid,
+            }),
+            Request::Recall { query } => ClientFrame::Recall(wire::RecallFrame { query, req_id: rid }),
+            Request::ListSkills { query } => {
+                ClientFrame::ListSkills(wire::ListSkillsFrame { query, req_id: rid })
+            }
+            Request::GetSkill { name } => ClientFrame::GetSkill(wire::GetSkillFrame { name, req_id: rid }),
+        };
+        let Some(kind) = frame.request_kind() else {
+            return Err(RequestError::NotOpen(self.lc.status()));
+        };
+        if self.lc.send(frame.encode()).is_err() {
+            return Err(RequestError::NotOpen(self.lc.status()));
+        }
+        let op_id = self.next_op_id();
+        let deadline = now.instant + self.config.request_timeout;
+        self.ops.insert(
+            op_id,
+            Op {
+                deadline: Some(deadline),
+                state: OpState::Request {
+                    req_id: req_id.clone(),
+                    kind,
+                },
+            },
+        );
+        self.deadlines.insert((deadline, op_id));
+        self.requests.insert(req_id, op_id);
+        self.pump(now);
+        Ok(op_id)
+    }
+
+    /// Sends a fire-and-forget command (B9); refused unless open (D9: the seeds
+    /// dropped these silently while disconnected).
+    pub fn command(&mut self, now: Now, command: Command) -> Result<(), RequestError> {
+        self.check_open()?;
+        let frame = match command {
+            Command::SetState { key, value } => ClientFrame::SetState(wire::SetStateFrame { key, value }),
+            Command::Forget { memory_id } => ClientFrame::Forget(wire::ForgetFrame { memory_id }),
+            Command::SetProfile {
+                avatar,
+                title,
+                bio,
+                capabilities,
+            } => ClientFrame::SetProfile(wire::SetProfileFrame {
+                avatar,
+                title,
+                bio,
+                capabilities,
+            }),
+            Command::SetSummary { summary } => ClientFrame::SetSummary(wire::SetSummaryFrame { summary }),
+            Command::SetStatus { status } => ClientFrame::SetStatus(wire::SetStatusFrame { status }),
+            Command::SetVisible { visible } => ClientFrame::SetVisible(wire::SetVisibleFrame { visible }),
+        };
+        self.lc
+            .send(frame.encode())
+            .map_err(|e| RequestError::NotOpen(e.status))?;
+        self.pump(now);
+        Ok(())
+    }
+
+    /// The next action, in order; `None` when drained.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<SessionAction> {
+        self.actions.pop_front()
+    }
+
+    /// When to feed the next tick, and for what.
+    #[must_use]
+    pub fn next_deadline(&self) -> Option<(Instant, Deadline)> {
+        let lc = self
+            .lc
+            .next_deadline()
+            .map(|(at, t)| (at, Deadline::Lifecycle(t)));
+        let op = self.deadlines.first().map(|&(at, id)| (at, Deadline::Op(id)));
+        match (lc, op) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The connection status.
+    pub fn status(&self) -> Status {
+        self.lc.status()
+    }
+
+    /// The lifecycle underneath (read-only: every input goes through the session).
+    pub fn lifecycle(&self) -> &Lifecycle<MeshHandshake> {
+        &self.lc
+    }
+
+    /// The handshake, to update presence fields for the next attempt.
+    pub fn handshake_mut(&mut self) -> &mut MeshHandshake {
+        self.lc.handshake_mut()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// Takes every push in the history buffer, oldest first (B7).
+    pub fn drain_history(&mut self) -> Vec<Arc<PushFrame>> {
+        self.history.drain(..).collect()
+    }
+
+    /// Why the session closed, once it has.
+    pub fn stop_reason(&self) -> Option<&StopReason> {
+        self.lc.stop_reason()
+    }
+
+    /// A metrics snapshot (X12).
+    pub fn stats(&self, now: Instant) -> SessionStats {
+        let mut s = self.stats.clone();
+        s.lifecycle = self.lc.stats(now);
+        s.queue_depth = self.queue.len();
+        s.in_flight = self.in_flight.len();
+        s.pending_requests = self.requests.len();
+        s.history_len = self.history.len();
+        s
+    }
+
+    fn next_op_id(&mut self) -> OpId {
+        self.next_op += 1;
+        OpId(self.next_op)
+    }
+
+    fn check_open(&self) -> Result<(), RequestError> {
+        match self.lc.status() {
+            Status::Open => Ok(()),
+            Status::Closed => Err(RequestError::Closed),
+            other => Err(RequestError::NotOpen(other)),
+        }
+    }
+
+    fn emit(&mut self, event: SessionEvent) {
+        self.actions.push_back(SessionAction::Event(event));
+    }
+
+    /// Moves the lifecycle's actions out, acting on its news as it comes: state
+    /// changes happen here, in `handle`, never later while polling.
+    fn pump(&mut self, now: Now) {
+        while let Some(action) = self.lc.poll_action() {
+            match action {
+                Action::Io(io) => self.actions.push_back(SessionAction::Io(io)),
+                Action::Notify(note) => match note.into_message() {
+                    Ok(frame) => self.on_frame(now, frame),
+                    Err(note) => self.on_note(now, note),
+                },
+            }
+        }
+    }
+
+    fn on_note(&mut self, now: Now, note: Notification<std::convert::Infallible, wire::DecodeError>) {
+        match &note {
+            Notification::Disconnected { failure, .. } => {
+                // L6, B4: pending work hears the close code before the status moves.
+                let reason = format!("broker_disconnected_{}", failure.close_code());
+                self.lose_in_flight(now.instant, &reason);
+                self.emit(SessionEvent::Lifecycle(note));
+            }
+            Notification::Connected { .. } => {
+                self.emit(SessionEvent::Lifecycle(note));
+                self.flush(now);
+            }
+            Notification::Closed { reason } => {
+                let text = match reason {
+                    StopReason::User => "client_closed".to_owned(),
+                    other => match other.failure() {
+                        Some(Failure::Rejected { rejection, .. }) => {
+                            format!("session_closed: {}", rejection.code)
+                        }
+                        Some(f) => format!("session_closed: {}", f.tag()),
+                        None => "session_closed".to_owned(),
+                    },
+                };
+                self.lose_in_flight(now.instant, &text);
+                for op in std::mem::take(&mut self.queue) {
+                    self.resolve(op, Err(OpFailure::new(FailureKind::NeverSent, text.clone())));
+                }
+                self.emit(SessionEvent::Lifecycle(note));
+            }
+            _ => self.emit(SessionEvent::Lifecycle(note)),
+        }
+    }
+
+    /// Fails (or requeues) everything written but unanswered: the connection that
+    /// carried it is gone.
+    fn lose_in_flight(&mut self, now: Instant, reason: &str) {
+        let mut ids: Vec<OpId> = self.in_flight.drain().map(|(_, op)| op).collect();
+        ids.extend(self.requests.drain().map(|(_, op)| op));
+        // Oldest first, so requeued sends keep their order and results come in order.
+        ids.sort_unstable();
+        let closing = self.lc.status() == Status::Closed;
+        let mut room = self.config.outbound_queue.saturating_sub(self.queue.len());
+        let mut requeue = Vec::new();
+        for id in ids {
+            let resend = matches!(self.ops.get(&id), Some(Op { state: OpState::Send { send, .. }, .. }) if send.resend);
+            if resend && !closing && room > 0 {
+                room -= 1;
+                requeue.push(id);
+            } else {
+                if resend && !closing {
+                    // The queue's cap holds for resends too: no room, no resend.
+                    self.stats.queue_dropped += 1;
+                }
+                self.resolve(id, Err(OpFailure::new(FailureKind::OutcomeUnknown, reason)));
+            }
+        }
+        for &id in requeue.iter().rev() {
+            self.clear_deadline(id);
+            if let Some(Op {
+                state: OpState::Send { written, .. },
+                ..
+            }) = self.ops.get_mut(&id)
+            {
+                *written = false;
+            }
+            self.queue.push_front(id);
+            self.stats.resends += 1;
+            self.arm_queue_deadline(now, id);
+        }
+    }
+
+    fn on_frame(&mut self, now: Now, frame: BrokerFrame) {
+        match frame {
+            BrokerFrame::Ack(ack) => self.on_ack(now, ack),
+            BrokerFrame::Error(error) => self.on_error(now, error),
+            BrokerFrame::Push(push) | BrokerFrame::Inbound(push) => self.on_push(now, push),
+            frame if frame.reply_kind().is_some() => self.on_reply(frame),
+            other => self.emit(SessionEvent::Inbound(Box::new(other))),
+        }
+    }
+
+    fn on_ack(&mut self, now: Now, ack: AckFrame) {
+        let Some(op) = self.in_flight.remove(&ack.id) else {
+            self.stats.unmatched += 1;
+            return;
+        };
+        let result = match ack.failure() {
+            Some(error) => Err(OpFailure {
+                kind: FailureKind::Rejected,
+                permanent: wire::ack_error_is_permanent(error),
+                reason: error.to_owned(),
+            }),
+            None => Ok(Outcome::Sent {
+                message_id: if ack.message_id.is_empty() {
+                    ack.id
+                } else {
+                    ack.message_id
+                },
+                queued: ack.queued,
+            }),
+        };
+        self.resolve(op, result);
+        self.flush(now);
+    }
+
+    fn on_error(&mut self, now: Now, error: ErrorFrame) {
+        let op = match (&error.id, &error.req_id) {
+            (Some(id), _) if self.in_flight.contains_key(id) => self.in_flight.remove(id),
+            (_, Some(req)) if self.requests.contains_key(req) => self.requests.remove(req),
+            _ => None,
+        };
+        let Some(op) = op else {
+            self.emit(SessionEvent::Inbound(Box::new(BrokerFrame::Error(error))));
+            return;
+        };
+        let reason = if error.message.is_empty() {
+            error.code.clone()
+        } else {
+            format!("{}: {}", error.code, error.message)
+        };
+        let failure = OpFailure {
+            kind: FailureKind::Rejected,
+            permanent: wire::ack_error_is_permanent(&reason),
+            reason,
+        };
+        self.resolve(op, Err(failure));
+        self.flush(now);
+    }
+
+    fn on_reply(&mut self, frame: BrokerFrame) {
+        let Some(kind) = frame.reply_kind() else {
+            return;
+        };
+        let op = match frame.req_id() {
+            Some(req) => self.requests.remove(req),
+            // Older brokers echo no `_reqId`: the oldest pending request of the
+            // matching kind is the one answered (PROTOCOL.md).
+            None => {
+                let oldest = self
+                    .requests
+                    .iter()
+                    .filter(|(_, op)| {
+                        matches!(self.ops.get(op), Some(Op { state: OpState::Request { kind: k, .. }, .. }) if *k == kind)
+                    })
+                    .min_by_key(|(_, op)| **op)
+                    .map(|(req, _)| req.clone());
+                oldest.and_then(|req| self.requests.remove(&req))
+            }
+        };
+        let Some(op) = op else {
+            self.stats.unmatched += 1;
+            return;
+        };
+        let expected = match self.ops.get(&op) {
+            Some(Op {
+                state: OpState::Request { kind, .. },
+                ..
+            }) => *kind,
+            _ => kind,
+        };
+        let result = if expected != kind {
+            Err(OpFailure {
+                kind: FailureKind::Rejected,
+                reason: format!(
+                    "unexpected_reply: {} to a {} request",
+                    frame.kind(),
+                    expected.as_str()
+                ),
+                permanent: false,
+            })
+        } else {
+            match frame.into_reply() {
+                Ok(reply) => Ok(Outcome::Reply(reply)),
+                Err(other) => Err(OpFailure::new(
+                    FailureKind::Rejected,
+                    format!("unexpected_reply: {}", other.kind()),
+                )),
+            }
+        };
+        self.resolve(op, result);
+    }
+
+    fn on_push(&mut self, now: Now, push: PushFrame) {
+        self.stats.pushes += 1;
+        if self.config.client_ack {
+            // Confirm duplicates too: the broker re-pushed because our last
+            // confirmation was lost.
+            let ack = ClientFrame::ClientAck(ClientAckFrame {
+                client_message_id: push.client_message_id.clone(),
+                broker_message_id: (!push.message_id.is_empty()).then(|| push.message_id.clone()),
+            });
+            let _ = self.lc.send(ack.encode());
+            self.pump(now);
+        }
+        let key = if push.message_id.is_empty() {
+            push.client_message_id.clone()
+        } else {
+            Some(push.message_id.clone())
+        };
+        if let Some(key) = key {
+            if self.seen.contains(&key) {
+                self.stats.push_duplicates += 1;
+                return;
+            }
+            if self.config.dedupe_window > 0 {
+                if self.seen_order.len() >= self.config.dedupe_window {
+                    if let Some(old) = self.seen_order.pop_front() {
+                        self.seen.remove(&old);
+                    }
+                }
+                self.seen.insert(key.clone());
+                self.seen_order.push_back(key);
+            }
+        }
+        let push = Arc::new(push);
+        if self.config.push_history > 0 {
+            if self.history.len() >= self.config.push_history {
+                self.history.pop_front();
+                self.stats.history_dropped += 1;
+            }
+            self.history.push_back(Arc::clone(&push));
+        }
+        self.emit(SessionEvent::Push(push));
+    }
+
+    /// Writes queued sends while the connection is open and in-flight room remains.
+    fn flush(&mut self, now: Now) {
+        while self.lc.status() == Status::Open && self.in_flight.len() < self.config.max_in_flight {
+            let Some(op_id) = self.queue.pop_front() else {
+                break;
+            };
+            let Some(Op {
+                state: OpState::Send { send, written },
+                ..
+            }) = self.ops.get_mut(&op_id)
+            else {
+                continue;
+            };
+            // Keep the frame only if it may have to be written again.
+            let text = if send.resend {
+                send.text.clone()
+            } else {
+                std::mem::take(&mut send.text)
+            };
+            if let Err(refused) = self.lc.send(text) {
+                // Cannot happen while open; put it back untouched rather than lose it.
+                send.text = refused.text;
+                self.queue.push_front(op_id);
+                break;
+            }
+            *written = true;
+            let id = send.id.clone();
+            self.in_flight.insert(id, op_id);
+            self.clear_deadline(op_id);
+            let deadline = now.instant + self.config.send_ack_timeout;
+            if let Some(op) = self.ops.get_mut(&op_id) {
+                op.deadline = Some(deadline);
+            }
+            self.deadlines.insert((deadline, op_id));
+        }
+        self.pump(now);
+    }
+
+    fn arm_queue_deadline(&mut self, now: Instant, op_id: OpId) {
+        let Some(op) = self.ops.get_mut(&op_id) else {
+            return;
+        };
+        let OpState::Send { send, written: false } = &op.state else {
+            return;
+        };
+        if let Some(d) = send.queue_for {
+            let deadline = now + d;
+            op.deadline = Some(deadline);
+            self.deadlines.insert((deadline, op_id));
+        }
+    }
+
+    fn clear_deadline(&mut self, op_id: OpId) {
+        if let Some(op) = self.ops.get_mut(&op_id) {
+            if let Some(at) = op.deadline.take() {
+                self.deadlines.remove(&(at, op_id));
+            }
+        }
+    }
+
+    /// Fires every op deadline that has passed.
+    fn expire(&mut self, now: Now) {
+        while let Some(&(at, op_id)) = self.deadlines.first() {
+            if at > now.instant {
+                break;
+            }
+            self.deadlines.remove(&(at, op_id));
+            let failure = match self.ops.get(&op_id).map(|op| &op.state) {
+                Some(OpState::Send { written: false, .. }) => {
+                    self.queue.retain(|&q| q != op_id);
+                    self.stats.queue_expired += 1;
+                    OpFailure::new(FailureKind::NeverSent, "queue_deadline")
+                }
+                Some(OpState::Send { send, written: true }) => {
+                    let id = send.id.clone();
+                    self.in_flight.remove(&id);
+                    OpFailure::new(FailureKind::TimedOut, "ack_timeout")
+                }
+                Some(OpState::Request { req_id, .. }) => {
+                    let req = req_id.clone();
+                    self.requests.remove(&req);
+                    OpFailure::new(FailureKind::TimedOut, "request_timeout")
+                }
+                None => continue,
+            };
+            if let Some(op) = self.ops.get_mut(&op_id) {
+                op.deadline = None;
+            }
+            self.resolve(op_id, Err(failure));
+        }
+        self.flush(now);
+    }
+
+    /// Emits the one and only result of `op_id` (X3).
+    fn resolve(&mut self, op_id: OpId, result: OpResult) {
+        self.clear_deadline(op_id);
+        let Some(op) = self.ops.remove(&op_id) else {
+            return;
+        };
+        match op.state {
+            OpState::Send { .. } => {
+                if result.is_ok() {
+                    self.stats.sends_acked += 1;
+                } else {
+                    self.stats.sends_failed += 1;
+                }
+            }
+            OpState::Request { .. } => {
+                if result.is_ok() {
+                    self.stats.replies += 1;
+                } else {
+                    self.stats.requests_failed += 1;
+                }
+            }
+        }
+        self.emit(SessionEvent::Resolved { id: op_id, result });
+    }
+}

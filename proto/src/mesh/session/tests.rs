@@ -1,0 +1,740 @@
+//! Stories of the mesh session, each naming the behaviour ids it proves.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::*;
+use crate::lifecycle::{Config, FirstConnect, Io, SocketId};
+use crate::mesh::handshake::Credentials;
+use crate::mesh::identity::{verify_hello, verify_session_hello, MemberIdentity, Presence, SecretKey};
+use crate::mesh::wire::{decode_client_frame, Priority, Reply};
+use crate::policy::Jitter;
+
+pub(crate) mod support {
+    use super::*;
+
+    pub(crate) const UNIX0: u64 = 1_700_000_000_000;
+
+    pub(crate) fn member() -> MemberIdentity {
+        MemberIdentity {
+            mesh_id: "mesh-test".into(),
+            member_id: "member-1".into(),
+            secret: SecretKey::from_seed([7; 32]),
+        }
+    }
+
+    pub(crate) fn config() -> SessionConfig {
+        let mut lc = Config::new("ws://broker.test/ws");
+        lc.jitter = Jitter::NONE;
+        lc.first_connect = FirstConnect::Retry;
+        SessionConfig::new(lc)
+    }
+
+    /// Drives one session against a scripted broker.
+    pub(crate) struct Sim {
+        pub s: Session,
+        pub t0: Instant,
+        pub now: Instant,
+        pub socket: Option<SocketId>,
+    }
+
+    impl Sim {
+        pub(crate) fn new(config: SessionConfig) -> Self {
+            Self::with(config, Credentials::Member(member()))
+        }
+
+        pub(crate) fn with(config: SessionConfig, credentials: Credentials) -> Self {
+            let t0 = Instant::now();
+            let presence = Presence {
+                session_id: "s-1".into(),
+                pid: 42,
+                cwd: "/tmp".into(),
+                ..Presence::default()
+            };
+            let hs = MeshHandshake::new(credentials, presence);
+            Sim {
+                s: Session::new(config, hs, 5, t0).expect("valid config"),
+                t0,
+                now: t0,
+                socket: None,
+            }
+        }
+
+        pub(crate) fn at(&self) -> Now {
+            Now::new(self.now, UNIX0 + (self.now - self.t0).as_millis() as u64)
+        }
+
+        pub(crate) fn drain(&mut self) -> Vec<SessionAction> {
+            let actions: Vec<SessionAction> = std::iter::from_fn(|| self.s.poll_action()).collect();
+            for a in &actions {
+                if let SessionAction::Io(Io::OpenSocket { socket, .. }) = a {
+                    self.socket = Some(*socket);
+                }
+            }
+            actions
+        }
+
+        pub(crate) fn handle(&mut self, event: Event) -> Vec<SessionAction> {
+            self.s.handle(self.at(), event).expect("accepted");
+            self.drain()
+        }
+
+        pub(crate) fn fire(&mut self) -> (Deadline, Vec<SessionAction>) {
+            let (at, which) = self.s.next_deadline().expect("a deadline");
+            self.now = self.now.max(at);
+            (which, self.handle(Event::Tick))
+        }
+
+        pub(crate) fn broker(&mut self, frame: serde_json::Value) -> Vec<SessionAction> {
+            let socket = self.socket.expect("a socket");
+            self.handle(Event::Frame {
+                socket,
+                frame: crate::lifecycle::Frame::Text(frame.to_string()),
+            })
+        }
+
+        pub(crate) fn drop_connection(&mut self, code: u16) -> Vec<SessionAction> {
+            let socket = self.socket.expect("a socket");
+            self.handle(Event::Closed {
+                socket,
+                code,
+                reason: String::new(),
+            })
+        }
+
+        /// Connect, open, ack; returns the actions of the ack.
+        pub(crate) fn establish(&mut self) -> Vec<SessionAction> {
+            self.handle(Event::Connect);
+            self.open_and_ack()
+        }
+
+        pub(crate) fn open_and_ack(&mut self) -> Vec<SessionAction> {
+            let socket = self.socket.expect("a socket");
+            self.handle(Event::Opened { socket });
+            let a = self.broker(json!({"type":"hello_ack","presenceId":"p","memberDisplayName":"me"}));
+            assert_eq!(self.s.status(), Status::Open);
+            a
+        }
+
+        pub(crate) fn reconnect(&mut self) -> Vec<SessionAction> {
+            let (_, a) = self.fire();
+            assert!(a
+                .iter()
+                .any(|a| matches!(a, SessionAction::Io(Io::OpenSocket { .. }))));
+            self.open_and_ack()
+        }
+
+        pub(crate) fn send(&mut self, target: &str, body: &str) -> (OpId, Vec<SessionAction>) {
+            let id = self
+                .s
+                .send(self.at(), Outgoing::new(target, body))
+                .expect("accepted");
+            (id, self.drain())
+        }
+    }
+
+    pub(crate) fn written(actions: &[SessionAction]) -> Vec<ClientFrame> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                SessionAction::Io(Io::SendText { text, .. }) => {
+                    Some(decode_client_frame(text, usize::MAX).expect("we write valid frames"))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(crate) fn resolved(actions: &[SessionAction]) -> Vec<(OpId, OpResult)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                SessionAction::Event(SessionEvent::Resolved { id, result }) => Some((*id, result.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(crate) fn sends(actions: &[SessionAction]) -> Vec<SendFrame> {
+        written(actions)
+            .into_iter()
+            .filter_map(|f| match f {
+                ClientFrame::Send(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(crate) fn failure_of(actions: &[SessionAction], id: OpId) -> OpFailure {
+        resolved(actions)
+            .into_iter()
+            .find(|(i, _)| *i == id)
+            .and_then(|(_, r)| r.err())
+            .expect("a failure for the op")
+    }
+}
+
+use support::*;
+
+#[test]
+fn send_resolves_with_the_brokers_message_id() {
+    // proves B1, B6
+    let mut sim = Sim::new(config());
+    sim.establish();
+    let (id, a) = sim.send("alice", "hello there");
+    let frames = sends(&a);
+    assert_eq!(frames.len(), 1);
+    let f = &frames[0];
+    assert_eq!(f.target_spec, "alice");
+    assert_eq!(f.priority, Priority::Next);
+    assert_eq!(f.client_message_id.as_deref(), Some(f.id.as_str()));
+    assert_eq!(f.ciphertext, "aGVsbG8gdGhlcmU=");
+    assert_eq!(f.nonce.len(), 32, "24 bytes in base64");
+    let a = sim.broker(json!({"type":"ack","id":f.id,"messageId":"m-9","queued":false}));
+    assert_eq!(
+        resolved(&a),
+        [(
+            id,
+            Ok(Outcome::Sent {
+                message_id: "m-9".into(),
+                queued: false
+            })
+        )]
+    );
+}
+
+#[test]
+fn ack_error_and_error_frame_fail_the_send_with_its_class() {
+    // proves B1, B5, X8
+    let mut sim = Sim::new(config());
+    sim.establish();
+    let (a_id, a) = sim.send("alice", "x");
+    let a_frame = sends(&a).remove(0);
+    let (b_id, a) = sim.send("bob", "y");
+    let b_frame = sends(&a).remove(0);
+    let (c_id, a) = sim.send("carol", "z");
+    let c_frame = sends(&a).remove(0);
+    let r = sim.broker(
+        json!({"type":"ack","id":a_frame.id,"messageId":"","queued":false,"error":"payload too large: 2MB"}),
+    );
+    let f = failure_of(&r, a_id);
+    assert_eq!((f.kind, f.permanent), (FailureKind::Rejected, true));
+    let r = sim.broker(
+        json!({"type":"ack","id":b_frame.id,"messageId":"","queued":false,"error":"rate_limit: slow down"}),
+    );
+    let f = failure_of(&r, b_id);
+    assert_eq!((f.kind, f.permanent), (FailureKind::Rejected, false));
+    let r =
+        sim.broker(json!({"type":"error","code":"target_not_found","message":"no carol","id":c_frame.id}));
+    let f = failure_of(&r, c_id);
+    assert_eq!(f.reason, "target_not_found: no carol");
+    assert!(f.permanent);
+}
+
+#[test]
+fn unanswered_send_times_out_after_ten_seconds() {
+    // proves B2, X8
+    let mut sim = Sim::new(config());
+    sim.establish();
+    let (id, _) = sim.send("alice", "x");
+    let sent_at = sim.now;
+    // The watchdog (30 s) is later than the ack deadline (10 s).
+    let (which, a) = sim.fire();
+    assert_eq!(which, Deadline::Op(id));
+    assert_eq!(sim.now - sent_at, Duration::from_secs(10));
+    let f = failure_of(&a, id);
+    assert_eq!(
+        (f.kind, f.reason.as_str()),
+        (FailureKind::TimedOut, "ack_timeout")
+    );
+}
+
+#[test]
+fn sends_while_away_wait_in_order_and_a_full_queue_refuses() {
+    // proves B3, X4
+    let mut c = config();
+    c.outbound_queue = 3;
+    let mut sim = Sim::new(c);
+    sim.handle(Event::Connect);
+    let mut ids = Vec::new();
+    for body in ["one", "two", "three"] {
+        let (id, a) = sim.send("alice", body);
+        assert!(written(&a).is_empty(), "nothing but the hello before open");
+        ids.push(id);
+    }
+    let err = sim.s.send(sim.at(), Outgoing::new("alice", "four")).unwrap_err();
+    assert_eq!(err.reason, SendRefusal::QueueFull);
+    assert_eq!(err.outgoing.body, "four", "the refused message is handed back");
+    assert_eq!(err.to_string(), "outbound_queue_full");
+    assert_eq!(sim.s.stats(sim.now).queue_refused, 1);
+    let a = sim.open_and_ack();
+    let bodies: Vec<String> = sends(&a).iter().map(|f| f.ciphertext.clone()).collect();
+    assert_eq!(bodies, ["b25l", "dHdv", "dGhyZWU="]);
+}
+
+#[test]
+fn disconnect_fails_in_flight_with_the_close_code_and_close_fails_everything() {
+    // proves B4, L6, X8
+    let mut sim = Sim::new(config());
+    sim.establish();
+    let (sent, _) = sim.send("alice", "x");
+    let req = sim.s.request(sim.at(), Request::ListPeers).unwrap();
+    let a = sim.drop_connection(1006);
+    let f = failure_of(&a, sent);
+    assert_eq!(
+        (f.kind, f.reason.as_str()),
+        (FailureKind::OutcomeUnknown, "broker_disconnected_1006")
+    );
+    assert_eq!(failure_of(&a, req).reason, "broker_disconnected_1006");
+    // The results come before the status change (L6).
+    let first_status = a
+        .iter()
+        .position(|a| {
+            matches!(
+                a,
+                SessionAction::Event(SessionEvent::Lifecycle(Notification::StatusChanged { .. }))
+            )
+        })
+        .unwrap();
+    let last_resolved = a
+        .iter()
+        .rposition(|a| matches!(a, SessionAction::Event(SessionEvent::Resolved { .. })))
+        .unwrap();
+    assert!(last_resolved < first_status);
+    // Queued while away, then closed: never sent.
+    let (queued, _) = sim.send("alice", "y");
+    let a = sim.handle(Event::Close);
+    let f = failure_of(&a, queued);
+    assert_eq!(
+        (f.kind, f.reason.as_str()),
+        (FailureKind::NeverSent, "client_closed")
+    );
+}
+
+#[test]
+fn resend_after_reconnect_reuses_the_same_client_message_id() {
+    // proves B6, X3
+    let mut sim = Sim::new(config());
+    sim.establish();
+    let mut out = Outgoing::new("alice", "important");
+    out.resend_if_unknown = true;
+    out.client_message_id = Some("outbox-row-17".into());
+    let id = sim.s.send(sim.at(), out).unwrap();
+    let first = sends(&sim.drain()).remove(0);
+    assert_eq!(first.id, "outbox-row-17");
+    let a = sim.drop_connection(1001);
+    assert!(resolved(&a).is_empty(), "kept for a resend, not failed");
+    let a = sim.reconnect();
+    let again = sends(&a).remove(0);
+    assert_eq!(again.client_message_id, first.client_message_id);
+    assert_eq!(again.id, first.id);
+    let a = sim.broker(json!({"type":"ack","id":"outbox-row-17","messageId":"m1","queued":false}));
+    assert_eq!(resolved(&a).len(), 1);
+    assert_eq!(resolved(&a)[0].0, id);
+    assert_eq!(sim.s.stats(sim.now).resends, 1);
+}
+
+#[test]
+fn pushes_reach_the_application_and_a_bounded_history() {
+    // proves B7, X4
+    let mut c = config();
+    c.push_history = 3;
+    let mut sim = Sim::new(c);
+    sim.establish();
+    for n in 0..5 {
+        let a = sim.broker(json!({"type": if n % 2 == 0 {"push"} else {"inbound"}, "messageId": format!("m{n}"), "meshId":"mesh-test",
+            "senderPubkey":"ab", "priority":"now", "nonce":"", "ciphertext":"aGk=", "createdAt":"2026-01-01T00:00:00Z",
+            "client_message_id": format!("c{n}")}));
+        assert!(a.iter().any(
+            |a| matches!(a, SessionAction::Event(SessionEvent::Push(p)) if p.message_id == format!("m{n}"))
+        ));
+        // Every push is confirmed so the broker stops re-pushing it.
+        let acks = written(&a);
+        assert!(
+            matches!(&acks[..], [ClientFrame::ClientAck(c)] if c.broker_message_id.as_deref() == Some(format!("m{n}").as_str()))
+        );
+    }
+    let st = sim.s.stats(sim.now);
+    assert_eq!((st.history_len, st.history_dropped), (3, 2));
+    let drained: Vec<String> = sim
+        .s
+        .drain_history()
+        .iter()
+        .map(|p| p.message_id.clone())
+        .collect();
+    assert_eq!(drained, ["m2", "m3", "m4"]);
+    assert!(sim.s.drain_history().is_empty());
+}
+
+#[test]
+fn a_re_pushed_message_is_not_delivered_twice() {
+    // proves X3
+    let mut sim = Sim::new(config());
+    sim.establish();
+    let push = json!({"type":"push","messageId":"m1","meshId":"x","senderPubkey":"ab","priority":"next","nonce":"","ciphertext":"","createdAt":""});
+    sim.broker(push.clone());
+    let a = sim.broker(push);
+    assert!(!a
+        .iter()
+        .any(|a| matches!(a, SessionAction::Event(SessionEvent::Push(_)))));
+    assert_eq!(written(&a).len(), 1, "the duplicate is confirmed again");
+    assert_eq!(sim.s.stats(sim.now).push_duplicates, 1);
+}
+
+#[test]
+fn every_request_carries_a_fresh_req_id_and_resolves_with_its_reply() {
+    // proves B8, B10, S7
+    let mut sim = Sim::new(config());
+    sim.establish();
+    let requests = [
+        (
+            Request::ListPeers,
+            json!({"type":"peers_list","peers":[{"pubkey":"ab","displayName":"bob","status":"idle","summary":null,"groups":[],"sessionId":"s","connectedAt":"t","peerRole":"control-plane"}]}),
+        ),
+        (
+            Request::GetState { key: "k".into() },
+            json!({"type":"state_result","key":"k","value":5,"updatedBy":"bob","updatedAt":"t"}),
+        ),
+        (
+            Request::ListState,
+            json!({"type":"state_list","entries":[{"key":"k","value":5,"updatedBy":"bob","updatedAt":"t"}]}),
+        ),
+        (
+            Request::Remember {
+                content: "c".into(),
+                tags: None,
+            },
+            json!({"type":"memory_stored","id":"mem-1"}),
+        ),
+        (
+            Request::Recall { query: "q".into() },
+            json!({"type":"memory_results","memories":[{"id":"mem-1","content":"c","tags":[],"rememberedBy":"me","rememberedAt":"t"}]}),
+        ),
+        (
+            Request::ListSkills { query: None },
+            json!({"type":"skill_list","skills":[]}),
+        ),
+        (
+            Request::GetSkill {
+                name: "deploy".into(),
+            },
+            json!({"type":"skill_data","skill":null}),
+        ),
+    ];
+    let mut req_ids = std::collections::BTreeSet::new();
+    for (request, mut reply) in requests {
+        let id = sim.s.request(sim.at(), request).unwrap();
+        let frame = written(&sim.drain()).remove(0);
+        let req_id = frame.req_id().expect("a _reqId").to_owned();
+        assert!(req_ids.insert(req_id.clone()), "fresh per request");
+        reply["_reqId"] = json!(req_id);
+        let r = resolved(&sim.broker(reply));
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].0, id);
+        let Ok(Outcome::Reply(reply)) = &r[0].1 else {
+            panic!("{r:?}")
+        };
+        assert_eq!(Some(reply.kind()), frame.request_kind());
+        if let Reply::Peers(peers) = reply {
+            assert!(!peers[0].is_user_facing(), "B11: control-plane hidden by default");
+        }
+    }
+}
+
+#[test]
+fn requests_time_out_and_never_hang() {
+    // proves B8, X8
+    let mut sim = Sim::new(config());
+    sim.establish();
+    let id = sim.s.request(sim.at(), Request::ListState).unwrap();
+    let (which, a) = sim.fire();
+    assert_eq!(which, Deadline::Op(id));
+    let f = failure_of(&a, id);
+    assert_eq!(
+        (f.kind, f.reason.as_str()),
+        (FailureKind::TimedOut, "request_timeout")
+    );
+    // A late reply matches nothing and is counted.
+    sim.broker(json!({"type":"state_list","entries":[],"_reqId":"r1"}));
+    assert_eq!(sim.s.stats(sim.now).unmatched, 1);
+}
+
+#[test]
+fn older_reply_shapes_and_missing_req_ids_still_resolve() {
+    // proves B10, D7
+    let mut sim = Sim::new(config());
+    sim.establish();
+    let get = sim
+        .s
+        .request(sim.at(), Request::GetState { key: "k".into() })
+        .unwrap();
+    let recall = sim
+        .s
+        .request(sim.at(), Request::Recall { query: "q".into() })
+        .unwrap();
+    let remember = sim
+        .s
+        .request(
+            sim.at(),
+            Request::Remember {
+                content: "c".into(),
+                tags: Some(vec!["t".into()]),
+            },
+        )
+        .unwrap();
+    sim.drain();
+    let a = sim.broker(
+        json!({"type":"state_value","state":{"key":"k","value":"v","updatedBy":"b","updatedAt":"t"}}),
+    );
+    assert!(
+        matches!(&resolved(&a)[..], [(id, Ok(Outcome::Reply(Reply::State(Some(row)))))] if *id == get && row.value == json!("v"))
+    );
+    let a = sim.broker(json!({"type":"memory_recall_result","matches":[{"id":"m","content":"c","tags":[],"rememberedBy":"b","rememberedAt":"t"}]}));
+    assert!(
+        matches!(&resolved(&a)[..], [(id, Ok(Outcome::Reply(Reply::Recalled(rows))))] if *id == recall && rows.len() == 1)
+    );
+    let a = sim.broker(json!({"type":"memory_stored","memoryId":"mem-7"}));
+    assert!(
+        matches!(&resolved(&a)[..], [(id, Ok(Outcome::Reply(Reply::Remembered(Some(m)))))] if *id == remember && m == "mem-7")
+    );
+}
+
+#[test]
+fn an_error_with_a_req_id_rejects_that_request() {
+    // proves B8, X8
+    let mut sim = Sim::new(config());
+    sim.establish();
+    let id = sim
+        .s
+        .request(sim.at(), Request::GetSkill { name: "x".into() })
+        .unwrap();
+    let req = written(&sim.drain()).remove(0).req_id().unwrap().to_owned();
+    let a = sim.broker(json!({"type":"error","code":"not_found","message":"no skill x","_reqId":req}));
+    let f = failure_of(&a, id);
+    assert_eq!(f.kind, FailureKind::Rejected);
+}
+
+#[test]
+fn commands_and_requests_are_refused_while_not_open() {
+    // proves B9, D9, S7, L10
+    let mut sim = Sim::new(config());
+    let cmd = Command::SetStatus {
+        status: "working".into(),
+    };
+    assert_eq!(
+        sim.s.command(sim.at(), cmd.clone()),
+        Err(RequestError::NotOpen(Status::Idle))
+    );
+    assert_eq!(
+        sim.s.request(sim.at(), Request::ListPeers),
+        Err(RequestError::NotOpen(Status::Idle))
+    );
+    sim.handle(Event::Connect);
+    assert_eq!(
+        sim.s.command(sim.at(), cmd.clone()),
+        Err(RequestError::NotOpen(Status::Connecting))
+    );
+    sim.open_and_ack();
+    sim.s.command(sim.at(), cmd).unwrap();
+    assert!(matches!(&written(&sim.drain())[..], [ClientFrame::SetStatus(s)] if s.status == "working"));
+    sim.handle(Event::Close);
+    assert_eq!(
+        sim.s.request(sim.at(), Request::ListPeers),
+        Err(RequestError::Closed)
+    );
+}
+
+#[test]
+fn every_attempt_signs_a_fresh_hello() {
+    // proves B12, D8
+    let mut sim = Sim::new(config());
+    sim.handle(Event::Connect);
+    let socket = sim.socket.unwrap();
+    let hello_of = |a: &[SessionAction]| match written(a).remove(0) {
+        ClientFrame::Hello(h) => h,
+        other => panic!("{other:?}"),
+    };
+    let first = hello_of(&sim.handle(Event::Opened { socket }));
+    assert_eq!(verify_hello(&first, UNIX0), Ok(()));
+    sim.drop_connection(1006);
+    let (_, _) = sim.fire();
+    let socket = sim.socket.unwrap();
+    let second = hello_of(&sim.handle(Event::Opened { socket }));
+    assert!(second.timestamp > first.timestamp);
+    assert_ne!(second.signature, first.signature);
+    assert_eq!(verify_hello(&second, second.timestamp), Ok(()));
+}
+
+#[test]
+fn session_hello_re_mints_its_attestation_every_attempt() {
+    // proves B12, D8
+    let creds = Credentials::Session {
+        parent: member(),
+        session_key: SecretKey::from_seed([9; 32]),
+        role: Some("worker".into()),
+        attestation_ttl: Duration::from_secs(3600),
+    };
+    let mut sim = Sim::with(config(), creds);
+    sim.handle(Event::Connect);
+    let hello_of = |a: &[SessionAction]| match written(a).remove(0) {
+        ClientFrame::SessionHello(h) => h,
+        other => panic!("{other:?}"),
+    };
+    let socket = sim.socket.unwrap();
+    let first = hello_of(&sim.handle(Event::Opened { socket }));
+    assert_eq!(verify_session_hello(&first, UNIX0), Ok(()));
+    assert_eq!(first.role.as_deref(), Some("worker"));
+    sim.drop_connection(1006);
+    sim.fire();
+    let socket = sim.socket.unwrap();
+    let second = hello_of(&sim.handle(Event::Opened { socket }));
+    assert!(second.parent_attestation.expires_at > first.parent_attestation.expires_at);
+    assert_eq!(verify_session_hello(&second, second.timestamp), Ok(()));
+}
+
+#[test]
+fn connect_is_a_no_op_while_connecting_or_open_and_an_error_after_close() {
+    // proves B13
+    let mut sim = Sim::new(config());
+    sim.handle(Event::Connect);
+    assert!(sim.handle(Event::Connect).is_empty());
+    sim.open_and_ack();
+    assert!(sim.handle(Event::Connect).is_empty());
+    sim.handle(Event::Close);
+    assert_eq!(
+        sim.s.handle(sim.at(), Event::Connect),
+        Err(LifecycleError::Closed)
+    );
+    let err = sim.s.send(sim.at(), Outgoing::new("a", "b")).unwrap_err();
+    assert_eq!(err.reason, SendRefusal::Closed);
+}
+
+#[test]
+fn a_rejection_before_the_ack_is_the_attempts_reason_and_stops() {
+    // proves D6, D3
+    let mut sim = Sim::new(config());
+    sim.handle(Event::Connect);
+    let (queued, _) = sim.send("alice", "x");
+    let socket = sim.socket.unwrap();
+    sim.handle(Event::Opened { socket });
+    sim.broker(json!({"type":"error","code":"unauthorized","message":"not a member of mesh-test"}));
+    let a = sim.handle(Event::Closed {
+        socket,
+        code: 1008,
+        reason: "unauthorized".into(),
+    });
+    let reason = a
+        .iter()
+        .find_map(|a| match a {
+            SessionAction::Event(SessionEvent::Lifecycle(Notification::Closed { reason })) => {
+                Some(reason.clone())
+            }
+            _ => None,
+        })
+        .expect("closed for good");
+    let Some(Failure::Rejected { rejection, .. }) = reason.failure() else {
+        panic!("{reason:?}")
+    };
+    assert_eq!(rejection.message, "not a member of mesh-test");
+    let f = failure_of(&a, queued);
+    assert_eq!(
+        (f.kind, f.reason.as_str()),
+        (FailureKind::NeverSent, "session_closed: unauthorized")
+    );
+}
+
+#[test]
+fn offline_deadline_overflow_policy_and_never_queue() {
+    // proves X9, X8
+    let mut c = config();
+    c.outbound_queue = 2;
+    c.overflow = Overflow::DropOldest;
+    let mut sim = Sim::new(c);
+    sim.handle(Event::Connect);
+    // Worthless late: refused at once while not open.
+    let mut urgent = Outgoing::new("alice", "now or never");
+    urgent.queueing = Queueing::Never;
+    assert_eq!(
+        sim.s.send(sim.at(), urgent).unwrap_err().reason,
+        SendRefusal::NotOpen
+    );
+    // A queued send with an offline deadline of 1 s.
+    let mut expiring = Outgoing::new("alice", "expiring");
+    expiring.queueing = Queueing::Queue {
+        deadline: Some(Duration::from_secs(1)),
+    };
+    let expiring = sim.s.send(sim.at(), expiring).unwrap();
+    let (oldest, _) = sim.send("alice", "oldest");
+    // The queue holds two: a third drops the oldest queued one (`expiring`).
+    let (newest, a) = sim.send("alice", "newest");
+    let f = failure_of(&a, expiring);
+    assert_eq!(
+        (f.kind, f.reason.as_str()),
+        (FailureKind::NeverSent, "outbound_queue_overflow")
+    );
+    // Another one with a 1 s deadline, which passes before the broker answers.
+    let mut short = Outgoing::new("bob", "short-lived");
+    short.queueing = Queueing::Queue {
+        deadline: Some(Duration::from_secs(1)),
+    };
+    let short = sim.s.send(sim.at(), short).unwrap();
+    assert_eq!(failure_of(&sim.drain(), oldest).reason, "outbound_queue_overflow");
+    let (which, a) = sim.fire();
+    assert_eq!(which, Deadline::Op(short));
+    let f = failure_of(&a, short);
+    assert_eq!(
+        (f.kind, f.reason.as_str()),
+        (FailureKind::NeverSent, "queue_deadline")
+    );
+    let st = sim.s.stats(sim.now);
+    assert_eq!((st.queue_dropped, st.queue_expired, st.queue_depth), (2, 1, 1));
+    let a = sim.open_and_ack();
+    assert_eq!(sends(&a).len(), 1);
+    let ack = sim.broker(json!({"type":"ack","id":sends(&a)[0].id,"messageId":"m","queued":true}));
+    assert_eq!(resolved(&ack)[0].0, newest);
+}
+
+#[test]
+fn in_flight_cap_holds_the_rest_in_the_queue() {
+    // proves X4
+    let mut c = config();
+    c.max_in_flight = 2;
+    let mut sim = Sim::new(c);
+    sim.establish();
+    let mut frames = Vec::new();
+    for n in 0..4 {
+        let (_, a) = sim.send("alice", &n.to_string());
+        frames.extend(sends(&a));
+    }
+    assert_eq!(frames.len(), 2);
+    assert_eq!(sim.s.stats(sim.now).queue_depth, 2);
+    let a = sim.broker(json!({"type":"ack","id":frames[0].id,"messageId":"m","queued":false}));
+    assert_eq!(sends(&a).len(), 1, "an ack frees a slot for the next queued send");
+}
+
+#[test]
+fn unknown_types_and_state_changes_are_handed_up() {
+    // proves L5
+    let mut sim = Sim::new(config());
+    sim.establish();
+    let a = sim.broker(json!({"type":"brand_new_thing","x":1}));
+    assert!(
+        matches!(&a[..], [SessionAction::Event(SessionEvent::Inbound(f))] if matches!(&**f, BrokerFrame::Unknown { kind, .. } if kind == "brand_new_thing"))
+    );
+    let a = sim.broker(json!({"type":"state_change","key":"k","value":1,"updatedBy":"bob"}));
+    assert!(
+        matches!(&a[..], [SessionAction::Event(SessionEvent::Inbound(f))] if matches!(**f, BrokerFrame::StateChange(_)))
+    );
+    let socket = sim.socket.unwrap();
+    let a = sim.handle(Event::Frame {
+        socket,
+        frame: crate::lifecycle::Frame::Text("x".repeat(10)),
+    });
+    assert!(matches!(
+        &a[..],
+        [SessionAction::Event(SessionEvent::Lifecycle(
+            Notification::FrameDropped(_)
+        ))]
+    ));
+}

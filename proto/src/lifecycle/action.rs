@@ -172,6 +172,32 @@ pub enum Notification<M, E> {
 }
 
 impl<M, E> Notification<M, E> {
+    /// The seeds' log line for this step (`ws_open_ok`, `ws_hello_acked`,
+    /// `hello_ack_timeout`, `ws_stale_terminate` … of ws-lifecycle.ts), so every
+    /// host logs the same names (L14).
+    pub fn log_name(&self) -> &'static str {
+        match self {
+            Notification::StatusChanged { .. } => "ws_status",
+            Notification::SocketOpened { .. } => "ws_open_ok",
+            Notification::HelloSent { .. } => "ws_hello_sent",
+            Notification::Connected { .. } => "ws_hello_acked",
+            Notification::Message(_) => "ws_message",
+            Notification::FrameDropped(_) => "ws_frame_dropped",
+            Notification::Disconnected {
+                failure: Failure::HelloAckTimeout,
+                ..
+            } => "hello_ack_timeout",
+            Notification::Disconnected {
+                failure: Failure::Stale { .. },
+                ..
+            } => "ws_stale_terminate",
+            Notification::Disconnected { .. } => "ws_closed",
+            Notification::ReconnectScheduled { .. } => "ws_reconnect_scheduled",
+            Notification::SuspendDetected { .. } => "ws_suspend_detected",
+            Notification::Closed { .. } => "ws_stopped",
+        }
+    }
+
     /// Splits off a decoded message, so a layer that consumes messages can pass
     /// every other notification on with a different message type.
     pub fn into_message<N>(self) -> Result<M, Notification<N, E>> {

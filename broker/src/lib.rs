@@ -1,0 +1,1 @@
+//! tether-broker (being built).

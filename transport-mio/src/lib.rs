@@ -1,0 +1,1 @@
+//! tether-mio (being built).

@@ -1,0 +1,64 @@
+//! Errors of the async client.
+
+use tether_proto::lifecycle::{ConfigError, StopReason};
+use tether_proto::mesh::session::{OpFailure, RequestError, SendError};
+
+use crate::tls::TlsError;
+
+/// Why `Client::connect` failed. Nothing is left running afterwards (D1).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The TLS settings could not be built.
+    #[error("TLS setup failed: {0}")]
+    Tls(#[from] TlsError),
+    /// The first attempt failed or the broker refused us; the reason carries the
+    /// broker's code and message when it sent them (L8, D6).
+    #[error("{0}")]
+    Failed(StopReason),
+    /// The client task stopped before it could answer.
+    #[error("the client task stopped")]
+    Shutdown,
+}
+
+impl ConnectError {
+    /// True when retrying with the same credentials cannot help (the broker said
+    /// so, PROTOCOL.md's table).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::Config(_)
+                | ConnectError::Tls(_)
+                | ConnectError::Failed(StopReason::Permanent { .. } | StopReason::RetriesExhausted { .. })
+        )
+    }
+}
+
+/// Why a send, request or command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The send was refused at once (queue full, closed, too large …); the message
+    /// is handed back inside.
+    #[error("send refused: {0}")]
+    Refused(Box<SendError>),
+    /// The request or command was refused at once (not open, closed, too many).
+    #[error("refused: {0}")]
+    NotAccepted(#[from] RequestError),
+    /// It was accepted and then failed; the failure says how (X8).
+    #[error("{0}")]
+    Failed(#[from] OpFailure),
+    /// The broker answered with a reply of the wrong kind.
+    #[error("unexpected reply from the broker")]
+    UnexpectedReply,
+    /// The client has shut down.
+    #[error("the client has shut down")]
+    Shutdown,
+}
+
+impl From<SendError> for ClientError {
+    fn from(e: SendError) -> Self {
+        ClientError::Refused(Box::new(e))
+    }
+}

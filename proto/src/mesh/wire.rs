@@ -726,6 +726,16 @@ pub enum PeerRole {
 }
 
 impl PeerRole {
+    /// The wire spelling (`control-plane`, `session`, `service`, or the unknown text).
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::ControlPlane => "control-plane",
+            Self::Session => "session",
+            Self::Service => "service",
+            Self::Other(text) => text,
+        }
+    }
+
     fn parse(text: &str) -> Self {
         match text {
             "control-plane" => Self::ControlPlane,

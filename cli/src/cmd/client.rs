@@ -1,0 +1,276 @@
+//! The client commands: listen, send, peers, state, remember, recall.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use base64::Engine as _;
+use clap::{Args, Subcommand};
+use tether_proto::lifecycle::{Notification, Status};
+use tether_proto::mesh::handshake::Credentials;
+use tether_proto::mesh::identity::Presence;
+use tether_proto::mesh::wire::{HelloExtras, Priority, PushFrame};
+use tether_tokio::{Client, ClientConfig, ClientEvent};
+
+use crate::fail::Failure;
+use crate::identity_file::IdentityFile;
+
+/// Where to connect and as whom.
+#[derive(Args, Debug, Clone)]
+pub struct ConnectArgs {
+    /// Broker URL.
+    #[arg(long, env = "TETHER_URL", default_value = "ws://127.0.0.1:7878/ws")]
+    pub url: String,
+    /// Identity file written by `tether keygen`.
+    #[arg(long, env = "TETHER_IDENTITY")]
+    pub identity: PathBuf,
+    /// Extra CA certificate (PEM) to trust for wss://, e.g. a self-signed broker's.
+    #[arg(long = "ca")]
+    pub ca_files: Vec<PathBuf>,
+    /// Print lifecycle changes (connecting, reconnecting in N s, open) on stderr.
+    #[arg(long, default_value_t = false)]
+    pub status: bool,
+}
+
+/// `tether state …`
+#[derive(Subcommand, Debug)]
+pub enum StateCmd {
+    /// Print one key's value.
+    Get {
+        /// The key.
+        key: String,
+    },
+    /// Set a key to a JSON value (or a plain string).
+    Set {
+        /// The key.
+        key: String,
+        /// The value; parsed as JSON when it is valid JSON, else taken as a string.
+        value: String,
+    },
+    /// List every key.
+    List,
+}
+
+/// The `--priority` flag.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum PriorityArg {
+    /// Interrupt the recipient.
+    Now,
+    /// The recipient's next turn.
+    Next,
+    /// When the recipient is idle.
+    Low,
+}
+
+impl From<PriorityArg> for Priority {
+    fn from(p: PriorityArg) -> Self {
+        match p {
+            PriorityArg::Now => Priority::Now,
+            PriorityArg::Next => Priority::Next,
+            PriorityArg::Low => Priority::Low,
+        }
+    }
+}
+
+/// Connects with the identity and URL of `args`, showing the status line if asked.
+pub async fn connect(args: &ConnectArgs, channel: &str) -> Result<Client, Failure> {
+    let file = IdentityFile::load(&args.identity)?;
+    let presence = Presence {
+        session_id: format!("cli-{}-{}", channel, std::process::id()),
+        pid: std::process::id(),
+        cwd: std::env::current_dir()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        extras: HelloExtras {
+            display_name: file.display_name.clone(),
+            peer_type: Some("human".into()),
+            channel: Some(format!("tether-cli-{channel}")),
+            protocol_version: Some(1),
+            ..HelloExtras::default()
+        },
+    };
+    let mut config = ClientConfig::new(&args.url, Credentials::Member(file.member()?), presence);
+    config.tls.extra_ca_files = args.ca_files.clone();
+    if args.status {
+        eprintln!("· connecting to {}", args.url);
+    }
+    let client = Client::connect(config).await.map_err(Failure::connect)?;
+    if args.status {
+        eprintln!("· open");
+        spawn_status_line(&client);
+    }
+    Ok(client)
+}
+
+/// Prints "reconnecting in N s" / "connecting" / "open" as the lifecycle moves.
+fn spawn_status_line(client: &Client) {
+    let mut events = client.events();
+    let tty = std::io::stderr().is_terminal();
+    tokio::spawn(async move {
+        while let Ok(event) = events.recv().await {
+            let ClientEvent::Lifecycle(note) = event else {
+                continue;
+            };
+            let line = match note {
+                Notification::StatusChanged {
+                    to: Status::Connecting,
+                    ..
+                } => "connecting".to_owned(),
+                Notification::StatusChanged { to: Status::Open, .. } => "open".to_owned(),
+                Notification::ReconnectScheduled { delay, .. } => {
+                    format!("reconnecting in {:.1} s", delay.as_secs_f64())
+                }
+                Notification::Disconnected { failure, .. } => format!("disconnected: {failure}"),
+                Notification::Closed { reason } => format!("closed: {reason}"),
+                _ => continue,
+            };
+            if tty {
+                eprint!("\r\x1b[K· {line}");
+            } else {
+                eprintln!("· {line}");
+            }
+        }
+    });
+}
+
+/// The plaintext of a push (base64 of UTF-8 until end-to-end encryption lands).
+pub fn push_text(push: &PushFrame) -> String {
+    base64::engine::general_purpose::STANDARD
+        .decode(push.ciphertext.as_bytes())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .unwrap_or_else(|| format!("<{} undecodable bytes>", push.ciphertext.len()))
+}
+
+/// `tether send`
+pub async fn send(
+    args: &ConnectArgs,
+    target: &str,
+    message: &str,
+    priority: PriorityArg,
+) -> Result<(), Failure> {
+    let client = connect(args, "send").await?;
+    let result = client.send(target, message, priority.into()).await;
+    client.close().await;
+    let sent = result.map_err(|e| Failure::client("send", e))?;
+    println!(
+        "sent {}{}",
+        sent.message_id,
+        if sent.queued {
+            " (queued for an offline peer)"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+/// `tether listen`: prints pushes until interrupted.
+pub async fn listen(args: &ConnectArgs, json: bool, count: Option<usize>) -> Result<(), Failure> {
+    let client = connect(args, "listen").await?;
+    let mut pushes = client.subscribe();
+    let mut seen = 0usize;
+    loop {
+        tokio::select! {
+            push = pushes.recv() => {
+                let Some(push) = push else { break };
+                if json {
+                    println!("{}", serde_json::to_string(&*push).unwrap_or_default());
+                } else {
+                    let from = push.sender_name.clone().unwrap_or_else(|| push.sender_pubkey.chars().take(12).collect());
+                    println!("{from}: {}", push_text(&push));
+                }
+                seen += 1;
+                if count.is_some_and(|c| seen >= c) {
+                    break;
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    client.close().await;
+    Ok(())
+}
+
+/// `tether peers`
+pub async fn peers(args: &ConnectArgs, all: bool, json: bool) -> Result<(), Failure> {
+    let client = connect(args, "peers").await?;
+    let result = client.list_peers().await;
+    client.close().await;
+    let peers = result.map_err(|e| Failure::client("list_peers", e))?;
+    // B11: control-plane peers are infrastructure, not people to talk to.
+    let shown: Vec<_> = peers.into_iter().filter(|p| all || p.is_user_facing()).collect();
+    if json {
+        for p in &shown {
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            v["role"] = serde_json::json!(p.role().as_str());
+            println!("{v}");
+        }
+    } else {
+        for p in &shown {
+            println!(
+                "{:<20} {:<10} {:<14} {}",
+                p.display_name,
+                p.status,
+                p.role().as_str(),
+                p.pubkey
+            );
+        }
+        if shown.is_empty() {
+            println!("(no peers)");
+        }
+    }
+    Ok(())
+}
+
+/// `tether state …`
+pub async fn state(args: &ConnectArgs, cmd: &StateCmd) -> Result<(), Failure> {
+    let client = connect(args, "state").await?;
+    let result = match cmd {
+        StateCmd::Get { key } => client.get_state(key).await.map(|row| match row {
+            Some(row) => println!("{}", row.value),
+            None => println!("(no value for {key})"),
+        }),
+        StateCmd::Set { key, value } => {
+            let value =
+                serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.clone()));
+            client.set_state(key, value).await.map(|()| println!("set {key}"))
+        }
+        StateCmd::List => client.list_state().await.map(|rows| {
+            for row in rows {
+                println!(
+                    "{} = {}  (by {} at {})",
+                    row.key, row.value, row.updated_by, row.updated_at
+                );
+            }
+        }),
+    };
+    client.close().await;
+    result.map_err(|e| Failure::client("state", e))
+}
+
+/// `tether remember`
+pub async fn remember(args: &ConnectArgs, text: &str, tags: Vec<String>) -> Result<(), Failure> {
+    let client = connect(args, "remember").await?;
+    let result = client.remember(text, (!tags.is_empty()).then_some(tags)).await;
+    client.close().await;
+    match result.map_err(|e| Failure::client("remember", e))? {
+        Some(id) => println!("remembered as {id}"),
+        None => println!("remembered"),
+    }
+    Ok(())
+}
+
+/// `tether recall`
+pub async fn recall(args: &ConnectArgs, query: &str) -> Result<(), Failure> {
+    let client = connect(args, "recall").await?;
+    let result = client.recall(query).await;
+    client.close().await;
+    let rows = result.map_err(|e| Failure::client("recall", e))?;
+    for row in &rows {
+        println!("{}  {}  [{}]", row.id, row.content, row.tags.join(", "));
+    }
+    if rows.is_empty() {
+        println!("(nothing matches {query:?})");
+    }
+    Ok(())
+}

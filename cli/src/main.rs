@@ -1,0 +1,159 @@
+//! `tether`: see the README for a tour. Every error is one line on stderr (what
+//! failed, the broker's reason, what to do) and an exit code that says whose
+//! fault it was: 2 usage, 3 permanent rejection, 4 transient failure, 1 other.
+
+mod cmd;
+mod fail;
+mod identity_file;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use cmd::client::{ConnectArgs, PriorityArg, StateCmd};
+use fail::Failure;
+
+/// Keep a WebSocket session to a message broker alive and honest.
+#[derive(Parser, Debug)]
+#[command(name = "tether", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a new member identity (secret + public key) to a file with mode 0600.
+    Keygen {
+        /// Where to write it.
+        #[arg(long)]
+        out: PathBuf,
+        /// Mesh id.
+        #[arg(long, default_value = "mesh-1")]
+        mesh: String,
+        /// Member id.
+        #[arg(long, default_value = "member-1")]
+        member: String,
+        /// Display name announced to peers.
+        #[arg(long)]
+        name: Option<String>,
+        /// Also print the secret key (it is always in the file).
+        #[arg(long, default_value_t = false)]
+        print_secret: bool,
+    },
+    /// Print pushes as they arrive, until Ctrl-C.
+    Listen {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        /// One JSON object per line instead of text.
+        #[arg(long, default_value_t = false)]
+        json: bool,
+        /// Stop after this many messages.
+        #[arg(long)]
+        count: Option<usize>,
+    },
+    /// Send a message and wait for the broker's ack.
+    Send {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        /// Display name, pubkey, @group or *.
+        target: String,
+        /// The text.
+        message: String,
+        /// Delivery priority.
+        #[arg(long, value_enum, default_value = "next")]
+        priority: PriorityArg,
+    },
+    /// List the mesh's peers (control-plane peers only with --all).
+    Peers {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        /// Include control-plane peers.
+        #[arg(long, default_value_t = false)]
+        all: bool,
+        /// One JSON object per line.
+        #[arg(long, default_value_t = false)]
+        json: bool,
+    },
+    /// Read or write shared state.
+    State {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        #[command(subcommand)]
+        cmd: StateCmd,
+    },
+    /// Store a memory in the mesh.
+    Remember {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        /// What to remember.
+        text: String,
+        /// Tags to file it under.
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+    },
+    /// Search the mesh's memories.
+    Recall {
+        #[command(flatten)]
+        conn: ConnectArgs,
+        /// What to look for.
+        query: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+fn init_tracing() {
+    // Quiet by default: the commands print what matters; RUST_LOG=tether=info shows every step.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            Failure::local(
+                format!("cannot start the async runtime: {e}"),
+                "check system limits",
+            )
+        })
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Keygen {
+            out,
+            mesh,
+            member,
+            name,
+            print_secret,
+        } => cmd::keygen::run(&out, &mesh, &member, name, print_secret),
+        Command::Listen { conn, json, count } => runtime()?.block_on(cmd::client::listen(&conn, json, count)),
+        Command::Send {
+            conn,
+            target,
+            message,
+            priority,
+        } => runtime()?.block_on(cmd::client::send(&conn, &target, &message, priority)),
+        Command::Peers { conn, all, json } => runtime()?.block_on(cmd::client::peers(&conn, all, json)),
+        Command::State { conn, cmd } => runtime()?.block_on(cmd::client::state(&conn, &cmd)),
+        Command::Remember { conn, text, tags } => {
+            runtime()?.block_on(cmd::client::remember(&conn, &text, tags))
+        }
+        Command::Recall { conn, query } => runtime()?.block_on(cmd::client::recall(&conn, &query)),
+    }
+}

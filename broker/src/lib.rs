@@ -1,1 +1,21 @@
-//! tether-broker (being built).
+//! # tether-broker
+//!
+//! The reference mesh broker of tether, speaking `PROTOCOL.md` in memory.
+//!
+//! It is built like the client: [`core::Broker`] is a pure machine (frames in,
+//! frames out, time as an input, no IO, clocks or threads), and [`server`] is a thin
+//! tokio host that feeds it from WebSocket connections. The simulator drives the
+//! very same core, fault switches included ([`core::Fault`]), so a scenario behaves
+//! the same on loopback and in simulation.
+
+pub mod core;
+pub mod server;
+
+pub use crate::core::{
+    Broker, BrokerConfig, BrokerStats, ConnId, ConnSelector, Fault, LoadError, Membership, Output,
+    OutputKind, Refusal, SkillBook,
+};
+
+pub use crate::server::{
+    BrokerHandle, BrokerServer, ServerConfig, ServerError, ServerStats, TlsFiles, TlsSetup,
+};

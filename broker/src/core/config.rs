@@ -1,0 +1,89 @@
+//! Broker settings; every buffer the broker keeps has its cap here.
+
+use std::time::Duration;
+
+use super::membership::Membership;
+use super::skills::SkillBook;
+
+/// PROTOCOL.md: brokers ping every 30 s.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// PROTOCOL.md: brokers drop a connection silent for 75 s.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(75);
+/// PROTOCOL.md: unconfirmed pushes are re-pushed after a 30 s lease.
+pub const DEFAULT_PUSH_LEASE: Duration = Duration::from_secs(30);
+/// Twice the client's default hello-ack deadline (5 s, L2), so a slow client is not cut first.
+pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The client's default inbound frame cap (`DEFAULT_MAX_FRAME_LEN`), mirrored.
+pub const DEFAULT_MAX_FRAME_LEN: usize = 1 << 20;
+
+/// Everything a [`crate::core::Broker`] is configured with.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Who may join which mesh.
+    pub membership: Membership,
+    /// Skills served by `list_skills` / `get_skill` in every mesh.
+    pub skills: SkillBook,
+    /// Seed of the id generator (message, presence and memory ids).
+    pub seed: u64,
+    /// Largest inbound frame decoded, in bytes; bigger ones are answered `malformed`.
+    pub max_frame_len: usize,
+    /// Largest `ciphertext` of a `send`, counted in bytes of its base64 text.
+    pub max_payload: usize,
+    /// Open connections allowed per mesh before hellos are refused with `capacity`.
+    pub max_connections_per_mesh: usize,
+    /// `retryAfterMs` sent with a `capacity` rejection.
+    pub capacity_retry_after_ms: u64,
+    /// Meshes the broker keeps data for; a hello for a new mesh beyond it gets `capacity`.
+    pub max_meshes: usize,
+    /// How long a connection may stay open without an accepted hello.
+    pub hello_timeout: Duration,
+    /// Interval between pings to an open connection.
+    pub ping_interval: Duration,
+    /// An open connection with no frame or pong for this long is dropped.
+    pub stale_after: Duration,
+    /// An unconfirmed push is pushed again after this long.
+    pub push_lease: Duration,
+    /// Pushes of one message to one connection before it is given up (counted).
+    pub max_pushes_per_message: u32,
+    /// Unconfirmed pushes kept per connection; the oldest is dropped beyond it.
+    pub max_unacked_per_conn: usize,
+    /// Messages kept per offline recipient key; the oldest is dropped beyond it.
+    pub offline_queue_per_key: usize,
+    /// Offline recipient keys (and, in open meshes, remembered member keys) per mesh.
+    pub max_offline_keys_per_mesh: usize,
+    /// `(sender, client_message_id)` pairs remembered for exactly-once sends.
+    pub dedupe_window: usize,
+    /// Memories kept per mesh; the oldest is evicted beyond it.
+    pub max_memories_per_mesh: usize,
+    /// Shared state keys per mesh; a new key beyond it is refused.
+    pub max_state_keys_per_mesh: usize,
+    /// Acks held back by the delay fault; beyond it they are sent at once.
+    pub max_delayed_acks: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            membership: Membership::Open,
+            skills: SkillBook::default(),
+            seed: 0,
+            max_frame_len: DEFAULT_MAX_FRAME_LEN,
+            max_payload: 256 * 1024,
+            max_connections_per_mesh: 1000,
+            capacity_retry_after_ms: 5_000,
+            max_meshes: 1024,
+            hello_timeout: DEFAULT_HELLO_TIMEOUT,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            stale_after: DEFAULT_STALE_AFTER,
+            push_lease: DEFAULT_PUSH_LEASE,
+            max_pushes_per_message: 10,
+            max_unacked_per_conn: 1000,
+            offline_queue_per_key: 100,
+            max_offline_keys_per_mesh: 1000,
+            dedupe_window: 10_000,
+            max_memories_per_mesh: 1000,
+            max_state_keys_per_mesh: 1000,
+            max_delayed_acks: 10_000,
+        }
+    }
+}

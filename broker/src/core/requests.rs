@@ -1,0 +1,254 @@
+//! Requests (`_reqId` echoed on the reply) and fire-and-forget presence and state
+//! updates: peers, shared state, memories, skills.
+
+use serde_json::{Map, Value};
+use tether_proto::mesh::wire::{
+    MemoryResultsFrame, MemoryRow, MemoryStoredFrame, Peer, PeersListFrame, SetProfileFrame, SkillDataFrame,
+    SkillListFrame, StateChangeFrame, StateListFrame, StateResultFrame, StateRow,
+};
+use tether_proto::Now;
+
+use super::broker::Broker;
+use super::clock::rfc3339_from_unix_ms;
+use super::conn::{Conn, Seat};
+use super::output::ConnId;
+
+impl Broker {
+    fn seat_of(&self, conn: ConnId) -> Option<&Seat> {
+        self.conns.get(&conn).and_then(Conn::seat)
+    }
+
+    fn seat_mut_of(&mut self, conn: ConnId) -> Option<&mut Seat> {
+        self.conns.get_mut(&conn).and_then(Conn::seat_mut)
+    }
+
+    /// Visible peers of the requester's mesh, the requester itself left out.
+    pub(crate) fn list_peers(&mut self, conn: ConnId, req_id: Option<String>) {
+        let Some(mesh_id) = self.seat_of(conn).map(|s| s.mesh_id.clone()) else {
+            return;
+        };
+        let peers = self
+            .meshes
+            .get(&mesh_id)
+            .map(|mesh| {
+                mesh.open
+                    .iter()
+                    .filter(|&&id| id != conn)
+                    .filter_map(|&id| self.seat_of(id))
+                    .filter(|s| s.visible)
+                    .map(peer_row)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.send_frame(conn, PeersListFrame { peers, req_id });
+    }
+
+    pub(crate) fn get_state(&mut self, conn: ConnId, key: String, req_id: Option<String>) {
+        let row = self
+            .seat_of(conn)
+            .and_then(|s| self.meshes.get(&s.mesh_id))
+            .and_then(|m| m.state.get(&key))
+            .cloned();
+        let frame = match row {
+            Some(row) => StateResultFrame {
+                key: row.key,
+                value: row.value,
+                updated_by: row.updated_by,
+                updated_at: row.updated_at,
+                req_id,
+            },
+            None => StateResultFrame {
+                key,
+                req_id,
+                ..StateResultFrame::default()
+            },
+        };
+        self.send_frame(conn, frame);
+    }
+
+    pub(crate) fn list_state(&mut self, conn: ConnId, req_id: Option<String>) {
+        let entries = self
+            .seat_of(conn)
+            .and_then(|s| self.meshes.get(&s.mesh_id))
+            .map(|m| m.state.values().cloned().collect())
+            .unwrap_or_default();
+        self.send_frame(conn, StateListFrame { entries, req_id });
+    }
+
+    /// Stores the value and tells every other open connection of the mesh.
+    pub(crate) fn set_state(&mut self, conn: ConnId, key: String, value: Value, now: Now) {
+        let Some(seat) = self.seat_of(conn) else {
+            return;
+        };
+        let (mesh_id, updated_by) = (seat.mesh_id.clone(), seat.display_name.clone());
+        let cap = self.config.max_state_keys_per_mesh;
+        let Some(mesh) = self.meshes.get_mut(&mesh_id) else {
+            return;
+        };
+        if !mesh.state.contains_key(&key) && mesh.state.len() >= cap {
+            self.stats.state_refused += 1;
+            let message = format!("state_full: mesh already holds {cap} keys");
+            return self.send_error(conn, "state_full", message, None);
+        }
+        let row = StateRow {
+            key: key.clone(),
+            value: value.clone(),
+            updated_by: updated_by.clone(),
+            updated_at: rfc3339_from_unix_ms(now.unix_ms),
+        };
+        mesh.state.insert(key.clone(), row);
+        let others: Vec<ConnId> = mesh.open.iter().copied().filter(|&id| id != conn).collect();
+        let change = StateChangeFrame {
+            key,
+            value,
+            updated_by,
+        };
+        for other in others {
+            self.send_frame(other, change.clone());
+        }
+    }
+
+    pub(crate) fn remember(
+        &mut self,
+        conn: ConnId,
+        content: String,
+        tags: Vec<String>,
+        req_id: Option<String>,
+        now: Now,
+    ) {
+        let Some(seat) = self.seat_of(conn) else {
+            return;
+        };
+        let (mesh_id, by) = (seat.mesh_id.clone(), seat.display_name.clone());
+        let id = self.new_id("mem");
+        let cap = self.config.max_memories_per_mesh;
+        if let Some(mesh) = self.meshes.get_mut(&mesh_id) {
+            mesh.memories.push_back(MemoryRow {
+                id: id.clone(),
+                content,
+                tags,
+                remembered_by: by,
+                remembered_at: rfc3339_from_unix_ms(now.unix_ms),
+            });
+            while mesh.memories.len() > cap {
+                mesh.memories.pop_front();
+                self.stats.memories_evicted += 1;
+            }
+        }
+        let frame = MemoryStoredFrame {
+            id: Some(id),
+            memory_id: None,
+            req_id,
+        };
+        self.send_frame(conn, frame);
+    }
+
+    /// Case-insensitive substring match on content and tags; an empty query matches all.
+    pub(crate) fn recall(&mut self, conn: ConnId, query: &str, req_id: Option<String>) {
+        let needle = query.to_lowercase();
+        let memories = self
+            .seat_of(conn)
+            .and_then(|s| self.meshes.get(&s.mesh_id))
+            .map(|m| {
+                m.memories
+                    .iter()
+                    .filter(|row| {
+                        row.content.to_lowercase().contains(&needle)
+                            || row.tags.iter().any(|t| t.to_lowercase().contains(&needle))
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.send_frame(conn, MemoryResultsFrame { memories, req_id });
+    }
+
+    pub(crate) fn forget_memory(&mut self, conn: ConnId, memory_id: &str) {
+        let Some(mesh_id) = self.seat_of(conn).map(|s| s.mesh_id.clone()) else {
+            return;
+        };
+        if let Some(mesh) = self.meshes.get_mut(&mesh_id) {
+            mesh.memories.retain(|row| row.id != memory_id);
+        }
+    }
+
+    pub(crate) fn list_skills(&mut self, conn: ConnId, query: Option<&str>, req_id: Option<String>) {
+        let skills = self.config.skills.list(query);
+        self.send_frame(conn, SkillListFrame { skills, req_id });
+    }
+
+    pub(crate) fn get_skill(&mut self, conn: ConnId, name: &str, req_id: Option<String>) {
+        let skill = self.config.skills.get(name).cloned();
+        self.send_frame(conn, SkillDataFrame { skill, req_id });
+    }
+
+    pub(crate) fn set_status(&mut self, conn: ConnId, status: String) {
+        if let Some(seat) = self.seat_mut_of(conn) {
+            seat.status = status;
+        }
+    }
+
+    pub(crate) fn set_summary(&mut self, conn: ConnId, summary: String) {
+        if let Some(seat) = self.seat_mut_of(conn) {
+            seat.summary = Some(summary);
+        }
+    }
+
+    pub(crate) fn set_visible(&mut self, conn: ConnId, visible: bool) {
+        if let Some(seat) = self.seat_mut_of(conn) {
+            seat.visible = visible;
+        }
+    }
+
+    /// Merges the given fields into the profile; fields left out keep their value.
+    pub(crate) fn set_profile(&mut self, conn: ConnId, update: SetProfileFrame) {
+        let Some(seat) = self.seat_mut_of(conn) else {
+            return;
+        };
+        let mut profile = match seat.profile.take() {
+            Some(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        let text = |v: String| Value::String(v);
+        let fields = [
+            ("avatar", update.avatar.map(text)),
+            ("title", update.title.map(text)),
+            ("bio", update.bio.map(text)),
+            (
+                "capabilities",
+                update
+                    .capabilities
+                    .map(|caps| Value::Array(caps.into_iter().map(Value::String).collect())),
+            ),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                profile.insert(name.to_owned(), value);
+            }
+        }
+        seat.profile = Some(Value::Object(profile));
+    }
+}
+
+fn peer_row(seat: &Seat) -> Peer {
+    Peer {
+        pubkey: seat.pubkey.clone(),
+        display_name: seat.display_name.clone(),
+        status: seat.status.clone(),
+        summary: seat.summary.clone(),
+        groups: seat.groups.clone(),
+        session_id: seat.session_id.clone(),
+        connected_at: seat.connected_at.clone(),
+        member_pubkey: seat.is_session().then(|| seat.member_pubkey.clone()),
+        cwd: Some(seat.cwd.clone()),
+        hostname: seat.hostname.clone(),
+        peer_type: seat.peer_type.clone(),
+        channel: seat.channel.clone(),
+        model: seat.model.clone(),
+        peer_role: Some(seat.peer_role.clone()),
+        role: None,
+        visible: Some(seat.visible),
+        stats: None,
+        profile: seat.profile.clone(),
+    }
+}

@@ -1,0 +1,73 @@
+//! The thin tokio host of the core: accept loop, one task per WebSocket, and one
+//! actor task that owns the [`Broker`](crate::core::Broker) and alone reads clocks.
+//!
+//! ```text
+//! accept loop ──spawns──▶ connection task ──Event──▶ actor (owns Broker) ──Command──▶ connection task
+//! ```
+//!
+//! Connection tasks only move bytes: inbound frames and pongs become events, the
+//! actor's outputs become WebSocket messages. Each connection's outbound queue is
+//! bounded; a consumer too slow to drain it is disconnected and counted.
+
+mod accept;
+mod actor;
+mod connection;
+mod error;
+mod handle;
+mod tls;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::core::BrokerConfig;
+
+pub use error::{ServerError, TlsError};
+pub use handle::{BrokerHandle, ServerStats};
+pub use tls::{TlsFiles, TlsSetup};
+
+/// Settings of the server around the core.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The core's settings.
+    pub broker: BrokerConfig,
+    /// Largest WebSocket message (and frame) accepted, in bytes.
+    pub max_message_size: usize,
+    /// Commands queued per connection before it is dropped as a slow consumer.
+    pub outbound_capacity: usize,
+    /// Time allowed for the TLS and WebSocket handshakes of a new connection.
+    pub handshake_timeout: Duration,
+    /// How long to wait for the peer's close frame after sending ours.
+    pub close_linger: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let broker = BrokerConfig::default();
+        ServerConfig {
+            // A little above the core's frame cap so oversized frames reach the core
+            // and are answered `malformed` instead of killing the socket.
+            max_message_size: broker.max_frame_len + 64 * 1024,
+            broker,
+            outbound_capacity: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            close_linger: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Starts brokers.
+#[derive(Debug)]
+pub struct BrokerServer;
+
+impl BrokerServer {
+    /// Binds `listen` (port 0 picks a free port; SO_REUSEADDR is set so a restart can
+    /// bind the same address at once) and starts serving `ws://` or, with `tls`, `wss://`.
+    pub async fn start(
+        config: ServerConfig,
+        listen: SocketAddr,
+        tls: Option<TlsSetup>,
+    ) -> Result<BrokerHandle, ServerError> {
+        let tls = tls.map(TlsSetup::load).transpose()?;
+        handle::start(config, listen, tls).await
+    }
+}

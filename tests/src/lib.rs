@@ -1,0 +1,7 @@
+//! # tether-tests
+//!
+//! The end-to-end harness: the reference broker on loopback with short timings,
+//! identities and client configurations for tests, and waiting helpers that
+//! wait on events, never on the clock.
+
+pub mod e2e;

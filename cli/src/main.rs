@@ -24,6 +24,14 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the story: an embedded broker, two clients, an outage, a revoked key.
+    Demo {
+        /// Emit the timeline as JSON lines.
+        #[arg(long, default_value_t = false)]
+        json: bool,
+    },
+    /// Run the reference broker until Ctrl-C.
+    Broker(cmd::broker::BrokerArgs),
     /// Write a new member identity (secret + public key) to a file with mode 0600.
     Keygen {
         /// Where to write it.
@@ -104,7 +112,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    if !matches!(cli.command, Command::Broker(_)) {
+        init_tracing();
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => failure.report(),
@@ -115,6 +125,16 @@ fn init_tracing() {
     // Quiet by default: the commands print what matters; RUST_LOG=tether=info shows every step.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn init_broker_logs() {
+    // A broker is a service: its log is its output. RUST_LOG still wins.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -135,6 +155,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
+        Command::Demo { json } => runtime()?.block_on(cmd::demo::run(json)),
+        Command::Broker(args) => {
+            init_broker_logs();
+            runtime()?.block_on(cmd::broker::run(args))
+        }
         Command::Keygen {
             out,
             mesh,

@@ -1,4 +1,6 @@
 //! One module per command.
 
+pub mod broker;
 pub mod client;
+pub mod demo;
 pub mod keygen;

@@ -1,0 +1,81 @@
+//! `tether broker`: the reference broker as a long-running process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+use tether_broker::{BrokerConfig, BrokerServer, Membership, ServerConfig, SkillBook, TlsFiles, TlsSetup};
+use tracing::info;
+
+use crate::fail::Failure;
+
+/// Options of `tether broker`.
+#[derive(Args, Debug)]
+pub struct BrokerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    pub listen: SocketAddr,
+    /// JSON file of meshes and their members' public keys.
+    #[arg(long, conflicts_with = "open", required_unless_present = "open")]
+    pub members: Option<PathBuf>,
+    /// Admit any correctly signed key to any mesh.
+    #[arg(long, default_value_t = false)]
+    pub open: bool,
+    /// JSON file of skills served by list_skills/get_skill.
+    #[arg(long)]
+    pub skills: Option<PathBuf>,
+    /// PEM certificate chain for wss://.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for wss://.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Runs until Ctrl-C, then closes every connection with 1001 and exits.
+pub async fn run(args: BrokerArgs) -> Result<(), Failure> {
+    let membership = match &args.members {
+        Some(path) => Membership::from_file(path)
+            .map_err(|e| Failure::usage(format!("cannot load members: {e}"), "fix the members file"))?,
+        None => Membership::Open,
+    };
+    let skills = match &args.skills {
+        Some(path) => SkillBook::from_file(path)
+            .map_err(|e| Failure::usage(format!("cannot load skills: {e}"), "fix the skills file"))?,
+        None => SkillBook::default(),
+    };
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert_pem_path), Some(key_pem_path)) => Some(TlsSetup::Files(TlsFiles {
+            cert_pem_path,
+            key_pem_path,
+        })),
+        _ => None,
+    };
+    let config = ServerConfig {
+        broker: BrokerConfig {
+            membership,
+            skills,
+            seed: seed(),
+            ..BrokerConfig::default()
+        },
+        ..ServerConfig::default()
+    };
+    let handle = BrokerServer::start(config, args.listen, tls).await.map_err(|e| {
+        Failure::local(
+            format!("cannot start the broker on {}: {e}", args.listen),
+            "choose another --listen address",
+        )
+    })?;
+    info!(url = %handle.url(), "broker listening");
+    eprintln!("broker listening on {} (Ctrl-C to stop)", handle.url());
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("stopping: closing every connection with 1001");
+    handle.stop().await;
+    Ok(())
+}
+
+fn seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}

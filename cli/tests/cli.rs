@@ -1,0 +1,193 @@
+//! The `tether` binary as a user runs it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+fn tether() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tether"))
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("tether-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+    fn path(&self, file: &str) -> PathBuf {
+        self.0.join(file)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Reads the child's stderr until a line contains `needle`; returns that line.
+fn read_until(reader: &mut impl BufRead, needle: &str) -> String {
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let n = reader.read_line(&mut line).unwrap();
+        assert!(n > 0, "stream ended before {needle:?}");
+        if line.contains(needle) {
+            return line;
+        }
+    }
+}
+
+fn keygen(dir: &TempDir, file: &str, name: &str) -> PathBuf {
+    let path = dir.path(file);
+    let out = tether()
+        .args([
+            "keygen", "--mesh", "cli-mesh", "--member", name, "--name", name, "--out",
+        ])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    path
+}
+
+#[test]
+fn demo_runs_the_whole_story_and_every_check_holds() {
+    // proves L6, L7, D3, D5, X3, X10 (as the user sees them)
+    let out = tether().arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("6/6 checks held"), "{stdout}");
+    assert!(stdout.contains("reconnect scheduled"));
+    assert!(stdout.contains("revoked"));
+}
+
+#[test]
+fn demo_json_is_one_object_per_line() {
+    let out = tether().args(["demo", "--json"]).output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(lines.iter().any(|l| l["what"] == "reconnect scheduled"));
+    let last = lines.last().unwrap();
+    assert_eq!(last["passed"], last["total"]);
+}
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[test]
+fn keygen_writes_a_private_file_and_keeps_the_secret_off_the_screen() {
+    // proves X5
+    let dir = TempDir::new("keygen");
+    let path = dir.path("me.json");
+    let out = tether().args(["keygen", "--out"]).arg(&path).output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let secret = file["secretKey"].as_str().unwrap();
+    assert_eq!(secret.len(), 128);
+    assert!(stdout.contains(file["pubkey"].as_str().unwrap()));
+    assert!(!stdout.contains(secret), "the secret must not be printed");
+    #[cfg(unix)]
+    assert_eq!(mode(&path), 0o600);
+    // Never overwritten: a usage error, exit code 2, one line.
+    let again = tether().args(["keygen", "--out"]).arg(&path).output().unwrap();
+    assert_eq!(again.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    // Printed only when asked.
+    let shown = tether()
+        .args(["keygen", "--print-secret", "--out"])
+        .arg(dir.path("two.json"))
+        .output()
+        .unwrap();
+    let two: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path("two.json")).unwrap()).unwrap();
+    assert!(String::from_utf8_lossy(&shown.stdout).contains(two["secretKey"].as_str().unwrap()));
+}
+
+#[test]
+fn send_and_listen_round_trip_through_a_broker() {
+    // proves B1, B7
+    let dir = TempDir::new("roundtrip");
+    let alice = keygen(&dir, "alice.json", "alice");
+    let bob = keygen(&dir, "bob.json", "bob");
+    let mut broker = tether()
+        .args(["broker", "--open", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut broker_err = BufReader::new(broker.stderr.take().unwrap());
+    let _broker = Running(broker);
+    let line = read_until(&mut broker_err, "broker listening on");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("ws://"))
+        .unwrap()
+        .to_owned();
+
+    let mut listener = tether()
+        .args(["listen", "--status", "--count", "1", "--url", &url, "--identity"])
+        .arg(&bob)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut listen_err = BufReader::new(listener.stderr.take().unwrap());
+    let listen_out = listener.stdout.take().unwrap();
+    let listener = Running(listener);
+    read_until(&mut listen_err, "open");
+
+    let sent = tether()
+        .args(["send", "--url", &url, "--identity"])
+        .arg(&alice)
+        .args(["bob", "hello from the command line"])
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    assert!(String::from_utf8_lossy(&sent.stdout).starts_with("sent "));
+
+    let mut heard = String::new();
+    BufReader::new(listen_out).read_line(&mut heard).unwrap();
+    assert_eq!(heard.trim(), "alice: hello from the command line");
+    let mut listener = listener;
+    assert!(listener.0.wait().unwrap().success());
+}
+
+#[test]
+fn an_unreachable_broker_is_a_transient_failure_in_one_line() {
+    let dir = TempDir::new("unreachable");
+    let alice = keygen(&dir, "alice.json", "alice");
+    // Port 1 on loopback: nothing listens there.
+    let out = tether()
+        .args(["send", "--url", "ws://127.0.0.1:1/ws", "--identity"])
+        .arg(&alice)
+        .args(["bob", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("error: "), "{err}");
+}

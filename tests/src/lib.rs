@@ -5,3 +5,4 @@
 //! wait on events, never on the clock.
 
 pub mod e2e;
+pub mod sim;

@@ -159,13 +159,19 @@ impl Session {
                     self.stats.queue_refused += 1;
                     return Err(refuse(SendRefusal::QueueFull, outgoing));
                 }
-                Overflow::DropOldest => {
-                    if let Some(oldest) = self.queue.pop_front() {
+                Overflow::DropOldest => match self.queue.pop_front() {
+                    Some(oldest) => {
                         self.stats.queue_dropped += 1;
                         let failure = OpFailure::new(FailureKind::NeverSent, "outbound_queue_overflow");
                         self.resolve(oldest, Err(failure));
                     }
-                }
+                    // A queue of capacity zero has no oldest to make room with;
+                    // queueing anyway would break its cap (found by fuzzing).
+                    None => {
+                        self.stats.queue_refused += 1;
+                        return Err(refuse(SendRefusal::QueueFull, outgoing));
+                    }
+                },
             }
         }
         let id = outgoing
@@ -581,10 +587,13 @@ impl Session {
             let _ = self.lc.send(ack.encode());
             self.pump(now);
         }
-        let key = if push.message_id.is_empty() {
-            push.client_message_id.clone()
-        } else {
-            Some(push.message_id.clone())
+        // The sender's idempotency id identifies a message across re-pushes and
+        // across a broker restart that forgot its own dedupe (new messageId, same
+        // client_message_id); the broker's id is the fallback.
+        let key = match (&push.client_message_id, push.message_id.is_empty()) {
+            (Some(cmid), _) => Some(format!("{}|{cmid}", push.sender_pubkey)),
+            (None, false) => Some(push.message_id.clone()),
+            (None, true) => None,
         };
         if let Some(key) = key {
             if self.seen.contains(&key) {

@@ -368,6 +368,21 @@ fn pushes_reach_the_application_and_a_bounded_history() {
 }
 
 #[test]
+fn the_same_client_message_id_under_a_new_broker_id_is_not_delivered_twice() {
+    // proves X3: a restarted broker forgot its dedupe and pushes a resend again
+    let mut sim = Sim::new(config());
+    sim.establish();
+    for message_id in ["m1", "m1-after-restart"] {
+        sim.broker(
+            json!({"type":"push","messageId":message_id,"meshId":"x","senderPubkey":"ab","priority":"next",
+            "nonce":"","ciphertext":"","createdAt":"","client_message_id":"c-7"}),
+        );
+    }
+    let st = sim.s.stats(sim.now);
+    assert_eq!((st.pushes, st.push_duplicates, st.history_len), (2, 1, 1));
+}
+
+#[test]
 fn a_re_pushed_message_is_not_delivered_twice() {
     // proves X3
     let mut sim = Sim::new(config());

@@ -30,6 +30,15 @@ enum Command {
         #[arg(long, default_value_t = false)]
         json: bool,
     },
+    /// Run a deterministic simulation campaign: one seed, one reproducible run.
+    Sim {
+        /// How many seeds.
+        #[arg(long, default_value_t = 1000)]
+        seeds: u64,
+        /// The first seed.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+    },
     /// Run the reference broker until Ctrl-C.
     Broker(cmd::broker::BrokerArgs),
     /// Write a new member identity (secret + public key) to a file with mode 0600.
@@ -156,6 +165,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Demo { json } => runtime()?.block_on(cmd::demo::run(json)),
+        Command::Sim { seeds, from } => cmd::sim::run(seeds, from),
         Command::Broker(args) => {
             init_broker_logs();
             runtime()?.block_on(cmd::broker::run(args))

@@ -6,3 +6,4 @@
 
 pub mod e2e;
 pub mod sim;
+pub mod storm;

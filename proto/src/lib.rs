@@ -46,6 +46,8 @@
 //! assert_eq!(timer.name(), "open");
 //! ```
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod lifecycle;
 pub mod mesh;
 pub mod policy;

@@ -121,6 +121,25 @@ pub fn retrying(mut config: ClientConfig) -> ClientConfig {
     config
 }
 
+/// The host-neutral form of [`client_config`], for scenarios run on both hosts.
+pub fn spec(url: &str, n: u8, session: &str) -> crate::hosts::Spec {
+    let c = client_config(url, n, session);
+    crate::hosts::Spec {
+        session: c.session,
+        credentials: c.credentials,
+        presence: c.presence,
+        max_message_size: c.max_message_size,
+        extra_ca_pem: None,
+        seed: u64::from(n),
+    }
+}
+
+/// Keeps connecting after a failed first attempt (host-neutral).
+pub fn retrying_spec(mut spec: crate::hosts::Spec) -> crate::hosts::Spec {
+    spec.session.lifecycle.first_connect = FirstConnect::Retry;
+    spec
+}
+
 /// Waits for the first event matching `pred`, returning it; panics after [`PATIENCE`].
 pub async fn wait_for<T>(
     events: &mut broadcast::Receiver<ClientEvent>,

@@ -7,3 +7,4 @@
 pub mod e2e;
 pub mod sim;
 pub mod storm;
+pub mod hosts;

@@ -1,1 +1,80 @@
-//! tether-mio (being built).
+//! # tether-mio
+//!
+//! The blocking host of tether. One [`Reactor`] (a mio `Poll`) drives any number
+//! of broker connections in one thread (X6), each its own pure
+//! [`tether_proto`] session; a [`BlockingClient`] runs a reactor on its own
+//! thread for the one-connection case and offers the async client's operations
+//! as blocking calls.
+//!
+//! The host only translates, exactly as tether-tokio does (X1): tungstenite
+//! messages become session events, the session's socket work becomes tungstenite
+//! calls, and each turn sleeps until the earliest session deadline. Every retry,
+//! timeout and give-up is the session's. Nothing blocks the loop: names resolve
+//! on helper threads, and TCP connect, TLS and the WebSocket upgrade advance one
+//! readiness event at a time.
+//!
+//! ## Many connections
+//!
+//! ```no_run
+//! # fn demo(configs: Vec<tether_mio::ConnConfig>) -> Result<(), Box<dyn std::error::Error>> {
+//! use tether_mio::Reactor;
+//! use tether_proto::mesh::session::SessionEvent;
+//!
+//! let mut reactor = Reactor::new()?;
+//! for config in configs {
+//!     reactor.add(config)?;
+//! }
+//! loop {
+//!     reactor.run_once(None)?;
+//!     while let Some((conn, event)) = reactor.poll_event() {
+//!         if let SessionEvent::Push(push) = event {
+//!             println!("{conn}: {}", push.message_id);
+//!         }
+//!     }
+//! }
+//! # }
+//! ```
+//!
+//! ## One connection
+//!
+//! ```no_run
+//! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use tether_mio::{BlockingClient, ConnConfig};
+//! use tether_proto::mesh::handshake::Credentials;
+//! use tether_proto::mesh::identity::{MemberIdentity, Presence, SecretKey};
+//! use tether_proto::mesh::wire::Priority;
+//!
+//! let me = MemberIdentity {
+//!     mesh_id: "mesh-1".into(),
+//!     member_id: "member-1".into(),
+//!     secret: SecretKey::from_hex(&std::env::var("TETHER_SECRET")?)?,
+//! };
+//! let config = ConnConfig::new("wss://broker.example/ws", Credentials::Member(me), Presence::default());
+//! let client = BlockingClient::connect(config)?;
+//! let sent = client.send("alice", "hello", Priority::Next)?;
+//! println!("delivered as {}", sent.message_id);
+//! client.close();
+//! # Ok(()) }
+//! ```
+
+mod blocking;
+mod config;
+mod conn;
+mod dns;
+mod error;
+mod log;
+mod reactor;
+mod stream;
+mod tls;
+
+pub use blocking::{BlockingClient, ClientEvent, Sent};
+pub use config::{
+    ConnConfig, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY,
+    DEFAULT_WRITE_QUEUE,
+};
+pub use conn::IoStats;
+pub use error::{AddError, ClientError, ConnectError, HandleError, ReactorError};
+pub use reactor::{
+    ConnId, Reactor, ReactorHandle, ReactorOptions, DEFAULT_EVENTS_PER_TURN, DEFAULT_HANDLE_CAPACITY,
+};
+pub use tls::{Roots, TlsError, TlsOptions};

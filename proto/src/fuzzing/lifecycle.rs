@@ -1,0 +1,542 @@
+//! The `lifecycle` target: the connection lifecycle under any event sequence.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use arbitrary::Unstructured;
+
+use super::{legal_transition, member, presence, short_text, time_step, Clock, MAX_STEPS};
+use crate::lifecycle::{
+    Action, Config, Event, FirstConnect, Frame, Io, Lifecycle, Notification, SocketId, Status,
+    DEFAULT_FORCE_RECONNECT_DELAY,
+};
+use crate::mesh::handshake::{Credentials, MeshHandshake, DEFAULT_MAX_FRAME_LEN};
+use crate::mesh::identity::SecretKey;
+use crate::mesh::wire::{decode_broker_frame, decode_client_frame, BrokerFrame, ClientFrame};
+use crate::policy::{
+    parse_reason, Backoff, Budget, ClosePolicy, Jitter, DEFAULT_BACKOFF_SCHEDULE, SESSION_NOT_FOUND_RETRIES,
+    SESSION_NOT_FOUND_STEP,
+};
+
+/// Drives a [`Lifecycle`] with the real [`MeshHandshake`] through an event
+/// sequence built from `data`, checking its invariants after every step.
+///
+/// The input chooses the configuration (jitter, first-connect mode, budgets,
+/// timeouts, backoff schedule, close policy, credentials, frame limit and seed),
+/// then up to a few hundred steps, each a time step and one of: connect; socket
+/// opened, frame (hello acks, rejections with and without `retryAfterMs`, pushes,
+/// garbage or free text; binary, ping, pong), closed or connect-failed on the
+/// current or on a stale socket; a tick now or exactly at the next deadline;
+/// close, reconnect, retry-now; an application send; a wall-clock jump.
+///
+/// It panics only when the machine breaks an invariant of
+/// `lifecycle/proptests.rs` or one of the liveness rules below:
+///
+/// - status changes are reported in order and only along legal transitions, and
+///   the reported status is the machine's;
+/// - nothing but the one hello is sent before the connection is open, and
+///   nothing at all on a socket that is not alive;
+/// - at most one socket is alive at a time, none is opened after the stop, and
+///   only live sockets are closed (with a sendable code) or terminated;
+/// - once closed, no timer is armed and no socket is owned; while open or
+///   reconnecting a timer is always armed (nothing can stall);
+/// - every reconnect delay lies within the jitter bounds of a step of the
+///   schedule, or of a retry-after hint the broker actually sent;
+/// - a send is accepted exactly when the status is open, and input is refused
+///   only once closed, and only `Connect`, `Reconnect` and `RetryNow`.
+pub fn lifecycle(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let setup = Setup::new(&mut u);
+    let Some(mut run) = Run::new(setup) else {
+        return;
+    };
+    for _ in 0..MAX_STEPS {
+        if u.is_empty() {
+            break;
+        }
+        run.step(&mut u);
+    }
+}
+
+/// What the input chose before the first step.
+struct Setup {
+    config: Config,
+    handshake: MeshHandshake,
+    seed: u64,
+}
+
+impl Setup {
+    fn new(u: &mut Unstructured<'_>) -> Self {
+        let mut config = Config::new("wss://broker.fuzz/ws");
+        // Any u16: the constructor's clamp to 1000 is part of what is tested.
+        config.jitter = Jitter::from_permille_saturating(u.arbitrary().unwrap_or(200));
+        if u.arbitrary().unwrap_or(false) {
+            config.first_connect = FirstConnect::Retry;
+        }
+        config.budget = Budget {
+            max_attempts: option(u, |u| u.int_in_range(0..=8)),
+            max_elapsed: option(u, |u| u.int_in_range(0..=120_000).map(Duration::from_millis)),
+            only_after_open: u.ratio(1, 4).unwrap_or(false),
+        };
+        if u.ratio(1, 3).unwrap_or(false) {
+            // Timings off the defaults: short ones make every timer fire often,
+            // zero delays make a reconnect start inside the same tick.
+            let ms = |u: &mut Unstructured<'_>, lo: u64, hi: u64| {
+                Duration::from_millis(u.int_in_range(lo..=hi).unwrap_or(lo))
+            };
+            config.hello_ack_timeout = ms(u, 1, 10_000);
+            config.open_timeout = option(u, |u| Ok(ms(u, 1, 15_000)));
+            config.ping_interval = ms(u, 1, 40_000);
+            config.stale_after = ms(u, 1, 100_000);
+            config.stability_window = ms(u, 0, 20_000);
+            config.force_reconnect_delay = ms(u, 0, 2_000);
+            config.suspend_gap = ms(u, 1, 20_000);
+            config.probe_timeout = ms(u, 1, 15_000);
+        }
+        if u.ratio(1, 4).unwrap_or(false) {
+            let steps = u.int_in_range(1..=4).unwrap_or(1);
+            let schedule = (0..steps)
+                .map(|_| Duration::from_millis(u.int_in_range(0..=60_000).unwrap_or(0)))
+                .collect();
+            if let Some(backoff) = Backoff::new(schedule) {
+                config.backoff = backoff;
+            }
+        }
+        if u.ratio(1, 5).unwrap_or(false) {
+            config.policy = ClosePolicy::always_reconnect();
+        }
+        let credentials = if u.ratio(1, 4).unwrap_or(false) {
+            Credentials::Session {
+                parent: member(),
+                session_key: SecretKey::from_seed([9; 32]),
+                role: Some("fuzz".into()),
+                attestation_ttl: Duration::from_secs(3600),
+            }
+        } else {
+            Credentials::Member(member())
+        };
+        // A tight frame limit turns ordinary frames into undecodable ones.
+        let max_frame = if u.ratio(1, 8).unwrap_or(false) {
+            64
+        } else {
+            DEFAULT_MAX_FRAME_LEN
+        };
+        let handshake = MeshHandshake::new(credentials, presence()).with_max_frame_len(max_frame);
+        Setup {
+            config,
+            handshake,
+            seed: u.arbitrary().unwrap_or(0),
+        }
+    }
+}
+
+fn option<T>(
+    u: &mut Unstructured<'_>,
+    f: impl FnOnce(&mut Unstructured<'_>) -> arbitrary::Result<T>,
+) -> Option<T> {
+    if u.arbitrary().unwrap_or(false) {
+        f(u).ok()
+    } else {
+        None
+    }
+}
+
+/// The frame that opens a connection, on its own so it comes often enough.
+const ACK: &str = r#"{"type":"hello_ack","presenceId":"p","memberDisplayName":"me"}"#;
+
+/// Broker frames worth sending at any moment: the ack, every kind of refusal,
+/// ordinary traffic and frames that must be dropped, not obeyed.
+const FRAMES: &[&str] = &[
+    r#"{"type":"hello_ack","presenceId":"p","memberDisplayName":"me"}"#,
+    r#"{"type":"hello_ack"}"#,
+    r#"{"type":"error","code":"capacity","message":"full"}"#,
+    r#"{"type":"error","code":"capacity","message":"full","retryAfterMs":1500}"#,
+    r#"{"type":"error","code":"capacity","message":"full","retryAfterMs":45000}"#,
+    r#"{"type":"error","code":"capacity","message":"full","retryAfterMs":0}"#,
+    r#"{"type":"error","code":"capacity","message":"full","retryAfterMs":18446744073709551615}"#,
+    r#"{"type":"error","code":"unauthorized","message":"who"}"#,
+    r#"{"type":"error","code":"unauthorized","message":"who","retryAfterMs":1500}"#,
+    r#"{"type":"error","code":"revoked","message":"gone"}"#,
+    r#"{"type":"error","code":"revoked","message":"gone","retryAfterMs":45000}"#,
+    r#"{"type":"error","code":"timestamp_skew","message":"clock"}"#,
+    r#"{"type":"error","code":"timestamp_skew","message":"clock","retryAfterMs":1500}"#,
+    r#"{"type":"error","code":"expired","message":"attestation"}"#,
+    r#"{"type":"error","code":"whatever","message":"?"}"#,
+    r#"{"type":"push","messageId":"m1","meshId":"mesh-fuzz","senderPubkey":"ab","ciphertext":"aGk="}"#,
+    r#"{"type":"ack","id":"x","messageId":"y","queued":false}"#,
+    r#"{"type":"state_change","key":"k","value":1}"#,
+    r#"{"type":"something_new","n":1}"#,
+    "{not json",
+    "[]",
+    r#"{"type":5}"#,
+    r#"{"kind":"hello_ack"}"#,
+    r#"{"type":"ack","queued":"yes"}"#,
+    "",
+];
+
+/// Close codes and reasons a broker or a transport reports.
+const CLOSES: &[(u16, &str)] = &[
+    (1000, ""),
+    (1000, "session_replaced"),
+    (1001, "shutting down"),
+    (1005, ""),
+    (1006, ""),
+    (1008, "capacity"),
+    (1008, "bad_signature"),
+    (1008, "timestamp_skew"),
+    (1008, r#"{"code":"capacity","retryAfterMs":2500}"#),
+    (1013, r#"{"reason":"try_again_later","retryAfterMs":30000}"#),
+    (1011, "internal"),
+    (4001, "session not found"),
+    (4002, "banned"),
+    (4003, ""),
+];
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Connect,
+    Opened,
+    Ack,
+    Text,
+    FreeText,
+    Binary,
+    Ping,
+    Pong,
+    Closed,
+    ConnectFailed,
+    Tick,
+    TickAtDeadline,
+    Close,
+    Reconnect,
+    RetryNow,
+    Send,
+    WallJump,
+}
+
+/// Each kind as often as it appears: socket news and deadlines dominate, as in
+/// the proptest's weights, so runs get past the handshake.
+const KINDS: &[Kind] = &[
+    Kind::Connect,
+    Kind::Connect,
+    Kind::Opened,
+    Kind::Opened,
+    Kind::Opened,
+    Kind::Opened,
+    Kind::Opened,
+    Kind::Ack,
+    Kind::Ack,
+    Kind::Ack,
+    Kind::Ack,
+    Kind::Ack,
+    Kind::Text,
+    Kind::Text,
+    Kind::Text,
+    Kind::Text,
+    Kind::FreeText,
+    Kind::Binary,
+    Kind::Ping,
+    Kind::Pong,
+    Kind::Pong,
+    Kind::Closed,
+    Kind::Closed,
+    Kind::Closed,
+    Kind::Closed,
+    Kind::ConnectFailed,
+    Kind::ConnectFailed,
+    Kind::Tick,
+    Kind::Tick,
+    Kind::Tick,
+    Kind::TickAtDeadline,
+    Kind::TickAtDeadline,
+    Kind::TickAtDeadline,
+    Kind::TickAtDeadline,
+    Kind::TickAtDeadline,
+    Kind::TickAtDeadline,
+    Kind::TickAtDeadline,
+    Kind::TickAtDeadline,
+    Kind::Close,
+    Kind::Reconnect,
+    Kind::RetryNow,
+    Kind::Send,
+    Kind::Send,
+    Kind::Send,
+    Kind::WallJump,
+];
+
+/// One run: the machine and the harness's model of what it may do.
+struct Run {
+    lc: Lifecycle<MeshHandshake>,
+    clock: Clock,
+    jitter: Jitter,
+    /// Nominal delays the machine may jitter: schedule, linear 4001 steps, forced.
+    nominals: Vec<Duration>,
+    /// Retry-after hints the broker has sent so far, from frames and close reasons.
+    hints: BTreeSet<Duration>,
+    open_timeout: bool,
+    /// The status as reported by the machine's notifications.
+    status: Status,
+    /// Sockets the machine asked for and has neither closed nor heard the end of.
+    live: BTreeSet<SocketId>,
+    /// Sockets that carried a frame before open (the hello; at most one each).
+    sent_before_open: BTreeSet<SocketId>,
+    last_socket: u64,
+    stopped: bool,
+}
+
+impl Run {
+    fn new(setup: Setup) -> Option<Self> {
+        let Setup {
+            config,
+            handshake,
+            seed,
+        } = setup;
+        let clock = Clock::new();
+        let nominals = config
+            .backoff
+            .steps()
+            .iter()
+            .copied()
+            .chain(DEFAULT_BACKOFF_SCHEDULE)
+            .chain((1..=SESSION_NOT_FOUND_RETRIES).map(|n| SESSION_NOT_FOUND_STEP * n))
+            .chain([config.force_reconnect_delay, DEFAULT_FORCE_RECONNECT_DELAY])
+            .collect();
+        let jitter = config.jitter;
+        let open_timeout = config.open_timeout.is_some();
+        // Setup only builds valid configurations; a refusal would be a harness bug,
+        // not a finding, so it just ends the run.
+        let lc = Lifecycle::new(config, handshake, seed, clock.now).ok()?;
+        Some(Run {
+            lc,
+            clock,
+            jitter,
+            nominals,
+            hints: BTreeSet::new(),
+            open_timeout,
+            status: Status::Idle,
+            live: BTreeSet::new(),
+            sent_before_open: BTreeSet::new(),
+            last_socket: 0,
+            stopped: false,
+        })
+    }
+
+    /// The socket an event is about: usually the current one, sometimes a stale
+    /// or never-requested id (which the machine must ignore).
+    fn socket(&self, u: &mut Unstructured<'_>) -> SocketId {
+        match self.lc.socket() {
+            Some(current) if u.ratio(7, 8).unwrap_or(true) => current,
+            _ => SocketId(u.int_in_range(0..=self.last_socket + 1).unwrap_or(0)),
+        }
+    }
+
+    fn step(&mut self, u: &mut Unstructured<'_>) {
+        self.clock.advance(time_step(u));
+        let kind = u.choose(KINDS).copied().unwrap_or(Kind::Tick);
+        let event = match kind {
+            Kind::Connect => Event::Connect,
+            Kind::Opened => Event::Opened {
+                socket: self.socket(u),
+            },
+            Kind::Ack => self.text(u, ACK.to_owned()),
+            Kind::Text => {
+                let text = u.choose(FRAMES).copied().unwrap_or_default();
+                self.text(u, text.to_owned())
+            }
+            Kind::FreeText => {
+                let text = short_text(u, 256);
+                self.text(u, text)
+            }
+            Kind::Binary => Event::Frame {
+                socket: self.socket(u),
+                frame: Frame::Binary(short_text(u, 16).into_bytes()),
+            },
+            Kind::Ping => Event::Frame {
+                socket: self.socket(u),
+                frame: Frame::Ping,
+            },
+            Kind::Pong => Event::Frame {
+                socket: self.socket(u),
+                frame: Frame::Pong,
+            },
+            Kind::Closed => {
+                let socket = self.socket(u);
+                let (code, reason) = if u.ratio(1, 8).unwrap_or(false) {
+                    (u.arbitrary().unwrap_or(1006), short_text(u, 64))
+                } else {
+                    let (code, reason) = u.choose(CLOSES).copied().unwrap_or((1006, ""));
+                    (code, reason.to_owned())
+                };
+                if let Some(hint) = parse_reason(&reason).1 {
+                    self.hints.insert(hint);
+                }
+                Event::Closed { socket, code, reason }
+            }
+            Kind::ConnectFailed => Event::ConnectFailed {
+                socket: self.socket(u),
+                reason: "refused".into(),
+            },
+            Kind::Tick => Event::Tick,
+            Kind::TickAtDeadline => {
+                if let Some((at, _)) = self.lc.next_deadline() {
+                    self.clock.jump_to(at);
+                }
+                Event::Tick
+            }
+            Kind::Close => Event::Close,
+            Kind::Reconnect => Event::Reconnect,
+            Kind::RetryNow => Event::RetryNow,
+            Kind::Send => {
+                let open = self.lc.status() == Status::Open;
+                let accepted = self
+                    .lc
+                    .send(r#"{"type":"set_visible","visible":true}"#.into())
+                    .is_ok();
+                assert_eq!(accepted, open, "a send is accepted exactly when open");
+                self.check_actions();
+                return;
+            }
+            Kind::WallJump => {
+                // A suspend as the wall clock sees it; the monotonic clock goes on.
+                self.clock.wall_skew_ms = self
+                    .clock
+                    .wall_skew_ms
+                    .saturating_add(u.int_in_range(0..=3_600_000).unwrap_or(0));
+                Event::Tick
+            }
+        };
+        self.feed(event);
+    }
+
+    /// A text frame; any retry-after hint it carries becomes a legal delay floor.
+    fn text(&mut self, u: &mut Unstructured<'_>, text: String) -> Event {
+        if let Ok(BrokerFrame::Error(e)) = decode_broker_frame(&text, usize::MAX) {
+            if let Some(ms) = e.retry_after_ms {
+                self.hints.insert(Duration::from_millis(ms));
+            }
+        }
+        Event::Frame {
+            socket: self.socket(u),
+            frame: Frame::Text(text),
+        }
+    }
+
+    fn feed(&mut self, event: Event) {
+        let current = self.lc.socket();
+        // The host reports the end of its current socket: it is gone then.
+        if let Event::Closed { socket, .. } | Event::ConnectFailed { socket, .. } = &event {
+            if Some(*socket) == current {
+                self.live.remove(socket);
+            }
+        }
+        let refusable = matches!(event, Event::Connect | Event::Reconnect | Event::RetryNow);
+        if let Err(e) = self.lc.handle(self.clock.at(), event) {
+            assert!(self.stopped, "only a closed machine refuses input, got {e:?}");
+            assert!(refusable, "only connect, reconnect and retry-now are refused");
+        }
+        self.check_actions();
+    }
+
+    /// Drains the machine and checks every action and the state after them.
+    fn check_actions(&mut self) {
+        while let Some(action) = self.lc.poll_action() {
+            match action {
+                Action::Io(io) => self.check_io(io),
+                Action::Notify(note) => self.check_note(note),
+            }
+        }
+        assert_eq!(
+            self.lc.status(),
+            self.status,
+            "status differs from the reported one"
+        );
+        let deadline = self.lc.next_deadline();
+        match self.status {
+            Status::Closed => {
+                assert_eq!(deadline, None, "a timer survived closed");
+                assert_eq!(self.lc.socket(), None, "a socket survived closed");
+            }
+            Status::Open | Status::Reconnecting => {
+                assert!(deadline.is_some(), "{:?} with no timer armed", self.status);
+            }
+            Status::Connecting if self.open_timeout => {
+                assert!(deadline.is_some(), "connecting with no deadline");
+            }
+            Status::Connecting | Status::Idle => {}
+        }
+    }
+
+    fn check_io(&mut self, io: Io) {
+        match io {
+            Io::OpenSocket { socket, .. } => {
+                assert!(!self.stopped, "socket requested after a stop");
+                assert_eq!(
+                    self.status,
+                    Status::Connecting,
+                    "socket requested while not connecting"
+                );
+                assert!(
+                    self.live.is_empty(),
+                    "a second socket requested while {:?} is alive",
+                    self.live
+                );
+                self.live.insert(socket);
+                self.last_socket = self.last_socket.max(socket.0);
+            }
+            Io::CloseSocket { socket, code, .. } => {
+                assert!(
+                    crate::policy::is_sendable_close_code(code),
+                    "unsendable close code {code}"
+                );
+                assert!(self.live.remove(&socket), "closing a socket that is not alive");
+            }
+            Io::TerminateSocket { socket } => {
+                assert!(
+                    self.live.remove(&socket),
+                    "terminating a socket that is not alive"
+                );
+            }
+            Io::SendText { socket, text } => {
+                assert!(self.live.contains(&socket), "send on a dead socket");
+                if self.status != Status::Open {
+                    let hello = matches!(
+                        decode_client_frame(&text, usize::MAX),
+                        Ok(ClientFrame::Hello(_) | ClientFrame::SessionHello(_))
+                    );
+                    assert!(hello, "non-hello before open: {text}");
+                    assert!(self.sent_before_open.insert(socket), "two frames before open");
+                }
+            }
+            Io::SendPing { socket } => {
+                assert_eq!(self.status, Status::Open, "ping while not open");
+                assert!(self.live.contains(&socket), "ping on a dead socket");
+            }
+        }
+    }
+
+    fn check_note<M, E>(&mut self, note: Notification<M, E>) {
+        match note {
+            Notification::StatusChanged { from, to } => {
+                assert_eq!(from, self.status, "transitions reported out of order");
+                assert!(legal_transition(from, to), "illegal transition {from:?} → {to:?}");
+                self.status = to;
+            }
+            Notification::ReconnectScheduled { delay, .. } => {
+                let jitter = self.jitter;
+                let in_schedule = self.nominals.iter().any(|n| {
+                    let (lo, hi) = jitter.bounds(*n);
+                    delay >= lo && delay <= hi
+                });
+                let in_hint = self.hints.iter().any(|h| {
+                    let (_, hi) = jitter.bounds(*h);
+                    delay >= *h && delay <= hi
+                });
+                assert!(in_schedule || in_hint, "delay {delay:?} outside every bound");
+            }
+            Notification::Closed { .. } => {
+                assert!(!self.stopped, "closed twice");
+                self.stopped = true;
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! One client API over both hosts, so every end-to-end scenario is written once
+//! and run on tether-tokio and tether-mio (X1: identical observable behaviour is
+//! a test, not a claim). Blocking calls of the mio host run on tokio's blocking
+//! pool so scenarios stay async.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use tether_proto::lifecycle::{Notification, Status, StopReason};
+use tether_proto::mesh::handshake::Credentials;
+use tether_proto::mesh::identity::Presence;
+use tether_proto::mesh::session::{OpFailure, RequestError, SendRefusal, SessionConfig, SessionStats};
+use tether_proto::mesh::wire::{BrokerFrame, DecodeError, MemoryRow, Peer, Priority, PushFrame, StateRow};
+use tokio::sync::broadcast;
+
+use crate::e2e::PATIENCE;
+
+/// Which host drives the session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Host {
+    /// tether-tokio: one task per connection.
+    Tokio,
+    /// tether-mio: a reactor thread behind a blocking facade.
+    Mio,
+}
+
+/// What a scenario asks of a client configuration; both hosts get the same.
+#[derive(Clone, Debug)]
+pub struct Spec {
+    /// Session and lifecycle settings (URL included).
+    pub session: SessionConfig,
+    /// Who connects.
+    pub credentials: Credentials,
+    /// Presence fields.
+    pub presence: Presence,
+    /// Largest message.
+    pub max_message_size: usize,
+    /// Extra CA (PEM) for wss.
+    pub extra_ca_pem: Option<String>,
+    /// Seed of jitter and ids.
+    pub seed: u64,
+}
+
+/// A lifecycle notification or an unconsumed frame, from either host.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HostEvent {
+    /// Lifecycle news.
+    Lifecycle(Notification<Infallible, DecodeError>),
+    /// A frame the session handed up.
+    Inbound(Box<BrokerFrame>),
+}
+
+/// Why a connect failed, from either host.
+#[derive(Debug)]
+pub struct ConnectFailure {
+    /// The session's stop reason, when the broker or the attempt decided.
+    pub reason: Option<StopReason>,
+    /// The error as displayed.
+    pub text: String,
+    /// Whether retrying cannot help.
+    pub permanent: bool,
+}
+
+/// Why a call failed, from either host.
+#[derive(Debug)]
+pub enum CallError {
+    /// A send refused at the call.
+    Refused(SendRefusal, String),
+    /// A request or command refused at the call.
+    NotAccepted(RequestError),
+    /// Accepted, then failed.
+    Failed(OpFailure),
+    /// Anything else (shutdown, unexpected reply).
+    Other(String),
+}
+
+macro_rules! call_error_from {
+    ($t:ty) => {
+        impl From<$t> for CallError {
+            fn from(e: $t) -> Self {
+                use $t as E;
+                match e {
+                    E::Refused(r) => {
+                        let text = r.to_string();
+                        CallError::Refused(r.reason, text)
+                    }
+                    E::NotAccepted(r) => CallError::NotAccepted(r),
+                    E::Failed(f) => CallError::Failed(f),
+                    other => CallError::Other(other.to_string()),
+                }
+            }
+        }
+    };
+}
+call_error_from!(tether_tokio::ClientError);
+call_error_from!(tether_mio::ClientError);
+
+enum Inner {
+    Tokio(tether_tokio::Client, tether_tokio::Subscription),
+    Mio(tether_mio::BlockingClient),
+}
+
+enum Events {
+    Tokio(broadcast::Receiver<tether_tokio::ClientEvent>),
+    Mio(Arc<std::sync::Mutex<std::sync::mpsc::Receiver<tether_mio::ClientEvent>>>),
+}
+
+/// A connected client on either host.
+pub struct AnyClient {
+    inner: Inner,
+    events: Events,
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(t) => t,
+        Err(e) => panic!("a blocking call panicked: {e}"),
+    }
+}
+
+impl AnyClient {
+    /// Connects on `host`, returning on the first ack or the failure (L8).
+    pub async fn connect(host: Host, spec: Spec) -> Result<AnyClient, ConnectFailure> {
+        match host {
+            Host::Tokio => {
+                let mut c = tether_tokio::ClientConfig::new(
+                    spec.session.lifecycle.url.clone(),
+                    spec.credentials,
+                    spec.presence,
+                );
+                c.session = spec.session;
+                c.max_message_size = spec.max_message_size;
+                c.seed = Some(spec.seed);
+                if let Some(pem) = spec.extra_ca_pem {
+                    c.tls = c.tls.with_extra_ca_pem(pem);
+                }
+                match tether_tokio::Client::connect(c).await {
+                    Ok(client) => {
+                        let events = Events::Tokio(client.events());
+                        let pushes = client.subscribe();
+                        Ok(AnyClient {
+                            inner: Inner::Tokio(client, pushes),
+                            events,
+                        })
+                    }
+                    Err(e) => Err(ConnectFailure {
+                        permanent: e.is_permanent(),
+                        text: e.to_string(),
+                        reason: match e {
+                            tether_tokio::ConnectError::Failed(r) => Some(r),
+                            _ => None,
+                        },
+                    }),
+                }
+            }
+            Host::Mio => {
+                let mut c = tether_mio::ConnConfig::new(
+                    spec.session.lifecycle.url.clone(),
+                    spec.credentials,
+                    spec.presence,
+                );
+                c.session = spec.session;
+                c.max_message_size = spec.max_message_size;
+                c.seed = Some(spec.seed);
+                if let Some(pem) = spec.extra_ca_pem {
+                    c.tls.extra_ca_pem.push(pem);
+                }
+                match blocking(move || tether_mio::BlockingClient::connect(c)).await {
+                    Ok(client) => {
+                        let events = Events::Mio(Arc::new(std::sync::Mutex::new(client.events())));
+                        Ok(AnyClient {
+                            inner: Inner::Mio(client),
+                            events,
+                        })
+                    }
+                    Err(e) => Err(ConnectFailure {
+                        permanent: e.is_permanent(),
+                        text: e.to_string(),
+                        reason: match e {
+                            tether_mio::ConnectError::Failed(r) => Some(r),
+                            _ => None,
+                        },
+                    }),
+                }
+            }
+        }
+    }
+
+    /// Sends and waits for the ack: the broker's message id.
+    pub async fn send(&self, target: &str, body: &str, priority: Priority) -> Result<String, CallError> {
+        match &self.inner {
+            Inner::Tokio(c, _) => Ok(c.send(target, body, priority).await?.message_id),
+            Inner::Mio(c) => {
+                let (c, t, b) = (c.clone(), target.to_owned(), body.to_owned());
+                Ok(blocking(move || c.send(&t, &b, priority)).await?.message_id)
+            }
+        }
+    }
+
+    /// Lists peers.
+    pub async fn list_peers(&self) -> Result<Vec<Peer>, CallError> {
+        match &self.inner {
+            Inner::Tokio(c, _) => Ok(c.list_peers().await?),
+            Inner::Mio(c) => {
+                let c = c.clone();
+                Ok(blocking(move || c.list_peers()).await?)
+            }
+        }
+    }
+
+    /// Reads a state key.
+    pub async fn get_state(&self, key: &str) -> Result<Option<StateRow>, CallError> {
+        match &self.inner {
+            Inner::Tokio(c, _) => Ok(c.get_state(key).await?),
+            Inner::Mio(c) => {
+                let (c, k) = (c.clone(), key.to_owned());
+                Ok(blocking(move || c.get_state(&k)).await?)
+            }
+        }
+    }
+
+    /// Lists state.
+    pub async fn list_state(&self) -> Result<Vec<StateRow>, CallError> {
+        match &self.inner {
+            Inner::Tokio(c, _) => Ok(c.list_state().await?),
+            Inner::Mio(c) => {
+                let c = c.clone();
+                Ok(blocking(move || c.list_state()).await?)
+            }
+        }
+    }
+
+    /// Stores a memory.
+    pub async fn remember(&self, content: &str) -> Result<Option<String>, CallError> {
+        match &self.inner {
+            Inner::Tokio(c, _) => Ok(c.remember(content, None).await?),
+            Inner::Mio(c) => {
+                let (c, t) = (c.clone(), content.to_owned());
+                Ok(blocking(move || c.remember(&t, None)).await?)
+            }
+        }
+    }
+
+    /// Searches memories.
+    pub async fn recall(&self, query: &str) -> Result<Vec<MemoryRow>, CallError> {
+        match &self.inner {
+            Inner::Tokio(c, _) => Ok(c.recall(query).await?),
+            Inner::Mio(c) => {
+                let (c, q) = (c.clone(), query.to_owned());
+                Ok(blocking(move || c.recall(&q)).await?)
+            }
+        }
+    }
+
+    /// Lists skills and fetches one by name: both empty on the test broker.
+    pub async fn skills(&self) -> Result<(usize, bool), CallError> {
+        match &self.inner {
+            Inner::Tokio(c, _) => Ok((
+                c.list_skills(None).await?.len(),
+                c.get_skill("nope").await?.is_some(),
+            )),
+            Inner::Mio(c) => {
+                let c = c.clone();
+                blocking(move || Ok((c.list_skills(None)?.len(), c.get_skill("nope")?.is_some()))).await
+            }
+        }
+    }
+
+    /// Sets a state key (fire-and-forget).
+    pub async fn set_state(&self, key: &str, value: serde_json::Value) -> Result<(), CallError> {
+        match &self.inner {
+            Inner::Tokio(c, _) => Ok(c.set_state(key, value).await?),
+            Inner::Mio(c) => {
+                let (c, k) = (c.clone(), key.to_owned());
+                Ok(blocking(move || c.set_state(&k, value)).await?)
+            }
+        }
+    }
+
+    /// Sets summary, status and visibility (fire-and-forget).
+    pub async fn set_presence(&self, summary: &str, status: &str) -> Result<(), CallError> {
+        match &self.inner {
+            Inner::Tokio(c, _) => {
+                c.set_summary(summary).await?;
+                c.set_status(status).await?;
+                Ok(c.set_visible(true).await?)
+            }
+            Inner::Mio(c) => {
+                let (c, su, st) = (c.clone(), summary.to_owned(), status.to_owned());
+                blocking(move || {
+                    c.set_summary(&su)?;
+                    c.set_status(&st)?;
+                    Ok(c.set_visible(true)?)
+                })
+                .await
+            }
+        }
+    }
+
+    /// The next push, or `None` after [`PATIENCE`].
+    pub async fn next_push(&mut self) -> Option<Arc<PushFrame>> {
+        match &mut self.inner {
+            Inner::Tokio(_, sub) => tokio::time::timeout(PATIENCE, sub.recv()).await.ok().flatten(),
+            Inner::Mio(c) => {
+                let c = c.clone();
+                blocking(move || c.recv_push(PATIENCE)).await
+            }
+        }
+    }
+
+    /// The current status.
+    pub fn status(&self) -> Status {
+        match &self.inner {
+            Inner::Tokio(c, _) => *c.status().borrow(),
+            Inner::Mio(c) => c.status(),
+        }
+    }
+
+    /// Waits until the status satisfies `pred`; panics after [`PATIENCE`].
+    pub async fn wait_status(&self, what: &str, pred: impl Fn(Status) -> bool + Send + 'static) -> Status {
+        let got = match &self.inner {
+            Inner::Tokio(c, _) => {
+                let mut rx = c.status();
+                tokio::time::timeout(PATIENCE, rx.wait_for(|s| pred(*s)))
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok().map(|s| *s))
+            }
+            Inner::Mio(c) => {
+                let c = c.clone();
+                blocking(move || c.wait_status(pred, PATIENCE)).await
+            }
+        };
+        match got {
+            Some(s) => s,
+            None => panic!("gave up waiting for the status to be {what}"),
+        }
+    }
+
+    /// A metrics snapshot.
+    pub async fn stats(&self) -> SessionStats {
+        let stats = match &self.inner {
+            Inner::Tokio(c, _) => c.stats().await.map_err(|e| e.to_string()),
+            Inner::Mio(c) => {
+                let c = c.clone();
+                blocking(move || c.stats().map_err(|e| e.to_string())).await
+            }
+        };
+        match stats {
+            Ok(s) => s,
+            Err(e) => panic!("no stats: {e}"),
+        }
+    }
+
+    /// Waits for the first event `pred` picks; panics after [`PATIENCE`].
+    pub async fn wait_for<T: Send + 'static>(
+        &mut self,
+        what: &str,
+        pred: impl FnMut(&HostEvent) -> Option<T> + Send + 'static,
+    ) -> T {
+        let mut pred = pred;
+        let found = match &mut self.events {
+            Events::Tokio(rx) => tokio::time::timeout(PATIENCE, async {
+                loop {
+                    match rx.recv().await {
+                        Ok(tether_tokio::ClientEvent::Lifecycle(n)) => {
+                            if let Some(t) = pred(&HostEvent::Lifecycle(n)) {
+                                return Some(t);
+                            }
+                        }
+                        Ok(tether_tokio::ClientEvent::Inbound(f)) => {
+                            if let Some(t) = pred(&HostEvent::Inbound(f)) {
+                                return Some(t);
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return None,
+                    }
+                }
+            })
+            .await
+            .ok()
+            .flatten(),
+            Events::Mio(rx) => {
+                let rx = Arc::clone(rx);
+                blocking(move || {
+                    let deadline = std::time::Instant::now() + PATIENCE;
+                    let rx = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    loop {
+                        let left = deadline.saturating_duration_since(std::time::Instant::now());
+                        let event = match rx.recv_timeout(left) {
+                            Ok(tether_mio::ClientEvent::Lifecycle(n)) => HostEvent::Lifecycle(n),
+                            Ok(tether_mio::ClientEvent::Inbound(f)) => HostEvent::Inbound(f),
+                            Err(_) => return None,
+                        };
+                        if let Some(t) = pred(&event) {
+                            return Some(t);
+                        }
+                    }
+                })
+                .await
+            }
+        };
+        match found {
+            Some(t) => t,
+            None => panic!("gave up waiting for {what}"),
+        }
+    }
+
+    /// Closes for good.
+    pub async fn close(self) {
+        match self.inner {
+            Inner::Tokio(c, _) => c.close().await,
+            Inner::Mio(c) => blocking(move || c.close()).await,
+        }
+    }
+}

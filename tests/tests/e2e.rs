@@ -1,0 +1,393 @@
+//! End-to-end over loopback: one definition of each scenario, run on both hosts
+//! (tether-tokio and tether-mio) against the reference broker (X1). Every test
+//! waits on events; the timeouts are safety nets.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use base64::Engine as _;
+use tether_broker::core::{ConnSelector, Refusal};
+use tether_broker::TlsSetup;
+use tether_proto::lifecycle::{Failure, Notification, Status, StopReason};
+use tether_proto::mesh::session::SendRefusal;
+use tether_proto::mesh::wire::{PeerRole, Priority, PushFrame};
+use tether_tests::e2e::*;
+use tether_tests::hosts::{AnyClient, CallError, ConnectFailure, Host, HostEvent};
+
+/// Runs a scenario once per host.
+macro_rules! on_both_hosts {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn tokio() {
+                super::$name(Host::Tokio).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mio() {
+                super::$name(Host::Mio).await
+            }
+        }
+    )*};
+}
+
+on_both_hosts!(
+    two_clients_exchange_sends_both_ways_and_every_request,
+    broker_restart_while_sends_are_queued_delivers_each_exactly_once,
+    permanent_rejections_stop_with_the_brokers_reason,
+    session_replaced_stops_the_old_connection_instead_of_fighting,
+    capacity_with_retry_after_is_honoured,
+    hello_never_acked_times_out_and_backs_off,
+    half_open_broker_is_detected_as_stale_and_reconnected,
+    garbage_frames_are_counted_and_survived,
+    oversized_frames_are_refused_with_a_clear_error,
+    wss_with_a_self_signed_certificate_needs_its_ca,
+);
+
+async fn connected(host: Host, url: &str, n: u8) -> AnyClient {
+    match AnyClient::connect(host, spec(url, n, &format!("s{n}"))).await {
+        Ok(c) => c,
+        Err(e) => panic!("member {n} could not connect on {host:?}: {}", e.text),
+    }
+}
+
+fn text_of(push: &PushFrame) -> String {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&push.ciphertext)
+        .unwrap();
+    String::from_utf8(bytes).unwrap()
+}
+
+fn note(
+    e: &HostEvent,
+) -> Option<&Notification<std::convert::Infallible, tether_proto::mesh::wire::DecodeError>> {
+    match e {
+        HostEvent::Lifecycle(n) => Some(n),
+        HostEvent::Inbound(_) => None,
+    }
+}
+
+async fn two_clients_exchange_sends_both_ways_and_every_request(host: Host) {
+    // proves B1, B7, B8, B9, B10, B11, L3, X1
+    let broker = start_broker(broker_config(membership(3, &[])), None).await;
+    let url = broker.url();
+    let mut alice = connected(host, &url, 1).await;
+    let mut bob = connected(host, &url, 2).await;
+
+    let sent = alice.send(&pubkey(2), "hi bob", Priority::Now).await.unwrap();
+    let push = bob.next_push().await.unwrap();
+    assert_eq!(text_of(&push), "hi bob");
+    assert_eq!(push.message_id, sent);
+    assert_eq!(push.priority, Priority::Now);
+    bob.send("peer-1", "hi alice", Priority::Next).await.unwrap();
+    assert_eq!(text_of(&alice.next_push().await.unwrap()), "hi alice");
+
+    let peers = alice.list_peers().await.unwrap();
+    assert!(peers
+        .iter()
+        .any(|p| p.pubkey == pubkey(2) && p.role() == PeerRole::Session));
+    alice.set_state("color", serde_json::json!("blue")).await.unwrap();
+    let row = loop {
+        // set_state has no reply: read until the broker has applied it.
+        if let Some(row) = bob.get_state("color").await.unwrap() {
+            break row;
+        }
+    };
+    assert_eq!(row.value, serde_json::json!("blue"));
+    assert!(bob.get_state("missing").await.unwrap().is_none());
+    assert_eq!(bob.list_state().await.unwrap().len(), 1);
+    assert!(alice
+        .remember("the deploy key rotates on fridays")
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(bob.recall("fridays").await.unwrap().len(), 1);
+    assert_eq!(alice.skills().await.unwrap(), (0, false));
+    alice.set_presence("testing", "working").await.unwrap();
+
+    alice.close().await;
+    bob.close().await;
+    broker.stop().await;
+}
+
+async fn broker_restart_while_sends_are_queued_delivers_each_exactly_once(host: Host) {
+    // proves B3, B6, X3, L6, L7
+    let broker = start_broker(broker_config(membership(2, &[])), None).await;
+    let url = broker.url();
+    let alice = std::sync::Arc::new(connected(host, &url, 1).await);
+    let mut bob = connected(host, &url, 2).await;
+
+    broker.stop().await;
+    alice.wait_status("not open", |s| s != Status::Open).await;
+    let sends: Vec<_> = (0..20)
+        .map(|i| {
+            let alice = std::sync::Arc::clone(&alice);
+            tokio::spawn(async move { alice.send(&pubkey(2), &format!("msg {i}"), Priority::Next).await })
+        })
+        .collect();
+    let broker = broker.restart().await.unwrap();
+    for s in sends {
+        s.await.unwrap().unwrap();
+    }
+    let mut got = BTreeMap::new();
+    while got.len() < 20 {
+        let push = bob.next_push().await.expect("a push");
+        *got.entry(text_of(&push)).or_insert(0) += 1;
+    }
+    assert!(got.values().all(|n| *n == 1), "{got:?}");
+    // A round trip through the broker: a duplicate would have arrived before it.
+    alice.send(&pubkey(2), "last", Priority::Next).await.unwrap();
+    assert_eq!(text_of(&bob.next_push().await.unwrap()), "last");
+    if let Ok(alice) = std::sync::Arc::try_unwrap(alice) {
+        alice.close().await;
+    }
+    bob.close().await;
+    broker.stop().await;
+}
+
+fn expect_permanent(result: Result<AnyClient, ConnectFailure>, code: &str) -> StopReason {
+    let failure = match result {
+        Err(f) => f,
+        Ok(_) => panic!("expected a rejection"),
+    };
+    assert!(failure.permanent, "{}", failure.text);
+    let reason = failure.reason.expect("a stop reason");
+    assert!(matches!(reason, StopReason::Permanent { .. }), "{reason:?}");
+    match reason.failure() {
+        Some(Failure::Rejected { rejection, .. }) => assert_eq!(rejection.code, code),
+        other => panic!("expected the broker's {code}, got {other:?}"),
+    }
+    reason
+}
+
+async fn permanent_rejections_stop_with_the_brokers_reason(host: Host) {
+    // proves D3, D6, S2, L8
+    let broker = start_broker(broker_config(membership(2, &[2])), None).await;
+    let url = broker.url();
+    // Not a member: unauthorized. Even configured to keep retrying, it stops.
+    let stranger = AnyClient::connect(host, retrying_spec(spec(&url, 9, "s9"))).await;
+    expect_permanent(stranger, "unauthorized");
+    // Revoked: 4002 banned, with the broker's message.
+    let banned = AnyClient::connect(host, retrying_spec(spec(&url, 2, "s2"))).await;
+    let reason = expect_permanent(banned, "revoked");
+    assert!(matches!(reason.failure(), Some(Failure::Rejected { close: Some(c), .. }) if c.code == 4002));
+    // Bad signature, as the broker reports it.
+    broker
+        .refuse_hellos_with(
+            Refusal::for_code("bad_signature", "signature does not verify"),
+            None,
+        )
+        .await;
+    let forged = AnyClient::connect(host, retrying_spec(spec(&url, 1, "s1"))).await;
+    expect_permanent(forged, "bad_signature");
+    // Exactly one attempt each: three hellos rejected, none retried.
+    let stats = broker.stats().await;
+    let rejected: u64 = stats.core.hellos_rejected.values().sum();
+    assert_eq!(rejected, 3, "{stats:?}");
+    assert_eq!(stats.core.hellos_accepted, 0);
+    broker.stop().await;
+}
+
+async fn session_replaced_stops_the_old_connection_instead_of_fighting(host: Host) {
+    // proves D4
+    let broker = start_broker(broker_config(membership(1, &[])), None).await;
+    let url = broker.url();
+    let mut first = AnyClient::connect(host, spec(&url, 1, "same-session"))
+        .await
+        .unwrap();
+    let second = AnyClient::connect(host, spec(&url, 1, "same-session"))
+        .await
+        .unwrap();
+    let reason = first
+        .wait_for("the old session to stop", |e| match note(e) {
+            Some(Notification::Closed { reason }) => Some(reason.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(
+        matches!(reason.failure(), Some(Failure::Closed(c)) if c.reason == "session_replaced"),
+        "{reason:?}"
+    );
+    assert_eq!(second.status(), Status::Open);
+    second.close().await;
+    broker.stop().await;
+}
+
+async fn capacity_with_retry_after_is_honoured(host: Host) {
+    // proves X10
+    let broker = start_broker(broker_config(membership(1, &[])), None).await;
+    let mut alice = connected(host, &broker.url(), 1).await;
+    broker
+        .refuse_hellos_with(Refusal::capacity("mesh full", 1500), Some(Duration::from_secs(1)))
+        .await;
+    broker.drop_all(1001, "shutting down").await;
+    alice
+        .wait_for("a capacity rejection", |e| match note(e) {
+            Some(Notification::Disconnected {
+                failure: Failure::Rejected { rejection, .. },
+                ..
+            }) => {
+                assert_eq!(rejection.code, "capacity");
+                assert_eq!(rejection.retry_after, Some(Duration::from_millis(1500)));
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+    let delay = alice
+        .wait_for("the next delay", |e| match note(e) {
+            Some(Notification::ReconnectScheduled { delay, .. }) => Some(*delay),
+            _ => None,
+        })
+        .await;
+    assert!(
+        delay >= Duration::from_millis(1500),
+        "{delay:?} ignores retryAfterMs"
+    );
+    alice.wait_status("open", |s| s == Status::Open).await;
+    alice.close().await;
+    broker.stop().await;
+}
+
+async fn hello_never_acked_times_out_and_backs_off(host: Host) {
+    // proves L4, L6, L7
+    let broker = start_broker(broker_config(membership(1, &[])), None).await;
+    let mut alice = connected(host, &broker.url(), 1).await;
+    broker.stall_hellos(true).await;
+    broker.drop_all(1001, "shutting down").await;
+    let mut delays = Vec::new();
+    let mut timeouts = 0;
+    while delays.len() < 3 {
+        let (failure, delay) = alice
+            .wait_for("an ack timeout", |e| match note(e) {
+                Some(Notification::Disconnected { failure, .. }) => Some((Some(failure.clone()), None)),
+                Some(Notification::ReconnectScheduled { delay, .. }) => Some((None, Some(*delay))),
+                _ => None,
+            })
+            .await;
+        if let Some(f) = failure {
+            if !delays.is_empty() {
+                assert_eq!(f, Failure::HelloAckTimeout);
+                timeouts += 1;
+            }
+        }
+        if let Some(d) = delay {
+            delays.push(d);
+        }
+    }
+    assert!(timeouts >= 2);
+    // 100, 200, 400 ms nominal, ±20 %: each step grows.
+    assert!(delays[1] > delays[0] && delays[2] > delays[1], "{delays:?}");
+    broker.stall_hellos(false).await;
+    alice.wait_status("open", |s| s == Status::Open).await;
+    alice.close().await;
+    broker.stop().await;
+}
+
+async fn half_open_broker_is_detected_as_stale_and_reconnected(host: Host) {
+    // proves L9, L6
+    let broker = start_broker(broker_config(membership(1, &[])), None).await;
+    let mut alice = connected(host, &broker.url(), 1).await;
+    broker.go_silent(ConnSelector::Pubkey(pubkey(1))).await;
+    alice
+        .wait_for("a stale terminate", |e| match note(e) {
+            Some(Notification::Disconnected {
+                failure: Failure::Stale { .. },
+                ..
+            }) => Some(()),
+            // The broker may drop the silent socket first (it has the same window).
+            Some(Notification::Disconnected {
+                failure: Failure::Closed(c),
+                ..
+            }) if c.code == 1006 => Some(()),
+            _ => None,
+        })
+        .await;
+    alice
+        .wait_for("the reconnect", |e| match note(e) {
+            Some(Notification::Connected { first: false, .. }) => Some(()),
+            _ => None,
+        })
+        .await;
+    alice.close().await;
+    broker.stop().await;
+}
+
+async fn garbage_frames_are_counted_and_survived(host: Host) {
+    // proves L5
+    let broker = start_broker(broker_config(membership(1, &[])), None).await;
+    let mut alice = connected(host, &broker.url(), 1).await;
+    broker
+        .send_garbage(ConnSelector::All, "{definitely not json")
+        .await;
+    alice
+        .wait_for("the dropped frame", |e| match note(e) {
+            Some(Notification::FrameDropped(_)) => Some(()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(alice.status(), Status::Open);
+    assert_eq!(alice.stats().await.lifecycle.frames_dropped, 1);
+    assert!(alice.list_peers().await.is_ok(), "still usable");
+    alice.close().await;
+    broker.stop().await;
+}
+
+async fn oversized_frames_are_refused_with_a_clear_error(host: Host) {
+    // proves X4
+    let broker = start_broker(broker_config(membership(1, &[])), None).await;
+    let mut s = spec(&broker.url(), 1, "s1");
+    s.max_message_size = 64 * 1024;
+    s.session.max_send_len = 64 * 1024;
+    let mut alice = AnyClient::connect(host, s).await.unwrap();
+    // Outbound: refused at the call, nothing sent.
+    let big = "x".repeat(100 * 1024);
+    match alice.send(&pubkey(1), &big, Priority::Next).await {
+        Err(CallError::Refused(SendRefusal::TooLarge { .. }, text)) => {
+            assert!(text.contains("limit"), "{text}")
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // Inbound: the socket is dropped with 1009 and the client reconnects.
+    broker
+        .send_garbage(ConnSelector::All, "y".repeat(200 * 1024))
+        .await;
+    let failure = alice
+        .wait_for("the oversize close", |e| match note(e) {
+            Some(Notification::Disconnected { failure, .. }) => Some(failure.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(failure.close_code(), 1009, "{failure}");
+    alice.wait_status("open", |s| s == Status::Open).await;
+    alice.close().await;
+    broker.stop().await;
+}
+
+async fn wss_with_a_self_signed_certificate_needs_its_ca(host: Host) {
+    // proves X5
+    let issued = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(issued.signing_key.serialize_der().into());
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![issued.cert.der().clone()], key)
+        .unwrap();
+    let tls = Some(TlsSetup::Config(std::sync::Arc::new(server)));
+    let broker = start_broker(broker_config(membership(1, &[])), tls).await;
+    let url = broker.url();
+    assert!(url.starts_with("wss://"), "{url}");
+    // Verification is on by default: the unknown issuer is refused.
+    match AnyClient::connect(host, spec(&url, 1, "s1")).await {
+        Err(f) => assert!(f.text.contains("certificate"), "{}", f.text),
+        Ok(_) => panic!("a self-signed broker was trusted without its CA"),
+    }
+    let mut s = spec(&url, 1, "s1");
+    s.extra_ca_pem = Some(issued.cert.pem());
+    let alice = AnyClient::connect(host, s).await.unwrap();
+    alice.send(&pubkey(1), "over tls", Priority::Next).await.unwrap();
+    alice.close().await;
+    broker.stop().await;
+}

@@ -1,0 +1,773 @@
+//! One connection: its session, and the socket of the current attempt taken
+//! through resolving → connecting → TLS → WebSocket upgrade → open, one
+//! readiness event at a time, never blocking.
+//!
+//! The mapping is the async host's: tungstenite messages become session
+//! events, the session's `Io` becomes tungstenite calls. Nothing here decides
+//! when to retry or give up; a socket that hangs in any stage is ended by the
+//! session's open timer like any other.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, ErrorKind};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, StreamOwned};
+use tether_proto::lifecycle::{Event, Frame, Io, LifecycleError, SocketId};
+use tether_proto::mesh::session::{
+    Command, OpId, OpResult, Outgoing, Request as BrokerRequest, RequestError, SendError, Session,
+    SessionAction, SessionEvent,
+};
+use tether_proto::Now;
+use tracing::{debug, info, warn};
+use tungstenite::client::{uri_mode, IntoClientRequest};
+use tungstenite::handshake::client::{ClientHandshake, Request, Response};
+use tungstenite::handshake::{HandshakeError, MidHandshake};
+use tungstenite::http::{HeaderName, HeaderValue};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tungstenite::stream::Mode;
+use tungstenite::{Message, WebSocket};
+
+use crate::dns::Resolver;
+use crate::log::log;
+use crate::reactor::ConnId;
+use crate::stream::{Stream, TlsStream};
+
+/// Messages read from one socket per turn, so a chatty peer cannot starve the
+/// other connections of the reactor; the rest are read on the next turn.
+const READ_BUDGET: usize = 64;
+
+/// What runs when a send or request resolves, on the reactor thread.
+pub(crate) type Callback = Box<dyn FnOnce(OpResult) + Send>;
+
+/// The parts of the reactor a connection touches while it works.
+pub(crate) struct Ctx<'a> {
+    pub registry: &'a Registry,
+    pub token: Token,
+    pub events: &'a mut VecDeque<(ConnId, SessionEvent)>,
+    pub callbacks: &'a mut HashMap<(ConnId, OpId), Callback>,
+    pub dns: &'a mut Resolver,
+}
+
+/// Counters of one connection's socket work (X4).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Frames waiting behind a socket that does not take them now.
+    pub queued: usize,
+    /// Sockets dropped because that queue was full.
+    pub queue_overflows: u64,
+    /// WebSocket messages received (text, binary, ping, pong).
+    pub messages_in: u64,
+    /// WebSocket messages handed to the socket (text, ping, close).
+    pub messages_out: u64,
+}
+
+pub(crate) fn now() -> Now {
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Now::new(Instant::now(), unix_ms)
+}
+
+/// One connection of a reactor.
+pub(crate) struct Conn {
+    id: ConnId,
+    session: Session,
+    socket: Option<Socket>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    ws_config: WebSocketConfig,
+    write_queue: usize,
+    /// The deadline under which the reactor's timer table files this connection.
+    pub(crate) filed: Option<Instant>,
+    /// Frames were written since the last flush.
+    dirty: bool,
+    /// A TLS write outside a readiness event may have pulled socket data into
+    /// rustls, where no readiness edge will announce it: read again soon.
+    recheck: bool,
+    stats: IoStats,
+}
+
+struct Socket {
+    id: SocketId,
+    stage: Stage,
+}
+
+// Open is where a connection spends its life, so it stays inline and the short
+// stages are boxed: an idle connection pays for no extra allocation.
+#[allow(clippy::large_enum_variant)]
+enum Stage {
+    /// Waiting for the resolver threads.
+    Resolving(Box<Target>),
+    /// TCP connect in flight.
+    Connecting(TcpStream, Box<Target>),
+    /// TLS handshake in flight.
+    Tls(Box<TlsStream>, Box<Target>),
+    /// WebSocket upgrade in flight.
+    Upgrading(Box<MidHandshake<ClientHandshake<Stream>>>),
+    /// Frames flow.
+    Open(Open),
+}
+
+/// Where an attempt is going; only alive until the socket opens.
+struct Target {
+    request: Request,
+    tls_name: Option<ServerName<'static>>,
+    /// Addresses not tried yet, in the resolver's order.
+    addrs: VecDeque<SocketAddr>,
+    last_error: Option<String>,
+}
+
+struct Open {
+    ws: WebSocket<Stream>,
+    /// Frames behind a blocked socket (tungstenite holds at most one more).
+    queue: VecDeque<Message>,
+    blocked: bool,
+}
+
+/// The outcome of driving a stage.
+enum Step {
+    /// Nothing more until the socket is ready again.
+    Wait(Stage),
+    /// Moved on; try the next stage at once.
+    Next(Stage),
+    /// The attempt failed, with the reason the session gets.
+    Failed(String),
+}
+
+enum WriteError {
+    QueueFull,
+    Ws(tungstenite::Error),
+}
+
+impl Conn {
+    pub(crate) fn new(
+        id: ConnId,
+        session: Session,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        ws_config: WebSocketConfig,
+        write_queue: usize,
+    ) -> Self {
+        Conn {
+            id,
+            session,
+            socket: None,
+            tls,
+            ws_config,
+            write_queue: write_queue.max(1),
+            filed: None,
+            dirty: false,
+            recheck: false,
+            stats: IoStats::default(),
+        }
+    }
+
+    pub(crate) fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub(crate) fn session_mut(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    pub(crate) fn io_stats(&self) -> IoStats {
+        let mut stats = self.stats;
+        if let Some(Socket {
+            stage: Stage::Open(open),
+            ..
+        }) = &self.socket
+        {
+            stats.queued = open.queue.len();
+        }
+        stats
+    }
+
+    /// True (once) when the reactor should drive this connection again soon.
+    pub(crate) fn take_recheck(&mut self) -> bool {
+        std::mem::take(&mut self.recheck)
+    }
+
+    /// Feeds one lifecycle input and everything it leads to.
+    pub(crate) fn control(&mut self, ctx: &mut Ctx<'_>, event: Event) -> Result<(), LifecycleError> {
+        let result = self.session.handle(now(), event);
+        self.settle(ctx, VecDeque::new());
+        result
+    }
+
+    /// Socket news: refused only once the session is closed for good, when it is moot.
+    fn feed(&mut self, ctx: &mut Ctx<'_>, event: Event) {
+        let _ = self.control(ctx, event);
+    }
+
+    pub(crate) fn send(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        outgoing: Outgoing,
+        done: Option<Callback>,
+    ) -> Result<OpId, SendError> {
+        let result = self.session.send(now(), outgoing);
+        self.register(ctx, &result, done);
+        self.settle(ctx, VecDeque::new());
+        result
+    }
+
+    pub(crate) fn request(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        request: BrokerRequest,
+        done: Option<Callback>,
+    ) -> Result<OpId, RequestError> {
+        let result = self.session.request(now(), request);
+        self.register(ctx, &result, done);
+        self.settle(ctx, VecDeque::new());
+        result
+    }
+
+    pub(crate) fn command(&mut self, ctx: &mut Ctx<'_>, command: Command) -> Result<(), RequestError> {
+        let result = self.session.command(now(), command);
+        self.settle(ctx, VecDeque::new());
+        result
+    }
+
+    /// Files the completion before the drain that might already resolve it.
+    fn register<E>(&self, ctx: &mut Ctx<'_>, result: &Result<OpId, E>, done: Option<Callback>) {
+        if let (Ok(op), Some(done)) = (result, done) {
+            ctx.callbacks.insert((self.id, *op), done);
+        }
+    }
+
+    /// Drops the socket without a word; for a connection being removed.
+    pub(crate) fn shut(&mut self, ctx: &mut Ctx<'_>) {
+        self.drop_socket(ctx);
+    }
+
+    /// The drain rule: act on every action, then feed what the socket work
+    /// produced (a failed open, a dead socket), until nothing is left.
+    fn settle(&mut self, ctx: &mut Ctx<'_>, mut inbox: VecDeque<Event>) {
+        loop {
+            while let Some(action) = self.session.poll_action() {
+                match action {
+                    SessionAction::Io(io) => self.io(ctx, io, &mut inbox),
+                    SessionAction::Event(event) => self.emit(ctx, event),
+                }
+            }
+            self.flush(ctx, &mut inbox);
+            let Some(event) = inbox.pop_front() else {
+                return;
+            };
+            let _ = self.session.handle(now(), event);
+        }
+    }
+
+    fn emit(&mut self, ctx: &mut Ctx<'_>, event: SessionEvent) {
+        match event {
+            SessionEvent::Resolved { id, result } => match ctx.callbacks.remove(&(self.id, id)) {
+                Some(done) => done(result),
+                None => ctx
+                    .events
+                    .push_back((self.id, SessionEvent::Resolved { id, result })),
+            },
+            SessionEvent::Lifecycle(note) => {
+                log(self.id, &note);
+                ctx.events.push_back((self.id, SessionEvent::Lifecycle(note)));
+            }
+            other => ctx.events.push_back((self.id, other)),
+        }
+    }
+
+    fn io(&mut self, ctx: &mut Ctx<'_>, io: Io, inbox: &mut VecDeque<Event>) {
+        match io {
+            Io::OpenSocket { socket, url, headers } => {
+                info!(target: "tether", conn = %self.id, event = "ws_open_attempt", %url, socket = socket.0);
+                // The session ends a socket before it asks for the next; this only
+                // guards against leaking one if it ever did not.
+                self.drop_socket(ctx);
+                match self.open(ctx, socket, &url, &headers) {
+                    Ok(stage) => self.socket = Some(Socket { id: socket, stage }),
+                    Err(reason) => inbox.push_back(Event::ConnectFailed { socket, reason }),
+                }
+            }
+            Io::SendText { socket, text } => self.write(ctx, socket, Message::Text(text.into()), inbox),
+            Io::SendPing { socket } => self.write(ctx, socket, Message::Ping(Default::default()), inbox),
+            Io::CloseSocket { socket, code, reason } => {
+                if let Some(open) = self.open_for(socket) {
+                    let frame = CloseFrame {
+                        code: CloseCode::from(code),
+                        reason: reason.into(),
+                    };
+                    // Best effort, like the async host's writer: a peer that cannot
+                    // take the close frame now just sees the connection drop.
+                    if open.write(Message::Close(Some(frame)), usize::MAX).is_ok() {
+                        let _ = open.pump();
+                    }
+                }
+                if self.is_current(socket) {
+                    self.drop_socket(ctx);
+                }
+            }
+            Io::TerminateSocket { socket } => {
+                if self.is_current(socket) {
+                    debug!(target: "tether", conn = %self.id, socket = socket.0, "terminating socket");
+                    self.drop_socket(ctx);
+                }
+            }
+        }
+    }
+
+    fn write(&mut self, ctx: &mut Ctx<'_>, socket: SocketId, message: Message, inbox: &mut VecDeque<Event>) {
+        let cap = self.write_queue;
+        // Not open (yet or any more): the session never writes before the open,
+        // and a socket it has left is gone.
+        let Some(open) = self.open_for(socket) else {
+            return;
+        };
+        let reason = match open.write(message, cap) {
+            Ok(()) => {
+                self.stats.messages_out += 1;
+                self.dirty = true;
+                return;
+            }
+            Err(WriteError::QueueFull) => {
+                // The peer stopped reading long ago; this socket is dead, say so.
+                self.stats.queue_overflows += 1;
+                warn!(target: "tether", conn = %self.id, socket = socket.0, "write queue full, dropping the socket");
+                "write queue full".to_owned()
+            }
+            Err(WriteError::Ws(e)) => e.to_string(),
+        };
+        self.drop_socket(ctx);
+        inbox.push_back(Event::Closed {
+            socket,
+            code: 1006,
+            reason,
+        });
+    }
+
+    /// Pushes out whatever the last drain wrote.
+    fn flush(&mut self, ctx: &mut Ctx<'_>, inbox: &mut VecDeque<Event>) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
+        }
+        let Some(Socket {
+            id,
+            stage: Stage::Open(open),
+        }) = &mut self.socket
+        else {
+            return;
+        };
+        let socket = *id;
+        self.recheck |= open.ws.get_ref().is_tls();
+        if let Err(e) = open.pump() {
+            self.drop_socket(ctx);
+            inbox.push_back(closed_by(socket, e));
+        }
+    }
+
+    fn is_current(&self, socket: SocketId) -> bool {
+        self.socket.as_ref().is_some_and(|s| s.id == socket)
+    }
+
+    fn open_for(&mut self, socket: SocketId) -> Option<&mut Open> {
+        match &mut self.socket {
+            Some(Socket {
+                id,
+                stage: Stage::Open(open),
+            }) if *id == socket => Some(open),
+            _ => None,
+        }
+    }
+
+    fn drop_socket(&mut self, ctx: &mut Ctx<'_>) {
+        if let Some(mut socket) = self.socket.take() {
+            if let Some(tcp) = socket.stage.tcp_mut() {
+                // Closing the socket would unregister it too; saying so keeps a
+                // later socket on the same token free of its leftovers.
+                let _ = ctx.registry.deregister(tcp);
+            }
+        }
+    }
+
+    /// Starts an attempt: parses the URL, then connects to a literal address or
+    /// hands the name to the resolver threads.
+    fn open(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        socket: SocketId,
+        url: &str,
+        headers: &[(String, String)],
+    ) -> Result<Stage, String> {
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| format!("bad URL {url}: {e}"))?;
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| format!("bad header name {name}: {e}"))?;
+            let value =
+                HeaderValue::from_str(value).map_err(|e| format!("bad header value for {name}: {e}"))?;
+            request.headers_mut().insert(name, value);
+        }
+        let uri = request.uri();
+        let secure = match uri_mode(uri).map_err(|e| format!("bad URL {url}: {e}"))? {
+            Mode::Tls => true,
+            Mode::Plain => false,
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("bad URL {url}: no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        let tls_name = if secure {
+            if self.tls.is_none() {
+                return Err("wss:// needs a TLS configuration".into());
+            }
+            let name =
+                ServerName::try_from(host.clone()).map_err(|e| format!("bad server name {host}: {e}"))?;
+            Some(name)
+        } else {
+            None
+        };
+        let mut target = Box::new(Target {
+            request,
+            tls_name,
+            addrs: VecDeque::new(),
+            last_error: None,
+        });
+        if let Ok(ip) = host.parse::<IpAddr>() {
+            target.addrs.push_back(SocketAddr::new(ip, port));
+            return match connect_next(ctx, target) {
+                Step::Wait(stage) | Step::Next(stage) => Ok(stage),
+                Step::Failed(reason) => Err(reason),
+            };
+        }
+        ctx.dns.resolve(self.id, socket, &host, port)?;
+        Ok(Stage::Resolving(target))
+    }
+
+    /// A lookup for `socket` finished.
+    pub(crate) fn resolved(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        socket: SocketId,
+        result: Result<Vec<SocketAddr>, String>,
+    ) -> bool {
+        if !matches!(&self.socket, Some(Socket { id, stage: Stage::Resolving(_) }) if *id == socket) {
+            // An answer for a socket the session has already given up on.
+            return false;
+        }
+        let Some(Socket {
+            stage: Stage::Resolving(mut target),
+            ..
+        }) = self.socket.take()
+        else {
+            return false;
+        };
+        let step = match result {
+            Ok(addrs) => {
+                target.addrs = addrs.into();
+                connect_next(ctx, target)
+            }
+            Err(reason) => Step::Failed(reason),
+        };
+        self.apply(ctx, socket, step) && self.ready(ctx)
+    }
+
+    /// The socket is ready (or may be): moves the attempt on as far as it goes
+    /// without blocking. True when there is more to read on a later turn.
+    pub(crate) fn ready(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        loop {
+            let Some(Socket { id, stage }) = self.socket.take() else {
+                return false;
+            };
+            let step = match stage {
+                Stage::Open(open) => {
+                    self.socket = Some(Socket {
+                        id,
+                        stage: Stage::Open(open),
+                    });
+                    return self.serve(ctx);
+                }
+                Stage::Resolving(target) => Step::Wait(Stage::Resolving(target)),
+                Stage::Connecting(tcp, target) => self.connected(ctx, tcp, target),
+                Stage::Tls(tls, target) => self.tls_handshake(tls, target),
+                Stage::Upgrading(mid) => upgraded(mid.handshake()),
+            };
+            if !self.apply(ctx, id, step) {
+                return false;
+            }
+        }
+    }
+
+    /// Installs a step's outcome; true when it moved on.
+    fn apply(&mut self, ctx: &mut Ctx<'_>, id: SocketId, step: Step) -> bool {
+        match step {
+            Step::Wait(stage) => {
+                self.socket = Some(Socket { id, stage });
+                false
+            }
+            Step::Next(stage) => {
+                let opened = matches!(stage, Stage::Open(_));
+                self.socket = Some(Socket { id, stage });
+                if opened {
+                    self.feed(ctx, Event::Opened { socket: id });
+                }
+                true
+            }
+            Step::Failed(reason) => {
+                self.feed(ctx, Event::ConnectFailed { socket: id, reason });
+                false
+            }
+        }
+    }
+
+    fn connected(&self, ctx: &mut Ctx<'_>, mut tcp: TcpStream, mut target: Box<Target>) -> Step {
+        // mio's recipe for a non-blocking connect: an error, else a peer address.
+        let error = match tcp.take_error() {
+            Ok(Some(e)) | Err(e) => e,
+            Ok(None) => match tcp.peer_addr() {
+                Ok(_) => {
+                    // Frames are small and latency matters more than packet count.
+                    let _ = tcp.set_nodelay(true);
+                    return self.secure(tcp, target);
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::NotConnected | ErrorKind::WouldBlock) => {
+                    return Step::Wait(Stage::Connecting(tcp, target));
+                }
+                Err(e) => e,
+            },
+        };
+        let _ = ctx.registry.deregister(&mut tcp);
+        drop(tcp);
+        target.last_error = Some(io_reason(error));
+        connect_next(ctx, target)
+    }
+
+    fn secure(&self, tcp: TcpStream, mut target: Box<Target>) -> Step {
+        let Some(name) = target.tls_name.take() else {
+            return upgraded(tungstenite::client::client_with_config(
+                target.request,
+                Stream::Plain(tcp),
+                Some(self.ws_config),
+            ));
+        };
+        let Some(config) = &self.tls else {
+            return Step::Failed("wss:// needs a TLS configuration".into());
+        };
+        match ClientConnection::new(Arc::clone(config), name) {
+            Ok(conn) => Step::Next(Stage::Tls(Box::new(StreamOwned::new(conn, tcp)), target)),
+            Err(e) => Step::Failed(format!("TLS error: {e}")),
+        }
+    }
+
+    fn tls_handshake(&self, mut tls: Box<TlsStream>, target: Box<Target>) -> Step {
+        while tls.conn.is_handshaking() {
+            let tls = &mut *tls;
+            match tls.conn.complete_io(&mut tls.sock) {
+                // rustls can do nothing more now; the next readiness will tell.
+                Ok((0, 0)) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) => return Step::Failed(io_reason(e)),
+            }
+        }
+        if tls.conn.is_handshaking() {
+            return Step::Wait(Stage::Tls(tls, target));
+        }
+        upgraded(tungstenite::client::client_with_config(
+            target.request,
+            Stream::Tls(tls),
+            Some(self.ws_config),
+        ))
+    }
+
+    /// Open: move queued frames on (a writable edge may be what woke us), then read.
+    fn serve(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        if let Some(Socket {
+            id,
+            stage: Stage::Open(open),
+        }) = &mut self.socket
+        {
+            let socket = *id;
+            if let Err(e) = open.pump() {
+                self.drop_socket(ctx);
+                self.feed(ctx, closed_by(socket, e));
+                return false;
+            }
+        }
+        self.read(ctx)
+    }
+
+    /// Reads until the socket has nothing more, or the budget is spent (then
+    /// true: edge-triggered readiness will not say so again).
+    fn read(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        for _ in 0..READ_BUDGET {
+            let Some(Socket {
+                id,
+                stage: Stage::Open(open),
+            }) = &mut self.socket
+            else {
+                return false;
+            };
+            let socket = *id;
+            let event = match open.ws.read() {
+                Ok(Message::Text(text)) => Event::Frame {
+                    socket,
+                    frame: Frame::Text(text.as_str().to_owned()),
+                },
+                Ok(Message::Binary(bytes)) => Event::Frame {
+                    socket,
+                    frame: Frame::Binary(bytes.to_vec()),
+                },
+                Ok(Message::Ping(_)) => Event::Frame {
+                    socket,
+                    frame: Frame::Ping,
+                },
+                Ok(Message::Pong(_)) => Event::Frame {
+                    socket,
+                    frame: Frame::Pong,
+                },
+                Ok(Message::Frame(_)) => continue,
+                Ok(Message::Close(frame)) => {
+                    // Put tungstenite's close reply on the wire before the socket goes.
+                    let _ = open.ws.flush();
+                    self.drop_socket(ctx);
+                    let (code, reason) = frame.map_or((1005, String::new()), |f| {
+                        (u16::from(f.code), f.reason.as_str().to_owned())
+                    });
+                    Event::Closed { socket, code, reason }
+                }
+                Err(e) if would_block(&e) => return false,
+                Err(e) => {
+                    self.drop_socket(ctx);
+                    closed_by(socket, e)
+                }
+            };
+            self.stats.messages_in += 1;
+            self.feed(ctx, event);
+        }
+        true
+    }
+}
+
+impl Stage {
+    fn tcp_mut(&mut self) -> Option<&mut TcpStream> {
+        match self {
+            Stage::Resolving(_) => None,
+            Stage::Connecting(tcp, _) => Some(tcp),
+            Stage::Tls(tls, _) => Some(&mut tls.sock),
+            Stage::Upgrading(mid) => Some(mid.get_mut().get_mut().tcp_mut()),
+            Stage::Open(open) => Some(open.ws.get_mut().tcp_mut()),
+        }
+    }
+}
+
+impl Open {
+    fn new(ws: WebSocket<Stream>) -> Self {
+        Open {
+            ws,
+            queue: VecDeque::new(),
+            blocked: false,
+        }
+    }
+
+    /// Hands a frame to tungstenite, or queues it behind a blocked socket.
+    fn write(&mut self, message: Message, cap: usize) -> Result<(), WriteError> {
+        if self.blocked || !self.queue.is_empty() {
+            if self.queue.len() >= cap {
+                return Err(WriteError::QueueFull);
+            }
+            self.queue.push_back(message);
+            return Ok(());
+        }
+        match self.ws.write(message) {
+            Ok(()) => Ok(()),
+            // tungstenite keeps the frame in its buffer; `pump` sends it on.
+            Err(e) if would_block(&e) => {
+                self.blocked = true;
+                Ok(())
+            }
+            Err(e) => Err(WriteError::Ws(e)),
+        }
+    }
+
+    /// Moves buffered and queued frames to the socket as far as it takes them.
+    fn pump(&mut self) -> Result<(), tungstenite::Error> {
+        loop {
+            match self.ws.flush() {
+                Ok(()) => self.blocked = false,
+                Err(e) if would_block(&e) => {
+                    self.blocked = true;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+            let Some(message) = self.queue.pop_front() else {
+                return Ok(());
+            };
+            match self.ws.write(message) {
+                Ok(()) => {}
+                Err(e) if would_block(&e) => {
+                    self.blocked = true;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Tries the next address of the attempt; fails with the last error when none is left.
+fn connect_next(ctx: &mut Ctx<'_>, mut target: Box<Target>) -> Step {
+    while let Some(addr) = target.addrs.pop_front() {
+        let registered = TcpStream::connect(addr).and_then(|mut tcp| {
+            // Edge-triggered and both ways for the socket's whole life: the
+            // writable edge announces the connect and, later, room after a blocked
+            // write; while idle neither edge fires, so the interest costs nothing.
+            ctx.registry
+                .register(&mut tcp, ctx.token, Interest::READABLE | Interest::WRITABLE)
+                .map(|()| tcp)
+        });
+        match registered {
+            Ok(tcp) => return Step::Wait(Stage::Connecting(tcp, target)),
+            Err(e) => target.last_error = Some(io_reason(e)),
+        }
+    }
+    Step::Failed(
+        target
+            .last_error
+            .take()
+            .unwrap_or_else(|| "IO error: no address to connect to".into()),
+    )
+}
+
+fn upgraded(result: Result<(WebSocket<Stream>, Response), HandshakeError<ClientHandshake<Stream>>>) -> Step {
+    match result {
+        Ok((ws, _response)) => Step::Next(Stage::Open(Open::new(ws))),
+        Err(HandshakeError::Interrupted(mid)) => Step::Wait(Stage::Upgrading(Box::new(mid))),
+        Err(HandshakeError::Failure(e)) => Step::Failed(e.to_string()),
+    }
+}
+
+/// The same text the async host reports for an IO error (tungstenite's).
+fn io_reason(e: io::Error) -> String {
+    tungstenite::Error::Io(e).to_string()
+}
+
+fn would_block(e: &tungstenite::Error) -> bool {
+    matches!(e, tungstenite::Error::Io(io) if io.kind() == ErrorKind::WouldBlock)
+}
+
+/// The async host's mapping of a read or write error to a close.
+fn closed_by(socket: SocketId, e: tungstenite::Error) -> Event {
+    let (code, reason) = match e {
+        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => (1006, String::new()),
+        tungstenite::Error::Capacity(_) => (1009, e.to_string()),
+        _ => (1006, e.to_string()),
+    };
+    Event::Closed { socket, code, reason }
+}

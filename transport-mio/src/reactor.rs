@@ -1,0 +1,665 @@
+//! The event loop: one mio `Poll` drives any number of connections in one
+//! thread (X6), each its own pure session.
+//!
+//! A turn sleeps until a socket is ready, a handle or the resolver wakes it, or
+//! the earliest session deadline comes (a `BTreeSet` of `(deadline, slot)`, so
+//! finding it is O(log n) whatever the number of connections); then it drives
+//! the ready sockets, runs queued commands and feeds `Tick` to every session
+//! whose deadline passed. Every input is followed by the drain rule.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::fmt;
+use std::io;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Token, Waker};
+use tether_proto::lifecycle::{Event, Status};
+use tether_proto::mesh::handshake::MeshHandshake;
+use tether_proto::mesh::session::{
+    Command, OpId, OpResult, Outgoing, Request, Session, SessionEvent, SessionStats,
+};
+use tether_proto::mesh::wire::PushFrame;
+
+use crate::config::{random_seed, ConnConfig};
+use crate::conn::{Callback, Conn, Ctx, IoStats};
+use crate::dns::Resolver;
+use crate::error::{AddError, HandleError, ReactorError};
+use crate::tls::{TlsError, TlsOptions};
+
+/// Commands queued by handles before they block their caller.
+pub const DEFAULT_HANDLE_CAPACITY: usize = 1024;
+/// Readiness events taken from the OS per turn.
+pub const DEFAULT_EVENTS_PER_TURN: usize = 1024;
+
+const WAKER: Token = Token(usize::MAX);
+/// Handle commands run per turn, so a flood of them cannot starve the sockets.
+const COMMANDS_PER_TURN: usize = 1024;
+
+/// Names one connection of a reactor; never reused for another connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    index: u32,
+    generation: u32,
+}
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}.{}", self.index, self.generation)
+    }
+}
+
+/// A command a handle runs on the reactor thread.
+type Cmd = Box<dyn FnOnce(&mut Reactor) + Send>;
+
+/// Sizes of a reactor's queues.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReactorOptions {
+    /// Commands queued by [`ReactorHandle`]s before `execute` blocks.
+    pub handle_capacity: usize,
+    /// Readiness events taken from the OS per turn (more wait for the next turn).
+    pub events_per_turn: usize,
+}
+
+impl Default for ReactorOptions {
+    fn default() -> Self {
+        ReactorOptions {
+            handle_capacity: DEFAULT_HANDLE_CAPACITY,
+            events_per_turn: DEFAULT_EVENTS_PER_TURN,
+        }
+    }
+}
+
+struct Slot {
+    generation: u32,
+    conn: Option<Box<Conn>>,
+}
+
+/// One thread's event loop over many connections (X6), each its own session.
+///
+/// A turn sleeps until a socket is ready, a handle or the resolver wakes it, or
+/// the earliest session deadline comes; then it drives the ready sockets, runs
+/// queued commands and ticks every session whose deadline passed.
+///
+/// Feed it with [`add`](Self::add), [`send`](Self::send) and friends, turn it
+/// with [`run_once`](Self::run_once), and take what happened with
+/// [`poll_event`](Self::poll_event) after every turn: the queue of events is
+/// not capped, because dropping one would break exactly-once resolution (X3).
+/// Other threads reach it through a [`ReactorHandle`]. Dropping the reactor
+/// drops every socket without a close frame; [`close_all`](Self::close_all) first.
+pub struct Reactor {
+    poll: Poll,
+    ready: Events,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    live: usize,
+    timers: BTreeSet<(Instant, u32)>,
+    events: VecDeque<(ConnId, SessionEvent)>,
+    callbacks: HashMap<(ConnId, OpId), Callback>,
+    dns: Resolver,
+    waker: Arc<Waker>,
+    cmd_tx: SyncSender<Cmd>,
+    cmd_rx: Receiver<Cmd>,
+    /// Connections to drive next turn without waiting for readiness.
+    again: Vec<u32>,
+    scratch: Vec<u32>,
+    more_commands: bool,
+    tls_configs: Vec<(TlsOptions, Arc<rustls::ClientConfig>)>,
+}
+
+impl fmt::Debug for Reactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reactor")
+            .field("connections", &self.live)
+            .field("events", &self.events.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reactor {
+    /// A reactor with the default queue sizes.
+    pub fn new() -> io::Result<Reactor> {
+        Reactor::with_options(ReactorOptions::default())
+    }
+
+    /// A reactor with these queue sizes.
+    pub fn with_options(options: ReactorOptions) -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (cmd_tx, cmd_rx) = mpsc::sync_channel(options.handle_capacity.max(1));
+        Ok(Reactor {
+            ready: Events::with_capacity(options.events_per_turn.max(1)),
+            poll,
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            timers: BTreeSet::new(),
+            events: VecDeque::new(),
+            callbacks: HashMap::new(),
+            dns: Resolver::new(Arc::clone(&waker)),
+            waker,
+            cmd_tx,
+            cmd_rx,
+            again: Vec::new(),
+            scratch: Vec::new(),
+            more_commands: false,
+            tls_configs: Vec::new(),
+        })
+    }
+
+    /// A handle for other threads; clone it freely.
+    pub fn handle(&self) -> ReactorHandle {
+        ReactorHandle {
+            tx: self.cmd_tx.clone(),
+            waker: Arc::clone(&self.waker),
+        }
+    }
+
+    /// Adds a connection and starts connecting it at once.
+    pub fn add(&mut self, config: ConnConfig) -> Result<ConnId, AddError> {
+        let url = &config.session.lifecycle.url;
+        let secure = url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("wss:"));
+        let tls = if secure {
+            Some(self.tls_config(&config.tls)?)
+        } else {
+            None
+        };
+        let ws_config = config.ws_config();
+        let mut session_config = config.session;
+        session_config.max_send_len = session_config.max_send_len.min(config.max_message_size);
+        let handshake = MeshHandshake::new(config.credentials, config.presence)
+            .with_headers(config.headers)
+            .with_max_frame_len(config.max_message_size);
+        let seed = config.seed.unwrap_or_else(random_seed);
+        let session = Session::new(session_config, handshake, seed, Instant::now())?;
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                // Slot numbers are tokens; u32 is far beyond any fd limit.
+                let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
+                self.slots.push(Slot {
+                    generation: 0,
+                    conn: None,
+                });
+                index
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        let id = ConnId {
+            index,
+            generation: slot.generation,
+        };
+        slot.conn = Some(Box::new(Conn::new(
+            id,
+            session,
+            tls,
+            ws_config,
+            config.write_queue,
+        )));
+        self.live += 1;
+        self.with_conn(index, |conn, ctx| {
+            // Refused only by a closed session, which a new one is not.
+            let _ = conn.control(ctx, Event::Connect);
+        });
+        Ok(id)
+    }
+
+    /// Closes a connection for good (its close frame goes out when the socket
+    /// takes it) and forgets it; its last events stay in the queue. False when
+    /// there was no such connection.
+    pub fn remove(&mut self, id: ConnId) -> bool {
+        let Ok(index) = self.index_of(id) else {
+            return false;
+        };
+        self.with_conn(index, |conn, ctx| {
+            let _ = conn.control(ctx, Event::Close);
+            conn.shut(ctx);
+        });
+        let slot = &mut self.slots[index as usize];
+        if let Some(at) = slot.conn.take().and_then(|conn| conn.filed) {
+            self.timers.remove(&(at, index));
+        }
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(index);
+        self.live -= 1;
+        if !self.callbacks.is_empty() {
+            // Close resolved every operation; this only drops what could be left.
+            self.callbacks.retain(|(conn, _), _| *conn != id);
+        }
+        true
+    }
+
+    /// Closes every connection for good; they stay until removed.
+    pub fn close_all(&mut self) {
+        for index in 0..self.slots.len() {
+            if let Ok(index) = u32::try_from(index) {
+                self.with_conn(index, |conn, ctx| {
+                    let _ = conn.control(ctx, Event::Close);
+                });
+            }
+        }
+    }
+
+    /// Sends a message; its result comes out as [`SessionEvent::Resolved`] (X3).
+    pub fn send(&mut self, id: ConnId, outgoing: Outgoing) -> Result<OpId, ReactorError> {
+        self.send_inner(id, outgoing, None)
+    }
+
+    /// Sends a message; `done` runs on the reactor thread with its result, in place
+    /// of a `Resolved` event, if the send was accepted.
+    pub fn send_with(
+        &mut self,
+        id: ConnId,
+        outgoing: Outgoing,
+        done: impl FnOnce(OpResult) + Send + 'static,
+    ) -> Result<OpId, ReactorError> {
+        self.send_inner(id, outgoing, Some(Box::new(done)))
+    }
+
+    fn send_inner(
+        &mut self,
+        id: ConnId,
+        outgoing: Outgoing,
+        done: Option<Callback>,
+    ) -> Result<OpId, ReactorError> {
+        let index = self.index_of(id)?;
+        self.with_conn(index, |conn, ctx| conn.send(ctx, outgoing, done))
+            .ok_or(ReactorError::UnknownConnection(id))?
+            .map_err(|e| ReactorError::Refused(Box::new(e)))
+    }
+
+    /// Sends a request; its reply comes out as [`SessionEvent::Resolved`] (B8).
+    pub fn request(&mut self, id: ConnId, request: Request) -> Result<OpId, ReactorError> {
+        self.request_inner(id, request, None)
+    }
+
+    /// Sends a request; `done` runs on the reactor thread with its result, in
+    /// place of a `Resolved` event, if the request was accepted.
+    pub fn request_with(
+        &mut self,
+        id: ConnId,
+        request: Request,
+        done: impl FnOnce(OpResult) + Send + 'static,
+    ) -> Result<OpId, ReactorError> {
+        self.request_inner(id, request, Some(Box::new(done)))
+    }
+
+    fn request_inner(
+        &mut self,
+        id: ConnId,
+        request: Request,
+        done: Option<Callback>,
+    ) -> Result<OpId, ReactorError> {
+        let index = self.index_of(id)?;
+        Ok(self
+            .with_conn(index, |conn, ctx| conn.request(ctx, request, done))
+            .ok_or(ReactorError::UnknownConnection(id))??)
+    }
+
+    /// Sends a fire-and-forget command; refused unless open (B9).
+    pub fn command(&mut self, id: ConnId, command: Command) -> Result<(), ReactorError> {
+        let index = self.index_of(id)?;
+        Ok(self
+            .with_conn(index, |conn, ctx| conn.command(ctx, command))
+            .ok_or(ReactorError::UnknownConnection(id))??)
+    }
+
+    /// Feeds a lifecycle input: meant for `Close`, `Reconnect`, `RetryNow` and
+    /// `Connect`; socket events are the reactor's own and a forged one about a
+    /// socket the session does not know is ignored by it.
+    pub fn control(&mut self, id: ConnId, event: Event) -> Result<(), ReactorError> {
+        let index = self.index_of(id)?;
+        Ok(self
+            .with_conn(index, |conn, ctx| conn.control(ctx, event))
+            .ok_or(ReactorError::UnknownConnection(id))??)
+    }
+
+    /// The connection's status; `None` for an unknown connection.
+    pub fn status(&self, id: ConnId) -> Option<Status> {
+        self.conn(id).map(|c| c.session().status())
+    }
+
+    /// The session's metrics snapshot (X12).
+    pub fn stats(&self, id: ConnId) -> Option<SessionStats> {
+        self.conn(id).map(|c| c.session().stats(Instant::now()))
+    }
+
+    /// The connection's socket counters.
+    pub fn io_stats(&self, id: ConnId) -> Option<IoStats> {
+        self.conn(id).map(Conn::io_stats)
+    }
+
+    /// The session, read-only: every input goes through the reactor.
+    pub fn session(&self, id: ConnId) -> Option<&Session> {
+        self.conn(id).map(Conn::session)
+    }
+
+    /// Takes the pushes buffered in the session's history (B7).
+    pub fn drain_history(&mut self, id: ConnId) -> Option<Vec<Arc<PushFrame>>> {
+        let index = self.index_of(id).ok()?;
+        let conn = self.slots.get_mut(index as usize)?.conn.as_deref_mut()?;
+        Some(conn.session_mut().drain_history())
+    }
+
+    /// The connections, in slot order.
+    pub fn connections(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.conn.is_some())
+            .filter_map(|(i, s)| {
+                Some(ConnId {
+                    index: u32::try_from(i).ok()?,
+                    generation: s.generation,
+                })
+            })
+    }
+
+    /// How many connections there are.
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    /// True without connections.
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// The earliest deadline of all sessions: when the next turn wakes at the latest.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.timers.first().map(|&(at, _)| at)
+    }
+
+    /// The next event of any connection, oldest first.
+    pub fn poll_event(&mut self) -> Option<(ConnId, SessionEvent)> {
+        self.events.pop_front()
+    }
+
+    /// Every queued event, oldest first.
+    pub fn drain_events(&mut self) -> std::collections::vec_deque::Drain<'_, (ConnId, SessionEvent)> {
+        self.events.drain(..)
+    }
+
+    /// One turn: waits for readiness, a wake-up or the earliest deadline (at most
+    /// `timeout`), then handles all of them. Sub-millisecond waits round up, so a
+    /// turn never wakes before the deadline it waited for.
+    pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        let wait = if !self.again.is_empty() || self.more_commands {
+            Some(Duration::ZERO)
+        } else {
+            let until = self
+                .next_deadline()
+                .map(|at| ceil_ms(at.saturating_duration_since(Instant::now())));
+            match (timeout, until) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        if let Err(e) = self.poll.poll(&mut self.ready, wait) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+        let leftovers = std::mem::take(&mut self.again);
+        let mut woke = self.more_commands;
+        self.scratch.clear();
+        for event in self.ready.iter() {
+            if event.token() == WAKER {
+                woke = true;
+            } else if let Ok(index) = u32::try_from(event.token().0) {
+                self.scratch.push(index);
+            }
+        }
+        let ready = std::mem::take(&mut self.scratch);
+        for &index in ready.iter().chain(&leftovers) {
+            self.drive(index);
+        }
+        self.scratch = ready;
+        if woke {
+            self.on_wake();
+        }
+        self.fire_timers();
+        Ok(())
+    }
+
+    /// Runs turns until `done` (asked before every turn, with the reactor at hand
+    /// to take events) says so, or `timeout` passes; true when `done` said so.
+    pub fn run_until(
+        &mut self,
+        timeout: Option<Duration>,
+        mut done: impl FnMut(&mut Reactor) -> bool,
+    ) -> io::Result<bool> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            if done(self) {
+                return Ok(true);
+            }
+            let left = match deadline {
+                Some(at) => match at.checked_duration_since(Instant::now()) {
+                    Some(left) if !left.is_zero() => Some(left),
+                    _ => return Ok(false),
+                },
+                None => None,
+            };
+            self.run_once(left)?;
+        }
+    }
+
+    fn drive(&mut self, index: u32) {
+        if self.with_conn(index, |conn, ctx| conn.ready(ctx)) == Some(true) {
+            self.again.push(index);
+        }
+    }
+
+    fn on_wake(&mut self) {
+        let finished: Vec<_> = self.dns.finished().collect();
+        for done in finished {
+            let Ok(index) = self.index_of(done.conn) else {
+                continue;
+            };
+            let more = self.with_conn(index, |conn, ctx| conn.resolved(ctx, done.socket, done.result));
+            if more == Some(true) {
+                self.again.push(index);
+            }
+        }
+        self.more_commands = false;
+        for _ in 0..COMMANDS_PER_TURN {
+            match self.cmd_rx.try_recv() {
+                Ok(cmd) => cmd(self),
+                Err(_) => return,
+            }
+        }
+        self.more_commands = true;
+    }
+
+    fn fire_timers(&mut self) {
+        let now = Instant::now();
+        self.scratch.clear();
+        self.scratch.extend(
+            self.timers
+                .iter()
+                .take_while(|(at, _)| *at <= now)
+                .map(|&(_, index)| index),
+        );
+        let due = std::mem::take(&mut self.scratch);
+        for &index in &due {
+            self.with_conn(index, |conn, ctx| {
+                let _ = conn.control(ctx, Event::Tick);
+            });
+        }
+        self.scratch = due;
+    }
+
+    fn index_of(&self, id: ConnId) -> Result<u32, ReactorError> {
+        match self.slots.get(id.index as usize) {
+            Some(slot) if slot.generation == id.generation && slot.conn.is_some() => Ok(id.index),
+            _ => Err(ReactorError::UnknownConnection(id)),
+        }
+    }
+
+    fn conn(&self, id: ConnId) -> Option<&Conn> {
+        let index = self.index_of(id).ok()?;
+        self.slots.get(index as usize)?.conn.as_deref()
+    }
+
+    /// Runs `f` on a connection, then refiles its deadline.
+    fn with_conn<R>(&mut self, index: u32, f: impl FnOnce(&mut Conn, &mut Ctx<'_>) -> R) -> Option<R> {
+        let conn = self.slots.get_mut(index as usize)?.conn.as_deref_mut()?;
+        let mut ctx = Ctx {
+            registry: self.poll.registry(),
+            token: Token(index as usize),
+            events: &mut self.events,
+            callbacks: &mut self.callbacks,
+            dns: &mut self.dns,
+        };
+        let result = f(conn, &mut ctx);
+        let due = conn.session().next_deadline().map(|(at, _)| at);
+        if due != conn.filed {
+            if let Some(old) = conn.filed {
+                self.timers.remove(&(old, index));
+            }
+            if let Some(at) = due {
+                self.timers.insert((at, index));
+            }
+            conn.filed = due;
+        }
+        if conn.take_recheck() {
+            self.again.push(index);
+        }
+        Some(result)
+    }
+
+    fn tls_config(&mut self, options: &TlsOptions) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+        if let Some((_, config)) = self.tls_configs.iter().find(|(o, _)| o == options) {
+            return Ok(Arc::clone(config));
+        }
+        let config = options.client_config()?;
+        self.tls_configs.push((options.clone(), Arc::clone(&config)));
+        Ok(config)
+    }
+}
+
+/// Rounds up to whole milliseconds: waking a hair early would only find the
+/// deadline not yet due and spin.
+fn ceil_ms(d: Duration) -> Duration {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+/// Reaches a [`Reactor`] from other threads: commands queue in a bounded channel
+/// and wake the reactor, which runs them on its own thread in order.
+///
+/// Calls block while the channel is full, so never call them from the reactor
+/// thread itself (from a `send_with` callback, say).
+#[derive(Clone)]
+pub struct ReactorHandle {
+    tx: SyncSender<Cmd>,
+    waker: Arc<Waker>,
+}
+
+impl fmt::Debug for ReactorHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReactorHandle").finish_non_exhaustive()
+    }
+}
+
+impl ReactorHandle {
+    /// Runs `f` on the reactor thread during its next turn.
+    pub fn execute(&self, f: impl FnOnce(&mut Reactor) + Send + 'static) -> Result<(), HandleError> {
+        self.tx.send(Box::new(f)).map_err(|_| HandleError::Gone)?;
+        self.waker.wake().map_err(HandleError::Wake)
+    }
+
+    /// Adds a connection; `done` learns its id or why it was refused.
+    pub fn add(
+        &self,
+        config: ConnConfig,
+        done: impl FnOnce(Result<ConnId, AddError>) + Send + 'static,
+    ) -> Result<(), HandleError> {
+        self.execute(move |r| done(r.add(config)))
+    }
+
+    /// Closes and forgets a connection.
+    pub fn remove(&self, id: ConnId) -> Result<(), HandleError> {
+        self.execute(move |r| {
+            r.remove(id);
+        })
+    }
+
+    /// Sends a message; `done` runs on the reactor thread, once, with the refusal
+    /// or the result.
+    pub fn send(
+        &self,
+        id: ConnId,
+        outgoing: Outgoing,
+        done: impl FnOnce(Result<OpResult, ReactorError>) + Send + 'static,
+    ) -> Result<(), HandleError> {
+        self.execute(move |r| {
+            let (now, later) = once(done);
+            if let Err(e) = r.send_with(id, outgoing, move |res| later(Ok(res))) {
+                now(Err(e));
+            }
+        })
+    }
+
+    /// Sends a request; `done` runs on the reactor thread, once, with the refusal
+    /// or the result.
+    pub fn request(
+        &self,
+        id: ConnId,
+        request: Request,
+        done: impl FnOnce(Result<OpResult, ReactorError>) + Send + 'static,
+    ) -> Result<(), HandleError> {
+        self.execute(move |r| {
+            let (now, later) = once(done);
+            if let Err(e) = r.request_with(id, request, move |res| later(Ok(res))) {
+                now(Err(e));
+            }
+        })
+    }
+
+    /// Sends a fire-and-forget command; a refusal is logged and otherwise lost.
+    pub fn command(&self, id: ConnId, command: Command) -> Result<(), HandleError> {
+        self.execute(move |r| {
+            if let Err(e) = r.command(id, command) {
+                tracing::debug!(target: "tether", conn = %id, error = %e, "command refused");
+            }
+        })
+    }
+
+    /// Feeds a lifecycle input (`Close`, `Reconnect`, `RetryNow`, `Connect`).
+    pub fn control(&self, id: ConnId, event: Event) -> Result<(), HandleError> {
+        self.execute(move |r| {
+            let _ = r.control(id, event);
+        })
+    }
+}
+
+/// Two callers of one `FnOnce`, of which only the first call runs it: the
+/// refusal path and the resolution path of a handle's send.
+fn once<T: 'static>(
+    f: impl FnOnce(T) + Send + 'static,
+) -> (impl FnOnce(T) + Send + 'static, impl FnOnce(T) + Send + 'static) {
+    let slot = Arc::new(Mutex::new(Some(f)));
+    let other = Arc::clone(&slot);
+    let take = |slot: &Mutex<Option<_>>| slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+    let a = move |v| {
+        if let Some(f) = take(&slot) {
+            f(v)
+        }
+    };
+    let b = move |v| {
+        if let Some(f) = take(&other) {
+            f(v)
+        }
+    };
+    (a, b)
+}
+
+// The blocking client moves its reactor onto its own thread.
+const _: fn() = || {
+    fn send<T: Send>() {}
+    send::<Reactor>();
+    send::<ReactorHandle>();
+};

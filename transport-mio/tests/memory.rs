@@ -1,0 +1,93 @@
+//! Memory held per idle connection: session, socket state and tungstenite's
+//! buffers (the 4 KiB read buffer, not the 128 KiB default). The broker runs in
+//! a child process (this binary again) so that only the client side is counted,
+//! as the growth of this process's resident set.
+
+mod common;
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Command, Stdio};
+
+use common::{config, Behaviour, Server, PATIENCE};
+use tether_mio::Reactor;
+use tether_proto::lifecycle::Notification;
+use tether_proto::mesh::session::SessionEvent;
+
+const SERVER_ENV: &str = "TETHER_MIO_MEMORY_SERVER";
+
+/// The broker half: only does something when started by the test below.
+#[test]
+fn broker_process() {
+    if std::env::var_os(SERVER_ENV).is_none() {
+        return;
+    }
+    let server = Server::start(Behaviour::Ack);
+    println!("PORT {}", server.addr.port());
+    // Serve until the parent closes our stdin.
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+}
+
+#[cfg(target_os = "linux")]
+fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_connection_holds_a_few_kib() {
+    const N: usize = 500;
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["broker_process", "--exact", "--nocapture", "--test-threads=1"])
+        .env(SERVER_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port: u16 = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            // The harness may print the test's name on the same line first.
+            let (_, port) = line.split_once("PORT ")?;
+            Some(port.trim().parse().unwrap())
+        })
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+    let configs: Vec<_> = (0..N)
+        .map(|i| {
+            let mut c = config(&url);
+            c.seed = Some(i as u64);
+            c
+        })
+        .collect();
+
+    let mut reactor = Reactor::new().unwrap();
+    let mut open = HashSet::new();
+    let before = resident_bytes();
+    for c in configs {
+        reactor.add(c).unwrap();
+    }
+    let done = reactor
+        .run_until(Some(PATIENCE), |r| {
+            for (id, event) in r.drain_events() {
+                if let SessionEvent::Lifecycle(Notification::Connected { .. }) = event {
+                    open.insert(id);
+                }
+            }
+            open.len() == N
+        })
+        .unwrap();
+    let per_conn = resident_bytes().saturating_sub(before) / N;
+    drop(child.stdin.take());
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(done, "only {} of {N} opened", open.len());
+    println!("resident memory per idle connection: {per_conn} bytes");
+    // A regression guard, not the target: tungstenite's default buffers alone
+    // would be 256 KiB.
+    assert!(per_conn < 32 * 1024, "{per_conn} bytes per idle connection");
+}

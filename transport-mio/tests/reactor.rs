@@ -1,0 +1,194 @@
+//! The reactor against the in-test broker: many connections on one thread,
+//! reconnects, handles from other threads, a peer that stops reading.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{config, Behaviour, Server, PATIENCE};
+use tether_mio::{ConnId, Reactor};
+use tether_proto::lifecycle::{Failure, Notification, Status};
+use tether_proto::mesh::session::{Outcome, Outgoing, SessionEvent};
+
+fn connected(event: &SessionEvent) -> Option<bool> {
+    match event {
+        SessionEvent::Lifecycle(Notification::Connected { first, .. }) => Some(*first),
+        _ => None,
+    }
+}
+
+fn wait_open(reactor: &mut Reactor, want: usize) -> HashSet<ConnId> {
+    let mut open = HashSet::new();
+    let done = reactor
+        .run_until(Some(PATIENCE), |r| {
+            while let Some((id, event)) = r.poll_event() {
+                if connected(&event).is_some() {
+                    open.insert(id);
+                }
+            }
+            open.len() == want
+        })
+        .unwrap();
+    assert!(done, "only {} of {want} connections opened", open.len());
+    open
+}
+
+/// X6: fifty sessions on one thread, each acked.
+#[test]
+fn fifty_connections_share_one_reactor() {
+    let server = Server::start(Behaviour::Ack);
+    let mut reactor = Reactor::new().unwrap();
+    let ids: Vec<ConnId> = (0..50)
+        .map(|i| {
+            let mut c = config(&server.url());
+            c.seed = Some(i);
+            reactor.add(c).unwrap()
+        })
+        .collect();
+    assert_eq!(wait_open(&mut reactor, 50).len(), 50);
+
+    let mut pending = HashSet::new();
+    for &id in &ids {
+        let op = reactor.send(id, Outgoing::new("alice", "hi")).unwrap();
+        pending.insert((id, op));
+    }
+    let done = reactor
+        .run_until(Some(PATIENCE), |r| {
+            while let Some((id, event)) = r.poll_event() {
+                if let SessionEvent::Resolved { id: op, result } = event {
+                    assert!(pending.remove(&(id, op)), "resolved twice or unknown");
+                    assert!(matches!(result, Ok(Outcome::Sent { .. })), "{result:?}");
+                }
+            }
+            pending.is_empty()
+        })
+        .unwrap();
+    assert!(done, "{} sends unresolved", pending.len());
+    assert_eq!(reactor.len(), 50);
+    assert!(ids.iter().all(|&id| reactor.status(id) == Some(Status::Open)));
+    for id in ids {
+        assert!(reactor.remove(id));
+        assert_eq!(reactor.status(id), None);
+    }
+    assert!(reactor.is_empty());
+}
+
+/// The broker closes an open connection: the session reports its code and reason
+/// and reconnects on its own schedule.
+#[test]
+fn a_connection_the_broker_closes_reconnects() {
+    let server = Server::start(Behaviour::CloseFirst);
+    let mut reactor = Reactor::new().unwrap();
+    let id = reactor.add(config(&server.url())).unwrap();
+    let mut seen = Vec::new();
+    let done = reactor
+        .run_until(Some(PATIENCE), |r| {
+            for (_, event) in r.drain_events() {
+                if let SessionEvent::Lifecycle(note) = event {
+                    seen.push(note);
+                }
+            }
+            seen.iter()
+                .any(|n| matches!(n, Notification::Connected { first: false, .. }))
+        })
+        .unwrap();
+    assert!(done, "no reconnect: {seen:?}");
+    assert!(
+        seen.iter().any(|n| matches!(
+            n,
+            Notification::Disconnected { failure: Failure::Closed(c), was_open: true, .. }
+                if c.code == 1012 && c.reason == "restarting"
+        )),
+        "{seen:?}"
+    );
+    assert_eq!(reactor.status(id), Some(Status::Open));
+    assert_eq!(server.accepted.load(std::sync::atomic::Ordering::SeqCst), 2);
+}
+
+/// A handle on another thread queues a send through the waker; its callback
+/// gets the ack.
+#[test]
+fn a_handle_sends_from_another_thread() {
+    let server = Server::start(Behaviour::Ack);
+    let mut reactor = Reactor::new().unwrap();
+    let id = reactor.add(config(&server.url())).unwrap();
+    wait_open(&mut reactor, 1);
+
+    let handle = reactor.handle();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        handle
+            .send(id, Outgoing::new("bob", "from afar"), move |result| {
+                let _ = tx.send(result);
+            })
+            .unwrap();
+    });
+    let mut result = None;
+    let done = reactor
+        .run_until(Some(PATIENCE), |_| {
+            result = result.take().or_else(|| rx.try_recv().ok());
+            result.is_some()
+        })
+        .unwrap();
+    assert!(done);
+    assert!(matches!(result, Some(Ok(Ok(Outcome::Sent { .. })))), "{result:?}");
+}
+
+/// X4: frames behind a socket the peer no longer reads queue up to the cap; one
+/// more and the socket is reported dead, in the session's own terms.
+#[test]
+fn a_peer_that_stops_reading_overflows_the_write_queue() {
+    let server = Server::start(Behaviour::StopReading);
+    let mut reactor = Reactor::new().unwrap();
+    let mut c = config(&server.url());
+    c.write_queue = 4;
+    let id = reactor.add(c).unwrap();
+    wait_open(&mut reactor, 1);
+
+    let body = "x".repeat(256 * 1024);
+    let mut ops = HashMap::new();
+    for _ in 0..400 {
+        if reactor.io_stats(id).unwrap().queue_overflows > 0 {
+            break;
+        }
+        if let Ok(op) = reactor.send(id, Outgoing::new("alice", body.clone())) {
+            ops.insert(op, ());
+        }
+    }
+    assert_eq!(reactor.io_stats(id).unwrap().queue_overflows, 1);
+    let events: Vec<_> = reactor.drain_events().collect();
+    assert!(
+        events.iter().any(|(_, e)| matches!(
+            e,
+            SessionEvent::Lifecycle(Notification::Disconnected { failure: Failure::Closed(c), .. })
+                if c.code == 1006 && c.reason == "write queue full"
+        )),
+        "no overflow close"
+    );
+    // Written sends lost with the socket resolve at once as outcome unknown (X8).
+    assert!(events
+        .iter()
+        .any(|(_, e)| matches!(e, SessionEvent::Resolved { result: Err(_), .. })));
+}
+
+/// No busy loop: with every session idle the reactor sleeps in one poll until
+/// its timeout (or the earliest deadline, seconds away).
+#[test]
+fn an_idle_reactor_sleeps() {
+    let server = Server::start(Behaviour::Ack);
+    let mut reactor = Reactor::new().unwrap();
+    reactor.add(config(&server.url())).unwrap();
+    wait_open(&mut reactor, 1);
+    let mut turns = 0;
+    let done = reactor
+        .run_until(Some(Duration::from_millis(300)), |r| {
+            r.drain_events().for_each(drop);
+            turns += 1;
+            false
+        })
+        .unwrap();
+    assert!(!done);
+    assert!(turns <= 3, "{turns} turns while idle");
+}

@@ -51,6 +51,7 @@ pub mod fuzzing;
 pub mod lifecycle;
 pub mod mesh;
 pub mod policy;
+mod queue;
 mod rng;
 mod time;
 

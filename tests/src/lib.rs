@@ -1,10 +1,16 @@
 //! # tether-tests
 //!
-//! The end-to-end harness: the reference broker on loopback with short timings,
-//! identities and client configurations for tests, and waiting helpers that
-//! wait on events, never on the clock.
+//! What tether is tested with, usable for your own code too:
+//!
+//! - [`sim`]: the deterministic simulator — real sessions and the real broker
+//!   core on a simulated clock and network, one seed per reproducible run.
+//! - [`e2e`] and [`hosts`]: the reference broker on loopback with short timings,
+//!   and one client API over both hosts so each scenario runs on tokio and mio.
+//! - [`storm`]: the reconnect-storm measurement.
+//!
+//! Everything here waits on events, never on the clock.
 
 pub mod e2e;
+pub mod hosts;
 pub mod sim;
 pub mod storm;
-pub mod hosts;

@@ -215,7 +215,7 @@ impl BlockingClient {
     /// Fetches one skill; `None` when not found.
     pub fn get_skill(&self, name: &str) -> Result<Option<Skill>, ClientError> {
         match self.request(Request::GetSkill { name: name.into() })? {
-            Reply::Skill(s) => Ok(s),
+            Reply::Skill(s) => Ok(s.map(|s| *s)),
             _ => Err(ClientError::UnexpectedReply),
         }
     }

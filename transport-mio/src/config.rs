@@ -14,8 +14,9 @@ use crate::tls::TlsOptions;
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
 /// tungstenite's read buffer per connection. Its default (128 KiB) would dwarf
 /// everything else an idle connection holds; frames of the protocol are small and
-/// a larger one grows the buffer only while it is read.
-pub const DEFAULT_READ_BUFFER_SIZE: usize = 4 * 1024;
+/// a larger one grows the buffer only while it is read. 2 KiB holds a typical
+/// push or ack whole, in one read.
+pub const DEFAULT_READ_BUFFER_SIZE: usize = 2 * 1024;
 /// Frames waiting behind a socket that does not take them; a socket this far
 /// behind is dead and is reported closed (1006, "write queue full").
 pub const DEFAULT_WRITE_QUEUE: usize = 1024;

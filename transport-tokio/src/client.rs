@@ -189,7 +189,7 @@ impl Client {
     /// Fetches one skill; `None` when not found.
     pub async fn get_skill(&self, name: &str) -> Result<Option<Skill>, ClientError> {
         match self.request(Request::GetSkill { name: name.into() }).await? {
-            Reply::Skill(s) => Ok(s),
+            Reply::Skill(s) => Ok(s.map(|s| *s)),
             _ => Err(ClientError::UnexpectedReply),
         }
     }

@@ -81,7 +81,7 @@ impl Broker {
         let queued = Queued {
             message_id: message_id.clone(),
             client_message_id: push.client_message_id.clone(),
-            text: BrokerFrame::Push(push).encode(),
+            text: BrokerFrame::from(push).encode(),
         };
         for &target in &targets.live {
             self.push_to(target, queued.clone(), now);

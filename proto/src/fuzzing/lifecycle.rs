@@ -106,12 +106,12 @@ impl Setup {
             config.policy = ClosePolicy::always_reconnect();
         }
         let credentials = if u.ratio(1, 4).unwrap_or(false) {
-            Credentials::Session {
+            Credentials::Session(Box::new(crate::mesh::handshake::SessionCredentials {
                 parent: member(),
                 session_key: SecretKey::from_seed([9; 32]),
                 role: Some("fuzz".into()),
                 attestation_ttl: Duration::from_secs(3600),
-            }
+            }))
         } else {
             Credentials::Member(member())
         };

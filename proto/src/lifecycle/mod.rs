@@ -145,7 +145,7 @@ impl<H: Handshake> Lifecycle<H> {
             status_since: now,
             now,
             timers: TimerTable::default(),
-            actions: VecDeque::with_capacity(16),
+            actions: VecDeque::new(),
             next_socket: 0,
             attempt: 0,
             backoff_step: 0,
@@ -226,7 +226,11 @@ impl<H: Handshake> Lifecycle<H> {
     /// The next action, in order; `None` when drained.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<LifecycleAction<H>> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if action.is_none() {
+            crate::queue::trim_drained(&mut self.actions);
+        }
+        action
     }
 
     /// When the host must feed the next [`Event::Tick`], and for which timer.

@@ -15,23 +15,30 @@ pub const DEFAULT_ATTESTATION_TTL: Duration = Duration::from_secs(60 * 60);
 pub const DEFAULT_MAX_FRAME_LEN: usize = 1 << 20;
 
 /// Who this connection speaks for.
-// Built once per connection and never moved on a hot path: boxing buys nothing.
+// The member identity is the common case and lives inline; only the rarer,
+// larger session credentials are boxed.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Credentials {
     /// The member's own key: `hello` (the daemon's member-keyed socket).
     Member(MemberIdentity),
     /// An ephemeral session key vouched for by the member: `session_hello`.
-    Session {
-        /// The parent member, who signs the attestation.
-        parent: MemberIdentity,
-        /// The session's key, which signs the hello.
-        session_key: SecretKey,
-        /// Optional role of the session.
-        role: Option<String>,
-        /// Lifetime of each re-minted attestation.
-        attestation_ttl: Duration,
-    },
+    /// Boxed: twice the size of a member identity, and every connection's
+    /// handshake would pay for it (memory per idle connection counts).
+    Session(Box<SessionCredentials>),
+}
+
+/// A session key and the member that vouches for it.
+#[derive(Clone, Debug)]
+pub struct SessionCredentials {
+    /// The parent member, who signs the attestation.
+    pub parent: MemberIdentity,
+    /// The session's key, which signs the hello.
+    pub session_key: SecretKey,
+    /// Optional role of the session.
+    pub role: Option<String>,
+    /// Lifetime of each re-minted attestation.
+    pub attestation_ttl: Duration,
 }
 
 /// The mesh [`Handshake`].
@@ -75,7 +82,7 @@ impl MeshHandshake {
     pub fn pubkey_hex(&self) -> String {
         match &self.credentials {
             Credentials::Member(m) => m.secret.public_key().to_hex(),
-            Credentials::Session { session_key, .. } => session_key.public_key().to_hex(),
+            Credentials::Session(s) => s.session_key.public_key().to_hex(),
         }
     }
 
@@ -103,12 +110,13 @@ impl Handshake for MeshHandshake {
         // this attempt only; nothing signed is ever reused.
         let frame = match &self.credentials {
             Credentials::Member(member) => ClientFrame::Hello(member.hello(&self.presence, unix_ms)),
-            Credentials::Session {
-                parent,
-                session_key,
-                role,
-                attestation_ttl,
-            } => {
+            Credentials::Session(s) => {
+                let SessionCredentials {
+                    parent,
+                    session_key,
+                    role,
+                    attestation_ttl,
+                } = &**s;
                 let ttl = u64::try_from(attestation_ttl.as_millis()).unwrap_or(u64::MAX);
                 let mut hello = parent.session_hello(session_key, &self.presence, unix_ms, ttl);
                 hello.role.clone_from(role);

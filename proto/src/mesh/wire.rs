@@ -17,6 +17,8 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::sync::Arc;
+
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
@@ -1071,24 +1073,24 @@ pub struct StateChangeFrame {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum BrokerFrame {
-    /// `hello_ack`.
-    HelloAck(HelloAckFrame),
+    /// `hello_ack` (boxed: large and once per connection, it would size every frame).
+    HelloAck(Box<HelloAckFrame>),
     /// `ack`.
     Ack(AckFrame),
     /// `push`.
-    Push(PushFrame),
+    Push(Arc<PushFrame>),
     /// `inbound`: the same payload as `push`, under the name some brokers use.
-    Inbound(PushFrame),
+    Inbound(Arc<PushFrame>),
     /// `error`.
     Error(ErrorFrame),
     /// `peers_list`.
     PeersList(PeersListFrame),
     /// `state_result`.
     StateResult(StateResultFrame),
-    /// `state_value` (older `get_state` reply).
-    StateValue(LegacyStateFrame),
-    /// `state_data` (older `get_state` reply).
-    StateData(LegacyStateFrame),
+    /// `state_value` (older `get_state` reply; boxed: two rows wide and rare).
+    StateValue(Box<LegacyStateFrame>),
+    /// `state_data` (older `get_state` reply; boxed like `state_value`).
+    StateData(Box<LegacyStateFrame>),
     /// `state_list`.
     StateList(StateListFrame),
     /// `memory_stored`.
@@ -1100,7 +1102,7 @@ pub enum BrokerFrame {
     /// `skill_list`.
     SkillList(SkillListFrame),
     /// `skill_data`.
-    SkillData(SkillDataFrame),
+    SkillData(Box<SkillDataFrame>),
     /// `state_change`.
     StateChange(StateChangeFrame),
     /// A `type` this crate does not know, handed to the application as is.
@@ -1127,8 +1129,8 @@ pub enum Reply {
     Recalled(Vec<MemoryRow>),
     /// Answer to `list_skills`.
     Skills(Vec<SkillSummary>),
-    /// Answer to `get_skill`; `None` when not found.
-    Skill(Option<Skill>),
+    /// Answer to `get_skill`; `None` when not found (boxed: large and rare).
+    Skill(Option<Box<Skill>>),
 }
 
 impl Reply {
@@ -1208,7 +1210,7 @@ impl BrokerFrame {
     /// The message of a `push` or `inbound` frame.
     pub fn as_push(&self) -> Option<&PushFrame> {
         match self {
-            Self::Push(f) | Self::Inbound(f) => Some(f),
+            Self::Push(f) | Self::Inbound(f) => Some(&**f),
             _ => None,
         }
     }
@@ -1228,7 +1230,7 @@ impl BrokerFrame {
             Self::MemoryResults(f) => Reply::Recalled(f.memories),
             Self::MemoryRecallResult(f) => Reply::Recalled(f.matches),
             Self::SkillList(f) => Reply::Skills(f.skills),
-            Self::SkillData(f) => Reply::Skill(f.skill),
+            Self::SkillData(f) => Reply::Skill(f.skill.map(Box::new)),
             other => return Err(other),
         })
     }
@@ -1247,27 +1249,44 @@ impl Serialize for BrokerFrame {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let kind = self.kind();
         match self {
-            Self::HelloAck(f) => tagged(kind, f, s),
+            Self::HelloAck(f) => tagged(kind, &**f, s),
             Self::Ack(f) => tagged(kind, f, s),
-            Self::Push(f) | Self::Inbound(f) => tagged(kind, f, s),
+            Self::Push(f) | Self::Inbound(f) => tagged(kind, &**f, s),
             Self::Error(f) => tagged(kind, f, s),
             Self::PeersList(f) => tagged(kind, f, s),
             Self::StateResult(f) => tagged(kind, f, s),
-            Self::StateValue(f) | Self::StateData(f) => tagged(kind, f, s),
+            Self::StateValue(f) | Self::StateData(f) => tagged(kind, &**f, s),
             Self::StateList(f) => tagged(kind, f, s),
             Self::MemoryStored(f) => tagged(kind, f, s),
             Self::MemoryResults(f) => tagged(kind, f, s),
             Self::MemoryRecallResult(f) => tagged(kind, f, s),
             Self::SkillList(f) => tagged(kind, f, s),
-            Self::SkillData(f) => tagged(kind, f, s),
+            Self::SkillData(f) => tagged(kind, &**f, s),
             Self::StateChange(f) => tagged(kind, f, s),
             Self::Unknown { raw, .. } => raw_json(raw, s),
         }
     }
 }
 
+impl From<HelloAckFrame> for BrokerFrame {
+    fn from(f: HelloAckFrame) -> Self {
+        BrokerFrame::HelloAck(Box::new(f))
+    }
+}
+
+impl From<SkillDataFrame> for BrokerFrame {
+    fn from(f: SkillDataFrame) -> Self {
+        BrokerFrame::SkillData(Box::new(f))
+    }
+}
+
+impl From<PushFrame> for BrokerFrame {
+    fn from(f: PushFrame) -> Self {
+        BrokerFrame::Push(Arc::new(f))
+    }
+}
+
 impl_from_frame!(BrokerFrame {
-    HelloAck(HelloAckFrame),
     Ack(AckFrame),
     Error(ErrorFrame),
     PeersList(PeersListFrame),
@@ -1277,7 +1296,6 @@ impl_from_frame!(BrokerFrame {
     MemoryResults(MemoryResultsFrame),
     MemoryRecallResult(MemoryRecallResultFrame),
     SkillList(SkillListFrame),
-    SkillData(SkillDataFrame),
     StateChange(StateChangeFrame),
 });
 
@@ -1378,21 +1396,23 @@ pub fn decode_broker_frame(text: &str, max_len: usize) -> Result<BrokerFrame, De
     let kind = peek_kind(text, max_len)?;
     let k = kind.as_ref();
     Ok(match k {
-        "hello_ack" => BrokerFrame::HelloAck(body(text, k)?),
+        "hello_ack" => BrokerFrame::HelloAck(Box::new(body(text, k)?)),
         "ack" => BrokerFrame::Ack(body(text, k)?),
-        "push" => BrokerFrame::Push(body(text, k)?),
-        "inbound" => BrokerFrame::Inbound(body(text, k)?),
+        // Shared from the start: the session hands the same push to every
+        // subscriber and its history without another allocation.
+        "push" => BrokerFrame::Push(Arc::new(body(text, k)?)),
+        "inbound" => BrokerFrame::Inbound(Arc::new(body(text, k)?)),
         "error" => BrokerFrame::Error(body(text, k)?),
         "peers_list" => BrokerFrame::PeersList(body(text, k)?),
         "state_result" => BrokerFrame::StateResult(body(text, k)?),
-        "state_value" => BrokerFrame::StateValue(body(text, k)?),
-        "state_data" => BrokerFrame::StateData(body(text, k)?),
+        "state_value" => BrokerFrame::StateValue(Box::new(body(text, k)?)),
+        "state_data" => BrokerFrame::StateData(Box::new(body(text, k)?)),
         "state_list" => BrokerFrame::StateList(body(text, k)?),
         "memory_stored" => BrokerFrame::MemoryStored(body(text, k)?),
         "memory_results" => BrokerFrame::MemoryResults(body(text, k)?),
         "memory_recall_result" => BrokerFrame::MemoryRecallResult(body(text, k)?),
         "skill_list" => BrokerFrame::SkillList(body(text, k)?),
-        "skill_data" => BrokerFrame::SkillData(body(text, k)?),
+        "skill_data" => BrokerFrame::SkillData(Box::new(body(text, k)?)),
         "state_change" => BrokerFrame::StateChange(body(text, k)?),
         _ => {
             validate_json(text)?;
@@ -2017,11 +2037,11 @@ mod tests {
             ..PushFrame::default()
         };
         golden_broker(
-            BrokerFrame::Push(minimal.clone()),
+            BrokerFrame::Push(Arc::new(minimal.clone())),
             r#"{"type":"push","messageId":"b1","meshId":"m","senderPubkey":"spk","priority":"next","nonce":"n","ciphertext":"aGk=","createdAt":"2024-01-01T00:00:00Z"}"#,
         );
         golden_broker(
-            BrokerFrame::Inbound(minimal.clone()),
+            BrokerFrame::Inbound(Arc::new(minimal.clone())),
             r#"{"type":"inbound","messageId":"b1","meshId":"m","senderPubkey":"spk","priority":"next","nonce":"n","ciphertext":"aGk=","createdAt":"2024-01-01T00:00:00Z"}"#,
         );
         let full = PushFrame {
@@ -2037,7 +2057,7 @@ mod tests {
             event_data: Some(json!({"name": "Bob"})),
             ..minimal
         };
-        let frame = BrokerFrame::Push(full);
+        let frame = BrokerFrame::Push(Arc::new(full));
         assert!(frame.as_push().is_some());
         golden_broker(
             frame,
@@ -2181,7 +2201,7 @@ mod tests {
             req_id: req("r1"),
         };
         golden_broker(
-            BrokerFrame::StateValue(with_state.clone()),
+            BrokerFrame::StateValue(Box::new(with_state.clone())),
             r#"{"type":"state_value","state":{"key":"k","value":"v","updatedBy":"ada","updatedAt":"t"},"_reqId":"r1"}"#,
         );
         let with_row = LegacyStateFrame {
@@ -2190,12 +2210,12 @@ mod tests {
             req_id: None,
         };
         golden_broker(
-            BrokerFrame::StateData(with_row.clone()),
+            BrokerFrame::StateData(Box::new(with_row.clone())),
             r#"{"type":"state_data","row":{"key":"k","value":"v","updatedBy":"ada","updatedAt":"t"}}"#,
         );
         for frame in [
-            BrokerFrame::StateValue(with_state),
-            BrokerFrame::StateData(with_row),
+            BrokerFrame::StateValue(Box::new(with_state)),
+            BrokerFrame::StateData(Box::new(with_row)),
         ] {
             assert_eq!(frame.reply_kind(), Some(RequestKind::GetState));
             assert_eq!(frame.into_reply(), Ok(Reply::State(Some(row.clone()))));
@@ -2325,7 +2345,7 @@ mod tests {
             found.clone(),
             r#"{"type":"skill_data","skill":{"name":"n","description":"d","instructions":"i","tags":["x"],"author":"a","createdAt":"t","manifest":{"v":1}},"_reqId":"r2"}"#,
         );
-        assert_eq!(found.into_reply(), Ok(Reply::Skill(Some(skill))));
+        assert_eq!(found.into_reply(), Ok(Reply::Skill(Some(Box::new(skill)))));
         let missing = BrokerFrame::from(SkillDataFrame {
             skill: None,
             req_id: req("r3"),

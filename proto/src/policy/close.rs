@@ -5,6 +5,7 @@
 //! reconnect a limited number of times, or stop. [`ClosePolicy::default`] is the
 //! table of `../shared/PROTOCOL.md` plus the hosted-session codes of the seeds.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::lifecycle::{Failure, PeerClose};
@@ -83,7 +84,8 @@ pub struct Classification {
 /// The close/rejection table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClosePolicy {
-    rules: Vec<Rule>,
+    /// Shared: every connection of a process usually runs the same table.
+    rules: Arc<Vec<Rule>>,
     /// Verdict for a close or rejection no rule matches.
     pub unmatched: Verdict,
 }
@@ -91,7 +93,10 @@ pub struct ClosePolicy {
 impl ClosePolicy {
     /// A table of explicit rules; earlier rules win.
     pub fn new(rules: Vec<Rule>, unmatched: Verdict) -> Self {
-        ClosePolicy { rules, unmatched }
+        ClosePolicy {
+            rules: Arc::new(rules),
+            unmatched,
+        }
     }
 
     /// An empty table: every close reconnects (the seeds' ws-lifecycle behaviour).
@@ -106,7 +111,7 @@ impl ClosePolicy {
 
     /// Adds a rule in front of the others, so it overrides them.
     pub fn prepend(&mut self, rule: Rule) {
-        self.rules.insert(0, rule);
+        Arc::make_mut(&mut self.rules).insert(0, rule);
     }
 
     /// Classifies how an attempt ended.

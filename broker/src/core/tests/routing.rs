@@ -15,7 +15,7 @@ fn ack_of(frames: &[BrokerFrame]) -> AckFrame {
 
 fn push_of(frames: &[BrokerFrame]) -> PushFrame {
     match frames {
-        [BrokerFrame::Push(push)] => push.clone(),
+        [BrokerFrame::Push(push)] => (**push).clone(),
         other => panic!("expected one push, got {other:?}"),
     }
 }

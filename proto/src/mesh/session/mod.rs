@@ -66,6 +66,38 @@ struct PendingSend {
     resend: bool,
 }
 
+/// The session's own settings, copied out of [`SessionConfig`] at construction.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    send_ack_timeout: std::time::Duration,
+    request_timeout: std::time::Duration,
+    outbound_queue: usize,
+    overflow: Overflow,
+    max_in_flight: usize,
+    max_pending_requests: usize,
+    push_history: usize,
+    dedupe_window: usize,
+    max_send_len: usize,
+    client_ack: bool,
+}
+
+impl From<&SessionConfig> for Limits {
+    fn from(c: &SessionConfig) -> Self {
+        Limits {
+            send_ack_timeout: c.send_ack_timeout,
+            request_timeout: c.request_timeout,
+            outbound_queue: c.outbound_queue,
+            overflow: c.overflow,
+            max_in_flight: c.max_in_flight,
+            max_pending_requests: c.max_pending_requests,
+            push_history: c.push_history,
+            dedupe_window: c.dedupe_window,
+            max_send_len: c.max_send_len,
+            client_ack: c.client_ack,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Op {
     deadline: Option<Instant>,
@@ -76,7 +108,7 @@ struct Op {
 #[derive(Debug)]
 pub struct Session {
     lc: Lifecycle<MeshHandshake>,
-    config: SessionConfig,
+    limits: Limits,
     rng: Rng,
     next_op: u64,
     next_req: u64,
@@ -86,8 +118,8 @@ pub struct Session {
     in_flight: HashMap<String, OpId>,
     requests: HashMap<String, OpId>,
     history: VecDeque<Arc<PushFrame>>,
-    seen_order: VecDeque<String>,
-    seen: HashSet<String>,
+    seen_order: VecDeque<u64>,
+    seen: HashSet<u64>,
     actions: VecDeque<SessionAction>,
     stats: SessionStats,
 }
@@ -103,7 +135,10 @@ impl Session {
         // Two streams from one seed: the lifecycle's jitter must not shift when the
         // application sends more or fewer messages.
         let mut seeder = Rng::new(seed);
-        let lc = Lifecycle::new(config.lifecycle.clone(), handshake, seeder.next_u64(), now)?;
+        let limits = Limits::from(&config);
+        // The lifecycle keeps its configuration; the session only its own limits,
+        // so a connection holds one copy (memory per idle connection counts).
+        let lc = Lifecycle::new(config.lifecycle, handshake, seeder.next_u64(), now)?;
         Ok(Session {
             lc,
             rng: Rng::new(seeder.next_u64()),
@@ -117,9 +152,9 @@ impl Session {
             history: VecDeque::new(),
             seen_order: VecDeque::new(),
             seen: HashSet::new(),
-            actions: VecDeque::with_capacity(16),
+            actions: VecDeque::new(),
             stats: SessionStats::default(),
-            config,
+            limits,
         })
     }
 
@@ -152,9 +187,9 @@ impl Session {
         }
         let can_write = status == Status::Open
             && self.queue.is_empty()
-            && self.in_flight.len() < self.config.max_in_flight;
-        if !can_write && self.queue.len() >= self.config.outbound_queue {
-            match self.config.overflow {
+            && self.in_flight.len() < self.limits.max_in_flight;
+        if !can_write && self.queue.len() >= self.limits.outbound_queue {
+            match self.limits.overflow {
                 Overflow::RefuseNew => {
                     self.stats.queue_refused += 1;
                     return Err(refuse(SendRefusal::QueueFull, outgoing));
@@ -196,8 +231,8 @@ impl Session {
             body_version: None,
         });
         let text = frame.encode();
-        if text.len() > self.config.max_send_len {
-            let max = self.config.max_send_len;
+        if text.len() > self.limits.max_send_len {
+            let max = self.limits.max_send_len;
             return Err(refuse(SendRefusal::TooLarge { len: text.len(), max }, outgoing));
         }
         let queue_for = match outgoing.queueing {
@@ -227,7 +262,7 @@ impl Session {
     /// Sends a request (B8); its reply comes later as `Resolved`. Refused unless open.
     pub fn request(&mut self, now: Now, request: Request) -> Result<OpId, RequestError> {
         self.check_open()?;
-        if self.requests.len() >= self.config.max_pending_requests {
+        if self.requests.len() >= self.limits.max_pending_requests {
             return Err(RequestError::TooManyPending);
         }
         self.next_req += 1;
@@ -255,7 +290,7 @@ impl Session {
             return Err(RequestError::NotOpen(self.lc.status()));
         }
         let op_id = self.next_op_id();
-        let deadline = now.instant + self.config.request_timeout;
+        let deadline = now.instant + self.limits.request_timeout;
         self.ops.insert(
             op_id,
             Op {
@@ -304,7 +339,11 @@ impl Session {
     /// The next action, in order; `None` when drained.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<SessionAction> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if action.is_none() {
+            crate::queue::trim_drained(&mut self.actions);
+        }
+        action
     }
 
     /// When to feed the next tick, and for what.
@@ -334,11 +373,6 @@ impl Session {
     /// The handshake, to update presence fields for the next attempt.
     pub fn handshake_mut(&mut self) -> &mut MeshHandshake {
         self.lc.handshake_mut()
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> &SessionConfig {
-        &self.config
     }
 
     /// Takes every push in the history buffer, oldest first (B7).
@@ -434,7 +468,7 @@ impl Session {
         // Oldest first, so requeued sends keep their order and results come in order.
         ids.sort_unstable();
         let closing = self.lc.status() == Status::Closed;
-        let mut room = self.config.outbound_queue.saturating_sub(self.queue.len());
+        let mut room = self.limits.outbound_queue.saturating_sub(self.queue.len());
         let mut requeue = Vec::new();
         for id in ids {
             let resend = matches!(self.ops.get(&id), Some(Op { state: OpState::Send { send, .. }, .. }) if send.resend);
@@ -575,9 +609,9 @@ impl Session {
         self.resolve(op, result);
     }
 
-    fn on_push(&mut self, now: Now, push: PushFrame) {
+    fn on_push(&mut self, now: Now, push: Arc<PushFrame>) {
         self.stats.pushes += 1;
-        if self.config.client_ack {
+        if self.limits.client_ack {
             // Confirm duplicates too: the broker re-pushed because our last
             // confirmation was lost.
             let ack = ClientFrame::ClientAck(ClientAckFrame {
@@ -587,32 +621,23 @@ impl Session {
             let _ = self.lc.send(ack.encode());
             self.pump(now);
         }
-        // The sender's idempotency id identifies a message across re-pushes and
-        // across a broker restart that forgot its own dedupe (new messageId, same
-        // client_message_id); the broker's id is the fallback.
-        let key = match (&push.client_message_id, push.message_id.is_empty()) {
-            (Some(cmid), _) => Some(format!("{}|{cmid}", push.sender_pubkey)),
-            (None, false) => Some(push.message_id.clone()),
-            (None, true) => None,
-        };
-        if let Some(key) = key {
+        if let Some(key) = dedupe_key(&push) {
             if self.seen.contains(&key) {
                 self.stats.push_duplicates += 1;
                 return;
             }
-            if self.config.dedupe_window > 0 {
-                if self.seen_order.len() >= self.config.dedupe_window {
+            if self.limits.dedupe_window > 0 {
+                if self.seen_order.len() >= self.limits.dedupe_window {
                     if let Some(old) = self.seen_order.pop_front() {
                         self.seen.remove(&old);
                     }
                 }
-                self.seen.insert(key.clone());
+                self.seen.insert(key);
                 self.seen_order.push_back(key);
             }
         }
-        let push = Arc::new(push);
-        if self.config.push_history > 0 {
-            if self.history.len() >= self.config.push_history {
+        if self.limits.push_history > 0 {
+            if self.history.len() >= self.limits.push_history {
                 self.history.pop_front();
                 self.stats.history_dropped += 1;
             }
@@ -623,7 +648,7 @@ impl Session {
 
     /// Writes queued sends while the connection is open and in-flight room remains.
     fn flush(&mut self, now: Now) {
-        while self.lc.status() == Status::Open && self.in_flight.len() < self.config.max_in_flight {
+        while self.lc.status() == Status::Open && self.in_flight.len() < self.limits.max_in_flight {
             let Some(op_id) = self.queue.pop_front() else {
                 break;
             };
@@ -650,7 +675,7 @@ impl Session {
             let id = send.id.clone();
             self.in_flight.insert(id, op_id);
             self.clear_deadline(op_id);
-            let deadline = now.instant + self.config.send_ack_timeout;
+            let deadline = now.instant + self.limits.send_ack_timeout;
             if let Some(op) = self.ops.get_mut(&op_id) {
                 op.deadline = Some(deadline);
             }
@@ -738,4 +763,23 @@ impl Session {
         }
         self.emit(SessionEvent::Resolved { id: op_id, result });
     }
+}
+
+/// What identifies a push for de-duplication, hashed so the window costs 16 bytes
+/// an entry and no allocation.
+///
+/// The sender's idempotency id identifies a message across re-pushes and across a
+/// broker restart that forgot its own dedupe (new messageId, same
+/// client_message_id); the broker's id is the fallback. `DefaultHasher::new()`
+/// has fixed keys, so runs stay deterministic; a collision within the window
+/// (2^-64 per pair) would drop a message, far below any other failure rate here.
+fn dedupe_key(push: &PushFrame) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match (&push.client_message_id, push.message_id.is_empty()) {
+        (Some(cmid), _) => (0u8, &push.sender_pubkey, cmid).hash(&mut h),
+        (None, false) => (1u8, &push.message_id).hash(&mut h),
+        (None, true) => return None,
+    }
+    Some(h.finish())
 }

@@ -584,12 +584,12 @@ fn every_attempt_signs_a_fresh_hello() {
 #[test]
 fn session_hello_re_mints_its_attestation_every_attempt() {
     // proves B12, D8
-    let creds = Credentials::Session {
+    let creds = Credentials::Session(Box::new(crate::mesh::handshake::SessionCredentials {
         parent: member(),
         session_key: SecretKey::from_seed([9; 32]),
         role: Some("worker".into()),
         attestation_ttl: Duration::from_secs(3600),
-    };
+    }));
     let mut sim = Sim::with(config(), creds);
     sim.handle(Event::Connect);
     let hello_of = |a: &[SessionAction]| match written(a).remove(0) {

@@ -159,10 +159,16 @@ fn send_and_listen_round_trip_through_a_broker() {
     let listener = Running(listener);
     read_until(&mut listen_err, "open");
 
+    // The sender takes its broker and identity from a config file.
+    let config = dir.path("config.json");
+    let settings = serde_json::json!({"url": url, "identity": alice});
+    std::fs::write(&config, settings.to_string()).unwrap();
     let sent = tether()
-        .args(["send", "--url", &url, "--identity"])
-        .arg(&alice)
+        .args(["send", "--config"])
+        .arg(&config)
         .args(["bob", "hello from the command line"])
+        .env_remove("TETHER_URL")
+        .env_remove("TETHER_IDENTITY")
         .output()
         .unwrap();
     assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
@@ -190,4 +196,28 @@ fn an_unreachable_broker_is_a_transient_failure_in_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("error: "), "{err}");
+}
+
+#[test]
+fn a_missing_identity_is_a_usage_error_that_says_what_to_do() {
+    let dir = TempDir::new("noid");
+    let out = tether()
+        .args(["peers", "--config"])
+        .arg(dir.path("absent.json"))
+        .env_remove("TETHER_IDENTITY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let out = tether()
+        .args(["peers"])
+        .env("HOME", &dir.0)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("TETHER_IDENTITY")
+        .env_remove("TETHER_CONFIG")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tether keygen"));
 }

@@ -14,15 +14,22 @@ use tether_tokio::{Client, ClientConfig, ClientEvent};
 use crate::fail::Failure;
 use crate::identity_file::IdentityFile;
 
-/// Where to connect and as whom.
+/// The broker URL used when neither a flag, the environment nor a config file names one.
+pub const DEFAULT_URL: &str = "ws://127.0.0.1:7878/ws";
+
+/// Where to connect and as whom: flags, then the environment, then the config
+/// file (`--config`, `TETHER_CONFIG`, or `~/.config/tether/config.json`).
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
-    /// Broker URL.
-    #[arg(long, env = "TETHER_URL", default_value = "ws://127.0.0.1:7878/ws")]
-    pub url: String,
-    /// Identity file written by `tether keygen`.
+    /// Broker URL [default: the config file's, else ws://127.0.0.1:7878/ws].
+    #[arg(long, env = "TETHER_URL")]
+    pub url: Option<String>,
+    /// Identity file written by `tether keygen` [default: the config file's].
     #[arg(long, env = "TETHER_IDENTITY")]
-    pub identity: PathBuf,
+    pub identity: Option<PathBuf>,
+    /// JSON config file with `url` and `identity` (and optional `ca` paths).
+    #[arg(long, env = "TETHER_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Extra CA certificate (PEM) to trust for wss://, e.g. a self-signed broker's.
     #[arg(long = "ca")]
     pub ca_files: Vec<PathBuf>,
@@ -71,9 +78,76 @@ impl From<PriorityArg> for Priority {
     }
 }
 
+/// The config file's settings; every field optional.
+#[derive(serde::Deserialize, Default, Debug)]
+struct ConfigFile {
+    url: Option<String>,
+    identity: Option<PathBuf>,
+    #[serde(default)]
+    ca: Vec<PathBuf>,
+}
+
+/// The connection settings after flags, environment and config file.
+struct Resolved {
+    url: String,
+    identity: PathBuf,
+    ca_files: Vec<PathBuf>,
+}
+
+fn default_config_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))?;
+    Some(base.join("tether").join("config.json"))
+}
+
+fn resolve(args: &ConnectArgs) -> Result<Resolved, Failure> {
+    let file = match &args.config {
+        // Named explicitly: it must exist.
+        Some(path) => Some((path.clone(), true)),
+        None => default_config_path().map(|p| (p, false)),
+    };
+    let config = match file {
+        Some((path, required)) => match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str::<ConfigFile>(&text).map_err(|e| {
+                Failure::usage(
+                    format!("config file {} is not valid: {e}", path.display()),
+                    "fix or remove it",
+                )
+            })?,
+            Err(e) if required => {
+                return Err(Failure::usage(
+                    format!("cannot read config file {}: {e}", path.display()),
+                    "check the path",
+                ))
+            }
+            Err(_) => ConfigFile::default(),
+        },
+        None => ConfigFile::default(),
+    };
+    let identity = args.identity.clone().or(config.identity).ok_or_else(|| {
+        Failure::usage(
+            "no identity: pass --identity FILE, set TETHER_IDENTITY, or put \"identity\" in the config file",
+            "create one with `tether keygen --out FILE`",
+        )
+    })?;
+    let mut ca_files = config.ca;
+    ca_files.extend(args.ca_files.iter().cloned());
+    Ok(Resolved {
+        url: args
+            .url
+            .clone()
+            .or(config.url)
+            .unwrap_or_else(|| DEFAULT_URL.to_owned()),
+        identity,
+        ca_files,
+    })
+}
+
 /// Connects with the identity and URL of `args`, showing the status line if asked.
 pub async fn connect(args: &ConnectArgs, channel: &str) -> Result<Client, Failure> {
-    let file = IdentityFile::load(&args.identity)?;
+    let settings = resolve(args)?;
+    let file = IdentityFile::load(&settings.identity)?;
     let presence = Presence {
         session_id: format!("cli-{}-{}", channel, std::process::id()),
         pid: std::process::id(),
@@ -88,10 +162,10 @@ pub async fn connect(args: &ConnectArgs, channel: &str) -> Result<Client, Failur
             ..HelloExtras::default()
         },
     };
-    let mut config = ClientConfig::new(&args.url, Credentials::Member(file.member()?), presence);
-    config.tls.extra_ca_files = args.ca_files.clone();
+    let mut config = ClientConfig::new(&settings.url, Credentials::Member(file.member()?), presence);
+    config.tls.extra_ca_files = settings.ca_files;
     if args.status {
-        eprintln!("· connecting to {}", args.url);
+        eprintln!("· connecting to {}", settings.url);
     }
     let client = Client::connect(config).await.map_err(Failure::connect)?;
     if args.status {

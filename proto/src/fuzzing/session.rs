@@ -388,15 +388,12 @@ impl Run {
             2 => u.choose(&IDS).ok().map(|id| (*id).to_owned()),
             _ => Some(short_text(u, 12)),
         };
-        // An application reuses an id for a retry once the first try has its
-        // result, never while it is pending: the session keys in-flight sends by
-        // id, and two pending sends under one id lose one of them (a known
-        // limitation recorded in FUZZING.md, not what this target hunts).
-        if let Some(id) = &out.client_message_id {
-            if self.m.pending_explicit.values().any(|pending| pending == id) {
-                out.client_message_id = None;
-            }
-        }
+        // One idempotency id, one pending send: a second one under the same id
+        // must be refused (FUZZING.md, finding 2).
+        let duplicate = out
+            .client_message_id
+            .as_ref()
+            .is_some_and(|id| self.m.pending_explicit.values().any(|pending| pending == id));
         if u.ratio(1, 4).unwrap_or(false) {
             out.request_fingerprint = Some("ff00".into());
         }
@@ -414,6 +411,10 @@ impl Run {
         let explicit = out.client_message_id.clone();
         let resend = out.resend_if_unknown;
         let result = self.s.send(self.clock.at(), out);
+        assert!(
+            !(duplicate && result.is_ok()),
+            "a second send under a pending client_message_id was accepted"
+        );
         if let Ok(id) = result {
             self.issue(id, Issued::Send);
             match explicit {

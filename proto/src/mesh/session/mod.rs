@@ -116,6 +116,8 @@ pub struct Session {
     deadlines: BTreeSet<(Instant, OpId)>,
     queue: VecDeque<OpId>,
     in_flight: HashMap<String, OpId>,
+    /// Idempotency ids of every send not yet resolved, queued or written.
+    send_ids: HashSet<String>,
     requests: HashMap<String, OpId>,
     history: VecDeque<Arc<PushFrame>>,
     seen_order: VecDeque<u64>,
@@ -148,6 +150,7 @@ impl Session {
             deadlines: BTreeSet::new(),
             queue: VecDeque::new(),
             in_flight: HashMap::new(),
+            send_ids: HashSet::new(),
             requests: HashMap::new(),
             history: VecDeque::new(),
             seen_order: VecDeque::new(),
@@ -185,6 +188,13 @@ impl Session {
         if outgoing.queueing == Queueing::Never && status != Status::Open {
             return Err(refuse(SendRefusal::NotOpen, outgoing));
         }
+        let id = match &outgoing.client_message_id {
+            // Two pending sends under one idempotency id would be one message to
+            // the broker and two to us: the acks could not tell them apart.
+            Some(id) if self.send_ids.contains(id) => return Err(refuse(SendRefusal::DuplicateId, outgoing)),
+            Some(id) => id.clone(),
+            None => format!("{:016x}", self.rng.next_u64()),
+        };
         let can_write = status == Status::Open
             && self.queue.is_empty()
             && self.in_flight.len() < self.limits.max_in_flight;
@@ -209,10 +219,6 @@ impl Session {
                 },
             }
         }
-        let id = outgoing
-            .client_message_id
-            .clone()
-            .unwrap_or_else(|| format!("{:016x}", self.rng.next_u64()));
         let mut nonce = [0u8; 24];
         for chunk in nonce.chunks_mut(8) {
             chunk.copy_from_slice(&self.rng.next_u64().to_le_bytes());
@@ -240,6 +246,7 @@ impl Session {
             Queueing::Never => None,
         };
         let op_id = self.next_op_id();
+        let id_for_index = id.clone();
         let send = PendingSend {
             id,
             text,
@@ -253,6 +260,7 @@ impl Session {
                 state: OpState::Send { send, written: false },
             },
         );
+        self.send_ids.insert(id_for_index);
         self.queue.push_back(op_id);
         self.arm_queue_deadline(now.instant, op_id);
         self.flush(now);
@@ -746,7 +754,8 @@ impl Session {
             return;
         };
         match op.state {
-            OpState::Send { .. } => {
+            OpState::Send { send, .. } => {
+                self.send_ids.remove(&send.id);
                 if result.is_ok() {
                     self.stats.sends_acked += 1;
                 } else {

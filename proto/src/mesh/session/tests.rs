@@ -711,6 +711,28 @@ fn offline_deadline_overflow_policy_and_never_queue() {
 }
 
 #[test]
+fn a_zero_capacity_queue_refuses_even_when_dropping_oldest() {
+    // proves X4, X9 (found by the session fuzz target: with nothing to drop the
+    // send used to be queued anyway, one over the cap)
+    let mut c = config();
+    c.outbound_queue = 0;
+    c.overflow = Overflow::DropOldest;
+    let mut sim = Sim::new(c);
+    sim.handle(Event::Connect);
+    let refused = sim
+        .s
+        .send(sim.at(), Outgoing::new("alice", "no room"))
+        .unwrap_err();
+    assert_eq!(refused.reason, SendRefusal::QueueFull);
+    let st = sim.s.stats(sim.now);
+    assert_eq!((st.queue_depth, st.queue_refused), (0, 1));
+    // Open, a send still goes straight out: the queue is only for waiting.
+    sim.open_and_ack();
+    let (_, a) = sim.send("alice", "straight out");
+    assert_eq!(sends(&a).len(), 1);
+}
+
+#[test]
 fn in_flight_cap_holds_the_rest_in_the_queue() {
     // proves X4
     let mut c = config();
@@ -752,4 +774,21 @@ fn unknown_types_and_state_changes_are_handed_up() {
             Notification::FrameDropped(_)
         ))]
     ));
+}
+
+#[test]
+fn a_second_pending_send_under_the_same_id_is_refused() {
+    // proves X3: one idempotency id, one pending send (found by fuzzing)
+    let mut sim = Sim::new(config());
+    sim.establish();
+    let mut out = Outgoing::new("alice", "once");
+    out.client_message_id = Some("dup".into());
+    let first = sim.s.send(sim.at(), out.clone()).unwrap();
+    let frame = sends(&sim.drain()).remove(0);
+    let err = sim.s.send(sim.at(), out.clone()).unwrap_err();
+    assert_eq!(err.reason, SendRefusal::DuplicateId);
+    // Once the first resolved, the same id may be sent again (an outbox retry).
+    let a = sim.broker(json!({"type":"ack","id":frame.id,"messageId":"m","queued":false}));
+    assert_eq!(resolved(&a)[0].0, first);
+    assert!(sim.s.send(sim.at(), out).is_ok());
 }

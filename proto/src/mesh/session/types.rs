@@ -235,6 +235,10 @@ pub enum SendRefusal {
     /// The target is empty.
     #[error("the target is empty")]
     NoTarget,
+    /// A send with this idempotency id is still pending: resend only after the
+    /// first one resolved.
+    #[error("a send with this client_message_id is still pending")]
+    DuplicateId,
 }
 
 /// A refused send, with the message handed back so nothing is lost.

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every tether benchmark once and rewrites the generated section of
+# BENCHMARKS.md (between the bench:begin / bench:end markers; the other sections
+# are kept). Needs cargo, valgrind, node + npm (installs bench/node's packages),
+# taskset and /usr/bin/time. About 10 minutes on the project's 2-core machine.
+#
+#   bench/run.sh            # everything
+#   QUICK=1 bench/run.sh    # a smoke run: short criterion times, fewer rounds
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=target/bench-results
+mkdir -p "$OUT"
+QUICK=${QUICK:-}
+
+echo "== machine"
+model=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+echo "$(nproc) cores, ${model:-unknown CPU}, $(free -g | awk '/^Mem:/ {print $2}') GiB RAM, $(uname -sr)" | tee "$OUT/machine.txt"
+
+echo "== build"
+cargo build --release -q -p tether-bench --bins
+cargo build --release -q -p tether-cli
+
+echo "== node runner (the seeds' client)"
+( cd bench/node && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; \
+  else npm install --no-audit --no-fund --loglevel=error; fi && node prepare-seed.mjs )
+
+echo "== allocations (counting allocator)"
+cargo test -q --release -p tether-bench --test alloc -- --nocapture 2>&1 | tee "$OUT/alloc.txt"
+
+echo "== criterion: step costs"
+if [ -n "$QUICK" ]; then CRIT=(--warm-up-time 0.2 --measurement-time 0.5); else CRIT=(--warm-up-time 1 --measurement-time 3); fi
+cargo bench -q -p tether-bench --bench step -- "${CRIT[@]}" | tee "$OUT/criterion.txt"
+
+echo "== callgrind: instructions per operation"
+if [ -n "$QUICK" ]; then N=200; else N=2000; fi
+bench/icount.sh "$N" | tee "$OUT/icount.txt"
+
+echo "== loopback"
+if [ -n "$QUICK" ]; then LB=(--quick --rounds 3); else LB=(--rounds 5); fi
+taskset -c 0 target/release/loopback "${LB[@]}" --only latency --node bench/node --json "$OUT/latency.json"
+target/release/loopback "${LB[@]}" --only throughput --node bench/node --json "$OUT/throughput.json"
+target/release/loopback "${LB[@]}" --only blocking --json "$OUT/blocking.json"
+
+echo "== peak RSS of tether demo"
+: > "$OUT/rss.txt"
+for _ in 1 2 3; do
+  /usr/bin/time -v target/release/tether demo >/dev/null 2>"$OUT/time.txt"
+  sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): //p' "$OUT/time.txt" | tee -a "$OUT/rss.txt"
+done
+
+echo "== BENCHMARKS.md"
+target/release/report "$OUT" BENCHMARKS.md
+echo "done: BENCHMARKS.md rewritten"

@@ -1,0 +1,369 @@
+//! # tether-bench
+//!
+//! Fixtures shared by tether's benchmarks: an open [`Session`] driven by hand
+//! ([`OpenSession`]), the exact wire frames a broker sends (push, ack, pong), and an
+//! in-memory socket ([`Replay`]) that lets tungstenite's codec read the same frame
+//! over and over. Every benchmark measures tether beside a baseline of the same
+//! bytes in the same run: `serde_json::from_str::<serde_json::Value>` (what the
+//! seeds' `JSON.parse` does) and tungstenite reading the frame.
+//!
+//! - `benches/step.rs` — criterion (`cargo bench -p tether-bench`).
+//! - `src/bin/icount.rs` — one case in a loop, for `valgrind --tool=callgrind`
+//!   (`bench/icount.sh` turns the totals into instructions per operation).
+//! - `src/bin/loopback.rs` — round trips against the reference broker over
+//!   loopback, beside a bare tokio-tungstenite client.
+//! - `tests/alloc.rs` — zero allocations per steady-state tick and per ping.
+
+use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
+
+use tether_proto::lifecycle::{Config, Event, FirstConnect, Frame, Handshake, Io, SocketId, Status};
+use tether_proto::mesh::handshake::{Credentials, MeshHandshake};
+use tether_proto::mesh::identity::{MemberIdentity, Presence, SecretKey};
+use tether_proto::mesh::session::{Outgoing, Session, SessionAction, SessionConfig, SessionEvent};
+use tether_proto::mesh::wire::{AckFrame, BrokerFrame, HelloExtras, Priority, PushFrame};
+use tether_proto::policy::Jitter;
+use tether_proto::Now;
+use tungstenite::protocol::{Role, WebSocket};
+use tungstenite::Message;
+
+/// The wall clock the benchmarks pretend it is (only stamps hellos).
+pub const UNIX0: u64 = 1_700_000_000_000;
+
+/// Distinct pushes (and acks) cycled through, so the session's dedupe never sees a
+/// repeat within its window (1 024) and the history buffer (500) stays full.
+pub const POOL: usize = 4096;
+
+/// A member identity whose key is derived from `n`.
+pub fn member(mesh: &str, n: u32) -> MemberIdentity {
+    let mut seed = [0u8; 32];
+    seed[..4].copy_from_slice(&n.to_le_bytes());
+    seed[31] = 0x5a;
+    MemberIdentity {
+        mesh_id: mesh.to_owned(),
+        member_id: format!("member-{n}"),
+        secret: SecretKey::from_seed(seed),
+    }
+}
+
+/// The presence fields every benchmark client sends.
+pub fn presence(n: u32) -> Presence {
+    Presence {
+        session_id: format!("bench-session-{n}"),
+        pid: 4242,
+        cwd: "/bench".to_owned(),
+        extras: HelloExtras {
+            display_name: Some(format!("bench-{n}")),
+            ..HelloExtras::default()
+        },
+    }
+}
+
+/// The handshake of the in-memory session.
+pub fn handshake() -> MeshHandshake {
+    MeshHandshake::new(Credentials::Member(member("mesh-bench", 1)), presence(1))
+}
+
+/// The signed hello frame [`MeshHandshake::hello`] builds at [`UNIX0`].
+pub fn hello_text() -> String {
+    let mut hs = handshake();
+    match hs.hello(1, UNIX0) {
+        Ok(Some(text)) => text,
+        other => panic!("the mesh handshake always builds a hello: {other:?}"),
+    }
+}
+
+/// A push exactly as the reference broker encodes it, message number `i`.
+pub fn push_text(i: usize) -> String {
+    let push = PushFrame {
+        message_id: format!("msg-{i:016x}"),
+        mesh_id: "mesh-bench".to_owned(),
+        sender_pubkey: "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29".to_owned(),
+        priority: Priority::Next,
+        nonce: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYX".to_owned(),
+        ciphertext: "aGVsbG8gZnJvbSB0aGUgb3RoZXIgc2lkZSBvZiB0aGUgbWVzaA==".to_owned(),
+        created_at: "2023-11-14T22:13:20.000Z".to_owned(),
+        sender_member_id: Some("member-2".to_owned()),
+        sender_name: Some("peer-2".to_owned()),
+        client_message_id: Some(format!(
+            "{:016x}",
+            0x9e37_79b9_7f4a_7c15_u64.wrapping_mul(i as u64 + 1)
+        )),
+        ..PushFrame::default()
+    };
+    BrokerFrame::from(push).encode()
+}
+
+/// The broker's ack of the send whose id is `id`.
+pub fn ack_text(id: &str, i: usize) -> String {
+    BrokerFrame::Ack(AckFrame {
+        id: id.to_owned(),
+        message_id: format!("msg-{i:016x}"),
+        queued: false,
+        error: None,
+        req_id: None,
+    })
+    .encode()
+}
+
+/// The idempotency id of bench send number `i`.
+pub fn send_id(i: usize) -> String {
+    format!("{:016x}", 0x51_7cc1_b727_220a_u64.wrapping_mul(i as u64 + 1))
+}
+
+/// A pool of `n` distinct push frames.
+pub fn push_pool(n: usize) -> Vec<String> {
+    (0..n).map(push_text).collect()
+}
+
+/// A session configuration with the defaults, no jitter.
+pub fn session_config() -> SessionConfig {
+    let mut lc = Config::new("ws://broker.bench/ws");
+    lc.jitter = Jitter::NONE;
+    lc.first_connect = FirstConnect::Retry;
+    SessionConfig::new(lc)
+}
+
+/// An open [`Session`] driven by hand, with a clock that only moves when told.
+#[derive(Debug)]
+pub struct OpenSession {
+    /// The session.
+    pub session: Session,
+    /// The socket it owns.
+    pub socket: SocketId,
+    t0: Instant,
+    now: Instant,
+    sends: usize,
+}
+
+impl OpenSession {
+    /// A session that has connected, sent its hello and been acked.
+    pub fn new() -> Self {
+        let t0 = Instant::now();
+        let session = match Session::new(session_config(), handshake(), 7, t0) {
+            Ok(s) => s,
+            Err(e) => panic!("bench config is valid: {e}"),
+        };
+        let mut me = OpenSession {
+            session,
+            socket: SocketId(0),
+            t0,
+            now: t0,
+            sends: 0,
+        };
+        me.handle(Event::Connect);
+        let mut socket = None;
+        while let Some(a) = me.session.poll_action() {
+            if let SessionAction::Io(Io::OpenSocket { socket: s, .. }) = a {
+                socket = Some(s);
+            }
+        }
+        me.socket = socket.unwrap_or_else(|| panic!("connect opens a socket"));
+        me.handle(Event::Opened { socket: me.socket });
+        me.drain();
+        me.frame(r#"{"type":"hello_ack","presenceId":"p-1","memberDisplayName":"bench-1"}"#.to_owned());
+        me.drain();
+        assert_eq!(me.session.status(), Status::Open, "the session opens");
+        me
+    }
+
+    /// The current time as the session sees it.
+    pub fn at(&self) -> Now {
+        let ms = u64::try_from((self.now - self.t0).as_millis()).unwrap_or(u64::MAX);
+        Now::new(self.now, UNIX0 + ms)
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+
+    /// Feeds one event (an `Err` would be a bench bug: the session never closes).
+    pub fn handle(&mut self, event: Event) {
+        if let Err(e) = self.session.handle(self.at(), event) {
+            panic!("the bench session is never closed: {e}");
+        }
+    }
+
+    /// Feeds one text frame on the open socket.
+    pub fn frame(&mut self, text: String) {
+        let socket = self.socket;
+        self.handle(Event::Frame {
+            socket,
+            frame: Frame::Text(text),
+        });
+    }
+
+    /// Drains every action; returns how many there were.
+    pub fn drain(&mut self) -> usize {
+        let mut n = 0;
+        while let Some(action) = self.session.poll_action() {
+            std::hint::black_box(&action);
+            n += 1;
+        }
+        n
+    }
+
+    /// A tick with nothing due, then the drain.
+    pub fn idle_tick(&mut self) -> usize {
+        self.handle(Event::Tick);
+        self.drain()
+    }
+
+    /// The watchdog's ping (the clock moves one ping interval), then the pong.
+    pub fn ping_pong(&mut self) -> usize {
+        let due = self
+            .session
+            .next_deadline()
+            .map_or(self.now, |(at, _)| at.max(self.now));
+        self.now = due;
+        self.handle(Event::Tick);
+        let mut pinged = false;
+        while let Some(action) = self.session.poll_action() {
+            pinged |= matches!(action, SessionAction::Io(Io::SendPing { .. }));
+        }
+        debug_assert!(pinged, "the watchdog pings");
+        let socket = self.socket;
+        self.handle(Event::Frame {
+            socket,
+            frame: Frame::Pong,
+        });
+        self.drain() + usize::from(pinged)
+    }
+
+    /// One send: `Session::send`, the `SendText` polled, the ack fed back, the
+    /// `Resolved` polled. `id` must be the one `ack` acknowledges.
+    pub fn send_ack(&mut self, id: String, ack: String) -> bool {
+        self.sends += 1;
+        let mut out = Outgoing::new("peer-2", "hello from the bench");
+        out.client_message_id = Some(id);
+        if let Err(e) = self.session.send(self.at(), out) {
+            panic!("the open session accepts the send: {e}");
+        }
+        let mut wrote = false;
+        while let Some(action) = self.session.poll_action() {
+            if let SessionAction::Io(Io::SendText { text, .. }) = action {
+                wrote = true;
+                std::hint::black_box(text);
+            }
+        }
+        self.frame(ack);
+        let mut resolved = false;
+        while let Some(action) = self.session.poll_action() {
+            if let SessionAction::Event(SessionEvent::Resolved { result, .. }) = action {
+                resolved = result.is_ok();
+            }
+        }
+        wrote && resolved
+    }
+
+    /// One push handled end to end: the frame in, every action drained.
+    pub fn push(&mut self, text: String) -> usize {
+        self.frame(text);
+        self.drain()
+    }
+}
+
+impl Default for OpenSession {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A server → client WebSocket frame (unmasked, FIN) carrying `payload` as text.
+pub fn ws_text_frame(payload: &str) -> Vec<u8> {
+    ws_frame(0x81, payload.as_bytes())
+}
+
+/// A server → client pong frame with an empty payload.
+pub fn ws_pong_frame() -> Vec<u8> {
+    ws_frame(0x8a, &[])
+}
+
+fn ws_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 10);
+    out.push(first);
+    match payload.len() {
+        n if n < 126 => out.push(n as u8),
+        n if n <= 0xffff => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+    out
+}
+
+/// An in-memory duplex socket: reads replay `frame` forever, writes are discarded.
+#[derive(Debug)]
+pub struct Replay {
+    frame: Vec<u8>,
+    pos: usize,
+}
+
+impl Replay {
+    /// A socket whose peer sends `frame` again and again.
+    pub fn new(frame: Vec<u8>) -> Self {
+        Replay { frame, pos: 0 }
+    }
+}
+
+impl Read for Replay {
+    /// Fills `buf` completely, wrapping around, as a busy socket would.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let rest = &self.frame[self.pos..];
+            let n = rest.len().min(buf.len() - filled);
+            buf[filled..filled + n].copy_from_slice(&rest[..n]);
+            filled += n;
+            self.pos = (self.pos + n) % self.frame.len();
+        }
+        Ok(filled)
+    }
+}
+
+impl Write for Replay {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// tungstenite's client-side codec over a [`Replay`] of one frame.
+pub fn replay_socket(frame: Vec<u8>) -> WebSocket<Replay> {
+    WebSocket::from_raw_socket(Replay::new(frame), Role::Client, None)
+}
+
+/// Reads one message with tungstenite's codec.
+pub fn ws_read(ws: &mut WebSocket<Replay>) -> Message {
+    match ws.read() {
+        Ok(m) => m,
+        Err(e) => panic!("the replayed frame is valid: {e}"),
+    }
+}
+
+/// The baseline: what the seeds do with every frame (`JSON.parse`).
+pub fn bare_parse(text: &str) -> serde_json::Value {
+    match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => panic!("bench frames are JSON: {e}"),
+    }
+}
+
+/// The second baseline: straight into the typed struct, no session around it.
+pub fn typed_push_parse(text: &str) -> PushFrame {
+    // `type` is an unknown field to the struct and skipped, as in the session's
+    // second decoding pass.
+    match serde_json::from_str::<PushFrame>(text) {
+        Ok(p) => p,
+        Err(e) => panic!("bench pushes decode: {e}"),
+    }
+}

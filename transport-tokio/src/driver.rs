@@ -4,7 +4,7 @@
 //! tungstenite, sleeps until the session's next deadline, and decides nothing:
 //! every retry, timeout and give-up is the session's.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{Sink, StreamExt};
 use tether_proto::lifecycle::{Event, Failure, Frame, Io, LifecycleError, Notification, SocketId, Status};
 use tether_proto::mesh::session::{
     Command, OpId, OpResult, Outgoing, Request, RequestError, SendError, Session, SessionAction,
@@ -69,10 +69,20 @@ pub(crate) struct Shared {
     pub events: broadcast::Sender<ClientEvent>,
 }
 
+/// The read half of the open socket.
 struct Live {
     id: SocketId,
     stream: SplitStream<Ws>,
-    writer: mpsc::Sender<Message>,
+}
+
+/// The write half of the open socket, driven from the same task as the reads.
+struct Writer {
+    id: SocketId,
+    sink: SplitSink<Ws, Message>,
+    /// Frames the session wrote that the socket has not taken yet; bounded.
+    out: VecDeque<Message>,
+    /// `out` or the sink's buffer holds something not yet flushed.
+    dirty: bool,
 }
 
 pub(crate) struct Driver {
@@ -81,8 +91,10 @@ pub(crate) struct Driver {
     shared: Shared,
     waiters: HashMap<OpId, Waiter>,
     socket: Option<Live>,
+    writer: Option<Writer>,
     connecting: Option<(SocketId, Connecting)>,
-    writers: Vec<JoinHandle<()>>,
+    /// Sockets being closed: their close frame is still on its way out.
+    closing: Vec<JoinHandle<()>>,
     first: Option<oneshot::Sender<Result<(), ConnectError>>>,
     tls: Option<Arc<rustls::ClientConfig>>,
     ws_config: WebSocketConfig,
@@ -119,8 +131,9 @@ impl Driver {
             shared,
             waiters: HashMap::new(),
             socket: None,
+            writer: None,
             connecting: None,
-            writers: Vec::new(),
+            closing: Vec::new(),
             first: Some(first),
             tls,
             ws_config,
@@ -157,6 +170,11 @@ impl Driver {
                     }
                 },
                 msg = next_message(&mut self.socket) => self.on_message(msg),
+                // Written in this task, not handed to another: no extra wake-up
+                // per frame. The socket's own backpressure parks only this branch.
+                res = flush(&mut self.writer), if self.writer.as_ref().is_some_and(|w| w.dirty) => {
+                    self.on_flushed(res)
+                }
                 res = connected(&mut self.connecting) => self.on_connected(res),
                 () = sleep => {
                     let _ = self.session.handle(now(), Event::Tick);
@@ -166,12 +184,12 @@ impl Driver {
         self.finish().await;
     }
 
-    /// Lets the writers put the close frame on the wire, briefly.
+    /// Lets the closing sockets put their close frame on the wire, briefly.
     async fn finish(&mut self) {
-        self.socket = None;
+        self.drop_socket();
         self.connecting = None;
-        for writer in self.writers.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+        for closing in self.closing.drain(..) {
+            let _ = closing.await;
         }
         if let Some(first) = self.first.take() {
             let _ = first.send(Err(ConnectError::Shutdown));
@@ -185,7 +203,7 @@ impl Driver {
                 SessionAction::Event(event) => self.dispatch(event),
             }
         }
-        self.writers.retain(|w| !w.is_finished());
+        self.closing.retain(|w| !w.is_finished());
     }
 
     fn io(&mut self, io: Io) {
@@ -208,7 +226,15 @@ impl Driver {
                     code: CloseCode::from(code),
                     reason: reason.into(),
                 };
-                self.write(socket, Message::Close(Some(frame)));
+                if let Some(mut writer) = self.writer.take_if(|w| w.id == socket) {
+                    // The session is done with this socket; what it wrote last and
+                    // the close frame still go out, in a task of their own, briefly.
+                    writer.out.push_back(Message::Close(Some(frame)));
+                    self.closing.push(tokio::spawn(async move {
+                        let mut slot = Some(writer);
+                        let _ = tokio::time::timeout(Duration::from_secs(1), flush(&mut slot)).await;
+                    }));
+                }
                 self.forget(socket);
             }
             Io::TerminateSocket { socket } => {
@@ -220,9 +246,14 @@ impl Driver {
         }
     }
 
+    fn drop_socket(&mut self) {
+        self.socket = None;
+        self.writer = None;
+    }
+
     fn forget(&mut self, socket: SocketId) {
         if self.socket.as_ref().is_some_and(|l| l.id == socket) {
-            self.socket = None;
+            self.drop_socket();
         }
         if self.connecting.as_ref().is_some_and(|(id, _)| *id == socket) {
             self.connecting = None;
@@ -230,13 +261,13 @@ impl Driver {
     }
 
     fn write(&mut self, socket: SocketId, message: Message) {
-        let Some(live) = self.socket.as_ref().filter(|l| l.id == socket) else {
+        let Some(live) = self.writer.as_mut().filter(|w| w.id == socket) else {
             return;
         };
-        if live.writer.try_send(message).is_err() {
+        if live.out.len() >= self.write_queue {
             // The peer stopped reading long ago; this socket is dead, say so.
             warn!(target: "tether", socket = socket.0, "write queue full, dropping the socket");
-            self.socket = None;
+            self.drop_socket();
             let reason = "write queue full".to_owned();
             let _ = self.session.handle(
                 now(),
@@ -246,6 +277,34 @@ impl Driver {
                     reason,
                 },
             );
+            return;
+        }
+        live.out.push_back(message);
+        live.dirty = true;
+    }
+
+    fn on_flushed(&mut self, (socket, result): (SocketId, Result<(), tungstenite::Error>)) {
+        match result {
+            Ok(()) => {
+                if let Some(w) = self.writer.as_mut().filter(|w| w.id == socket) {
+                    w.dirty = !w.out.is_empty();
+                }
+            }
+            Err(e) => {
+                // The read side will see the same failure; report it once, now.
+                if self.socket.as_ref().is_some_and(|l| l.id == socket) {
+                    self.drop_socket();
+                    let reason = e.to_string();
+                    let _ = self.session.handle(
+                        now(),
+                        Event::Closed {
+                            socket,
+                            code: 1006,
+                            reason,
+                        },
+                    );
+                }
+            }
         }
     }
 
@@ -281,12 +340,12 @@ impl Driver {
         match result {
             Ok(ws) => {
                 let (sink, stream) = ws.split();
-                let (tx, rx) = mpsc::channel(self.write_queue);
-                self.writers.push(tokio::spawn(write_loop(sink, rx)));
-                self.socket = Some(Live {
+                self.socket = Some(Live { id: socket, stream });
+                self.writer = Some(Writer {
                     id: socket,
-                    stream,
-                    writer: tx,
+                    sink,
+                    out: VecDeque::new(),
+                    dirty: false,
                 });
                 let _ = self.session.handle(now(), Event::Opened { socket });
             }
@@ -319,14 +378,14 @@ impl Driver {
             },
             Some(Ok(Message::Frame(_))) => return,
             Some(Ok(Message::Close(frame))) => {
-                self.socket = None;
+                self.drop_socket();
                 let (code, reason) = frame.map_or((1005, String::new()), |f| {
                     (u16::from(f.code), f.reason.as_str().to_owned())
                 });
                 Event::Closed { socket, code, reason }
             }
             Some(Err(e)) => {
-                self.socket = None;
+                self.drop_socket();
                 let code = match e {
                     tungstenite::Error::Capacity(_) => 1009,
                     _ => 1006,
@@ -338,7 +397,7 @@ impl Driver {
                 }
             }
             None => {
-                self.socket = None;
+                self.drop_socket();
                 Event::Closed {
                     socket,
                     code: 1006,
@@ -477,26 +536,22 @@ async fn connected(
     }
 }
 
-async fn write_loop(mut sink: SplitSink<Ws, Message>, mut rx: mpsc::Receiver<Message>) {
-    while let Some(first) = rx.recv().await {
-        // Batch whatever is already queued into one flush.
-        let mut closing = matches!(first, Message::Close(_));
-        if sink.feed(first).await.is_err() {
-            return;
-        }
-        while !closing {
-            match rx.try_recv() {
-                Ok(m) => {
-                    closing = matches!(m, Message::Close(_));
-                    if sink.feed(m).await.is_err() {
-                        return;
-                    }
-                }
-                Err(_) => break,
+/// Hands every queued frame to the socket and flushes; completes when all is on
+/// the wire. Cancel-safe: what is not yet taken stays queued.
+async fn flush(writer: &mut Option<Writer>) -> (SocketId, Result<(), tungstenite::Error>) {
+    let Some(live) = writer else {
+        return std::future::pending().await;
+    };
+    let id = live.id;
+    let result = std::future::poll_fn(|cx| {
+        while !live.out.is_empty() {
+            std::task::ready!(Pin::new(&mut live.sink).poll_ready(cx))?;
+            if let Some(message) = live.out.pop_front() {
+                Pin::new(&mut live.sink).start_send(message)?;
             }
         }
-        if sink.flush().await.is_err() || closing {
-            return;
-        }
-    }
+        Pin::new(&mut live.sink).poll_flush(cx)
+    })
+    .await;
+    (id, result)
 }

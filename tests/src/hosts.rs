@@ -92,8 +92,8 @@ macro_rules! call_error_from {
         }
     };
 }
+// One error type for both hosts (tether-host).
 call_error_from!(tether_tokio::ClientError);
-call_error_from!(tether_mio::ClientError);
 
 enum Inner {
     Tokio(tether_tokio::Client, tether_tokio::Subscription),

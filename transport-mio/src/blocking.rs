@@ -2,7 +2,6 @@
 //! handle with the async client's operations, each call blocking until the
 //! reactor thread answers.
 
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -14,34 +13,14 @@ use tether_proto::lifecycle::{Event, Notification, Status};
 use tether_proto::mesh::session::{
     Command, OpResult, Outcome, Outgoing, Request, SessionEvent, SessionStats,
 };
-use tether_proto::mesh::wire::{
-    BrokerFrame, DecodeError, MemoryRow, Peer, Priority, PushFrame, Reply, Skill, SkillSummary, StateRow,
-};
+use tether_proto::mesh::wire::{MemoryRow, Peer, Priority, PushFrame, Reply, Skill, SkillSummary, StateRow};
 use tracing::error;
 
 use crate::config::ConnConfig;
 use crate::conn::IoStats;
-use crate::error::{ClientError, ConnectError, ReactorError};
+use crate::error::ReactorError;
 use crate::reactor::{ConnId, Reactor, ReactorHandle};
-
-/// A send the broker accepted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sent {
-    /// The broker's id for the message.
-    pub message_id: String,
-    /// Whether it was queued for an offline recipient.
-    pub queued: bool,
-}
-
-/// Lifecycle news and frames the session did not consume, for [`BlockingClient::events`].
-#[derive(Clone, Debug, PartialEq)]
-pub enum ClientEvent {
-    /// Status changes, connects, disconnects with their reason, reconnect delays,
-    /// the final close (L14).
-    Lifecycle(Notification<Infallible, DecodeError>),
-    /// `hello_ack`, `state_change`, uncorrelated errors, unknown types.
-    Inbound(Box<BrokerFrame>),
-}
+use tether_host::{ClientError, ClientEvent, ConnectError, Sent};
 
 /// What the reactor thread shares with the handles.
 struct Shared {

@@ -65,16 +65,15 @@ mod error;
 mod log;
 mod reactor;
 mod stream;
-mod tls;
 
-pub use blocking::{BlockingClient, ClientEvent, Sent};
+pub use blocking::BlockingClient;
 pub use config::{
     ConnConfig, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY,
     DEFAULT_WRITE_QUEUE,
 };
 pub use conn::IoStats;
-pub use error::{AddError, ClientError, ConnectError, HandleError, ReactorError};
+pub use error::{AddError, HandleError, ReactorError};
 pub use reactor::{
     ConnId, Reactor, ReactorHandle, ReactorOptions, DEFAULT_EVENTS_PER_TURN, DEFAULT_HANDLE_CAPACITY,
 };
-pub use tls::{Roots, TlsError, TlsOptions};
+pub use tether_host::{ClientError, ClientEvent, ConnectError, Roots, Sent, TlsError, TlsOptions};

@@ -26,7 +26,7 @@ use crate::config::{random_seed, ConnConfig};
 use crate::conn::{Callback, Conn, Ctx, IoStats};
 use crate::dns::Resolver;
 use crate::error::{AddError, HandleError, ReactorError};
-use crate::tls::{TlsError, TlsOptions};
+use tether_host::{TlsError, TlsOptions};
 
 /// Commands queued by handles before they block their caller.
 pub const DEFAULT_HANDLE_CAPACITY: usize = 1024;

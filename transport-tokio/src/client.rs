@@ -18,17 +18,9 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
 use crate::config::{ClientConfig, DEFAULT_COMMAND_CAPACITY, DEFAULT_WRITE_QUEUE};
-use crate::driver::{ClientEvent, Cmd, Driver, Shared};
-use crate::error::{ClientError, ConnectError};
-
-/// A send the broker accepted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Sent {
-    /// The broker's id for the message.
-    pub message_id: String,
-    /// Whether it was queued for an offline recipient.
-    pub queued: bool,
-}
+use crate::driver::{Cmd, Driver, Shared};
+use tether_host::{ClientError, ConnectError};
+use tether_host::{ClientEvent, Sent};
 
 /// A handle to one broker connection; clone it freely. The connection closes
 /// when [`Client::close`] is called or the last handle is dropped.

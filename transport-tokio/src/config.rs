@@ -5,7 +5,7 @@ use tether_proto::mesh::handshake::Credentials;
 use tether_proto::mesh::identity::Presence;
 use tether_proto::mesh::session::SessionConfig;
 
-use crate::tls::TlsOptions;
+use tether_host::TlsOptions;
 
 /// Largest WebSocket message accepted by default (matches the session's send limit).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;

@@ -18,7 +18,7 @@ use tether_proto::mesh::session::{
     Command, OpId, OpResult, Outgoing, Request, RequestError, SendError, Session, SessionAction,
     SessionEvent, SessionStats,
 };
-use tether_proto::mesh::wire::{BrokerFrame, DecodeError, PushFrame};
+use tether_proto::mesh::wire::{DecodeError, PushFrame};
 use tether_proto::Now;
 use tokio::net::TcpStream;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -31,20 +31,10 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tracing::{debug, info, warn};
 
-use crate::error::ConnectError;
+use tether_host::{ClientEvent, ConnectError};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Connecting = Pin<Box<dyn Future<Output = Result<Ws, tungstenite::Error>> + Send>>;
-
-/// Lifecycle news and frames the session did not consume, for `Client::events`.
-#[derive(Clone, Debug, PartialEq)]
-pub enum ClientEvent {
-    /// Status changes, connects, disconnects with their reason, reconnect delays,
-    /// the final close (L14).
-    Lifecycle(Notification<Infallible, DecodeError>),
-    /// `hello_ack`, `state_change`, uncorrelated errors, unknown types.
-    Inbound(Box<BrokerFrame>),
-}
 
 /// A request from a handle to the driver.
 pub(crate) enum Cmd {

@@ -30,14 +30,10 @@
 mod client;
 mod config;
 mod driver;
-mod error;
-mod tls;
 
-pub use client::{Client, Sent, Subscription};
+pub use client::{Client, Subscription};
 pub use config::{
     ClientConfig, DEFAULT_COMMAND_CAPACITY, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SUBSCRIBER_CAPACITY,
     DEFAULT_WRITE_QUEUE,
 };
-pub use driver::ClientEvent;
-pub use error::{ClientError, ConnectError};
-pub use tls::{Roots, TlsError, TlsOptions};
+pub use tether_host::{ClientError, ClientEvent, ConnectError, Roots, Sent, TlsError, TlsOptions};

@@ -1,11 +1,15 @@
-//! Errors of the async client.
+//! The errors and results of both hosts' clients, so code written against one
+//! host handles the other's failures the same way (X1).
 
-use tether_proto::lifecycle::{ConfigError, StopReason};
+use std::convert::Infallible;
+
+use tether_proto::lifecycle::{ConfigError, Notification, StopReason};
 use tether_proto::mesh::session::{OpFailure, RequestError, SendError};
+use tether_proto::mesh::wire::{BrokerFrame, DecodeError};
 
 use crate::tls::TlsError;
 
-/// Why `Client::connect` failed. Nothing is left running afterwards (D1).
+/// Why `connect` failed. Nothing is left running afterwards (D1).
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     /// The configuration is invalid.
@@ -18,8 +22,11 @@ pub enum ConnectError {
     /// broker's code and message when it sent them (L8, D6).
     #[error("{0}")]
     Failed(StopReason),
-    /// The client task stopped before it could answer.
-    #[error("the client task stopped")]
+    /// The host could not start (no poller, no thread).
+    #[error("cannot start the client: {0}")]
+    Io(#[from] std::io::Error),
+    /// The client stopped before it could answer.
+    #[error("the client stopped")]
     Shutdown,
 }
 
@@ -61,4 +68,23 @@ impl From<SendError> for ClientError {
     fn from(e: SendError) -> Self {
         ClientError::Refused(Box::new(e))
     }
+}
+
+/// A send the broker accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sent {
+    /// The broker's id for the message.
+    pub message_id: String,
+    /// Whether it was queued for an offline recipient.
+    pub queued: bool,
+}
+
+/// Lifecycle news and frames the session did not consume.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientEvent {
+    /// Status changes, connects, disconnects with their reason, reconnect delays,
+    /// the final close (L14).
+    Lifecycle(Notification<Infallible, DecodeError>),
+    /// `hello_ack`, `state_change`, uncorrelated errors, unknown types.
+    Inbound(Box<BrokerFrame>),
 }

@@ -1,5 +1,5 @@
 //! TLS for `wss://`: certificate verification is on by default (X5); the only
-//! knobs are which roots to trust. The same options as the async host's.
+//! knobs are which roots to trust. Both hosts take these same options.
 
 use std::path::PathBuf;
 use std::sync::Arc;

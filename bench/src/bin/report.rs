@@ -307,8 +307,9 @@ with the machine's noise.\n"
         .unwrap_or_default()
         .lines()
         .find_map(|l| {
-            l.strip_prefix("allocations per push handled end to end: ")
-                .map(str::to_owned)
+            // The test harness may print its progress dot on the same line first.
+            l.split_once("allocations per push handled end to end: ")
+                .map(|(_, n)| n.to_owned())
         })
         .unwrap_or_else(|| "–".into());
     let _ = writeln!(

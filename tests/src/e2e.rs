@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use tether_broker::core::{MemberRecord, Roster};
 use tether_broker::{BrokerConfig, BrokerHandle, BrokerServer, Membership, ServerConfig, TlsSetup};
-use tether_proto::lifecycle::{Config, FirstConnect, Notification};
+use tether_proto::lifecycle::{Config, FirstConnect};
 use tether_proto::mesh::handshake::Credentials;
 use tether_proto::mesh::identity::{MemberIdentity, Presence, SecretKey};
 use tether_proto::mesh::session::SessionConfig;
 use tether_proto::mesh::wire::HelloExtras;
 use tether_proto::policy::Backoff;
-use tether_tokio::{ClientConfig, ClientEvent};
-use tokio::sync::broadcast;
+
+use crate::hosts::Spec;
 
 /// The mesh every test member belongs to.
 pub const MESH: &str = "mesh-e2e";
@@ -95,8 +95,9 @@ pub fn lifecycle(url: &str) -> Config {
     c
 }
 
-/// A client configuration for member `n` with session id `session`.
-pub fn client_config(url: &str, n: u8, session: &str) -> ClientConfig {
+/// A client configuration (for either host) for member `n` with session id
+/// `session`, with the timings of [`lifecycle`].
+pub fn spec(url: &str, n: u8, session: &str) -> Spec {
     let presence = Presence {
         session_id: session.to_owned(),
         pid: std::process::id(),
@@ -106,73 +107,21 @@ pub fn client_config(url: &str, n: u8, session: &str) -> ClientConfig {
             ..HelloExtras::default()
         },
     };
-    let mut config = ClientConfig::new(url, Credentials::Member(member(n)), presence);
     let mut session_config = SessionConfig::new(lifecycle(url));
     session_config.send_ack_timeout = Duration::from_secs(3);
     session_config.request_timeout = Duration::from_secs(3);
-    config.session = session_config;
-    config.seed = Some(u64::from(n));
-    config
-}
-
-/// Keeps connecting (not failing fast) after a failed first attempt.
-pub fn retrying(mut config: ClientConfig) -> ClientConfig {
-    config.session.lifecycle.first_connect = FirstConnect::Retry;
-    config
-}
-
-/// The host-neutral form of [`client_config`], for scenarios run on both hosts.
-pub fn spec(url: &str, n: u8, session: &str) -> crate::hosts::Spec {
-    let c = client_config(url, n, session);
-    crate::hosts::Spec {
-        session: c.session,
-        credentials: c.credentials,
-        presence: c.presence,
-        max_message_size: c.max_message_size,
+    Spec {
+        session: session_config,
+        credentials: Credentials::Member(member(n)),
+        presence,
+        max_message_size: tether_tokio::DEFAULT_MAX_MESSAGE_SIZE,
         extra_ca_pem: None,
         seed: u64::from(n),
     }
 }
 
-/// Keeps connecting after a failed first attempt (host-neutral).
-pub fn retrying_spec(mut spec: crate::hosts::Spec) -> crate::hosts::Spec {
+/// Keeps connecting (not failing fast) after a failed first attempt.
+pub fn retrying_spec(mut spec: Spec) -> Spec {
     spec.session.lifecycle.first_connect = FirstConnect::Retry;
     spec
-}
-
-/// Waits for the first event matching `pred`, returning it; panics after [`PATIENCE`].
-pub async fn wait_for<T>(
-    events: &mut broadcast::Receiver<ClientEvent>,
-    what: &str,
-    mut pred: impl FnMut(&ClientEvent) -> Option<T>,
-) -> T {
-    let found = tokio::time::timeout(PATIENCE, async {
-        loop {
-            match events.recv().await {
-                Ok(event) => {
-                    if let Some(t) = pred(&event) {
-                        return Some(t);
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
-    .await;
-    match found {
-        Ok(Some(t)) => t,
-        Ok(None) => panic!("the client shut down while waiting for {what}"),
-        Err(_) => panic!("gave up waiting for {what}"),
-    }
-}
-
-/// Matches a lifecycle notification.
-pub fn lifecycle_note(
-    event: &ClientEvent,
-) -> Option<&Notification<std::convert::Infallible, tether_proto::mesh::wire::DecodeError>> {
-    match event {
-        ClientEvent::Lifecycle(n) => Some(n),
-        ClientEvent::Inbound(_) => None,
-    }
 }

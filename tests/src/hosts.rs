@@ -3,14 +3,13 @@
 //! a test, not a claim). Blocking calls of the mio host run on tokio's blocking
 //! pool so scenarios stay async.
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use tether_proto::lifecycle::{Notification, Status, StopReason};
+use tether_proto::lifecycle::{Status, StopReason};
 use tether_proto::mesh::handshake::Credentials;
 use tether_proto::mesh::identity::Presence;
 use tether_proto::mesh::session::{OpFailure, RequestError, SendRefusal, SessionConfig, SessionStats};
-use tether_proto::mesh::wire::{BrokerFrame, DecodeError, MemoryRow, Peer, Priority, PushFrame, StateRow};
+use tether_proto::mesh::wire::{MemoryRow, Peer, Priority, PushFrame, StateRow};
 use tokio::sync::broadcast;
 
 use crate::e2e::PATIENCE;
@@ -41,14 +40,9 @@ pub struct Spec {
     pub seed: u64,
 }
 
-/// A lifecycle notification or an unconsumed frame, from either host.
-#[derive(Clone, Debug, PartialEq)]
-pub enum HostEvent {
-    /// Lifecycle news.
-    Lifecycle(Notification<Infallible, DecodeError>),
-    /// A frame the session handed up.
-    Inbound(Box<BrokerFrame>),
-}
+/// A lifecycle notification or an unconsumed frame: both hosts report the same
+/// type (tether-host's `ClientEvent`).
+pub type HostEvent = tether_tokio::ClientEvent;
 
 /// Why a connect failed, from either host.
 #[derive(Debug)]
@@ -363,13 +357,8 @@ impl AnyClient {
             Events::Tokio(rx) => tokio::time::timeout(PATIENCE, async {
                 loop {
                     match rx.recv().await {
-                        Ok(tether_tokio::ClientEvent::Lifecycle(n)) => {
-                            if let Some(t) = pred(&HostEvent::Lifecycle(n)) {
-                                return Some(t);
-                            }
-                        }
-                        Ok(tether_tokio::ClientEvent::Inbound(f)) => {
-                            if let Some(t) = pred(&HostEvent::Inbound(f)) {
+                        Ok(event) => {
+                            if let Some(t) = pred(&event) {
                                 return Some(t);
                             }
                         }
@@ -388,10 +377,8 @@ impl AnyClient {
                     let rx = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     loop {
                         let left = deadline.saturating_duration_since(std::time::Instant::now());
-                        let event = match rx.recv_timeout(left) {
-                            Ok(tether_mio::ClientEvent::Lifecycle(n)) => HostEvent::Lifecycle(n),
-                            Ok(tether_mio::ClientEvent::Inbound(f)) => HostEvent::Inbound(f),
-                            Err(_) => return None,
+                        let Ok(event) = rx.recv_timeout(left) else {
+                            return None;
                         };
                         if let Some(t) = pred(&event) {
                             return Some(t);

@@ -10,13 +10,7 @@ use tungstenite::protocol::WebSocketConfig;
 
 use tether_host::TlsOptions;
 
-/// Largest WebSocket message accepted by default (matches the session's send limit).
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
-/// tungstenite's read buffer per connection. Its default (128 KiB) would dwarf
-/// everything else an idle connection holds; frames of the protocol are small and
-/// a larger one grows the buffer only while it is read. 2 KiB holds a typical
-/// push or ack whole, in one read.
-pub const DEFAULT_READ_BUFFER_SIZE: usize = 2 * 1024;
+pub use tether_host::{DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE};
 /// Frames waiting behind a socket that does not take them; a socket this far
 /// behind is dead and is reported closed (1006, "write queue full").
 pub const DEFAULT_WRITE_QUEUE: usize = 1024;

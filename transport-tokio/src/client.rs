@@ -16,6 +16,7 @@ use tether_proto::mesh::wire::{MemoryRow, Peer, Priority, PushFrame, Reply, Skil
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::config::{ClientConfig, DEFAULT_COMMAND_CAPACITY, DEFAULT_WRITE_QUEUE};
 use crate::driver::{Cmd, Driver, Shared};
@@ -70,7 +71,10 @@ impl Client {
             shared.clone(),
             first_tx,
             tls,
-            config.max_message_size,
+            WebSocketConfig::default()
+                .read_buffer_size(config.read_buffer_size)
+                .max_message_size(Some(config.max_message_size))
+                .max_frame_size(Some(config.max_message_size)),
             DEFAULT_WRITE_QUEUE,
         );
         let client = Client {

@@ -7,8 +7,7 @@ use tether_proto::mesh::session::SessionConfig;
 
 use tether_host::TlsOptions;
 
-/// Largest WebSocket message accepted by default (matches the session's send limit).
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
+pub use tether_host::{DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE};
 /// Pushes buffered per subscriber before a slow one starts missing them.
 pub const DEFAULT_SUBSCRIBER_CAPACITY: usize = 1024;
 /// Commands buffered from handles to the driver task.
@@ -35,6 +34,8 @@ pub struct ClientConfig {
     pub seed: Option<u64>,
     /// Per-subscriber push buffer.
     pub subscriber_capacity: usize,
+    /// tungstenite's read buffer (see [`DEFAULT_READ_BUFFER_SIZE`]).
+    pub read_buffer_size: usize,
 }
 
 impl ClientConfig {
@@ -49,6 +50,7 @@ impl ClientConfig {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             seed: None,
             subscriber_capacity: DEFAULT_SUBSCRIBER_CAPACITY,
+            read_buffer_size: DEFAULT_READ_BUFFER_SIZE,
         }
     }
 }

@@ -33,7 +33,7 @@ mod driver;
 
 pub use client::{Client, Subscription};
 pub use config::{
-    ClientConfig, DEFAULT_COMMAND_CAPACITY, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_SUBSCRIBER_CAPACITY,
-    DEFAULT_WRITE_QUEUE,
+    ClientConfig, DEFAULT_COMMAND_CAPACITY, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE,
+    DEFAULT_SUBSCRIBER_CAPACITY, DEFAULT_WRITE_QUEUE,
 };
 pub use tether_host::{ClientError, ClientEvent, ConnectError, Roots, Sent, TlsError, TlsOptions};

@@ -78,6 +78,7 @@ pub(crate) async fn start(
     let actor_task = tokio::spawn(actor.run(events_rx));
 
     let ws_config = WebSocketConfig::default()
+        .read_buffer_size(config.read_buffer_size)
         .max_message_size(Some(config.max_message_size))
         .max_frame_size(Some(config.max_message_size));
     let setup = Arc::new(ConnSetup {

@@ -38,6 +38,11 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// How long to wait for the peer's close frame after sending ours.
     pub close_linger: Duration,
+    /// tungstenite's read buffer per connection. Its default (128 KiB) is that much
+    /// memory per connection and a zero-fill of up to that much before every read;
+    /// the protocol's frames are small, and a larger one grows the buffer while it
+    /// is read.
+    pub read_buffer_size: usize,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +56,7 @@ impl Default for ServerConfig {
             outbound_capacity: 1024,
             handshake_timeout: Duration::from_secs(10),
             close_linger: Duration::from_secs(1),
+            read_buffer_size: 4 * 1024,
         }
     }
 }

@@ -50,7 +50,7 @@ pub(crate) struct Ctx<'a> {
     pub registry: &'a Registry,
     pub token: Token,
     pub events: &'a mut VecDeque<(ConnId, SessionEvent)>,
-    pub callbacks: &'a mut HashMap<(ConnId, OpId), Callback>,
+    pub callbacks: &'a mut HashMap<(ConnId, OpId), Callback, foldhash::fast::FixedState>,
     pub dns: &'a mut Resolver,
 }
 

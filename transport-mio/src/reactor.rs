@@ -96,7 +96,9 @@ pub struct Reactor {
     live: usize,
     timers: BTreeSet<(Instant, u32)>,
     events: VecDeque<(ConnId, SessionEvent)>,
-    callbacks: HashMap<(ConnId, OpId), Callback>,
+    /// Keyed by ids this process issues; nothing a peer chooses, so a fixed-seed
+    /// hash is safe, and faster than SipHash on every call.
+    callbacks: HashMap<(ConnId, OpId), Callback, foldhash::fast::FixedState>,
     dns: Resolver,
     waker: Arc<Waker>,
     cmd_tx: SyncSender<Cmd>,
@@ -136,7 +138,7 @@ impl Reactor {
             live: 0,
             timers: BTreeSet::new(),
             events: VecDeque::new(),
-            callbacks: HashMap::new(),
+            callbacks: HashMap::default(),
             dns: Resolver::new(Arc::clone(&waker)),
             waker,
             cmd_tx,

@@ -21,6 +21,7 @@ mod proptests;
 pub(crate) mod tests;
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -112,16 +113,18 @@ pub struct Session {
     rng: Rng,
     next_op: u64,
     next_req: u64,
-    ops: HashMap<OpId, Op>,
+    ops: Map<OpId, Op>,
     deadlines: BTreeSet<(Instant, OpId)>,
     queue: VecDeque<OpId>,
-    in_flight: HashMap<String, OpId>,
+    in_flight: Map<String, OpId>,
     /// Idempotency ids of every send not yet resolved, queued or written.
-    send_ids: HashSet<String>,
-    requests: HashMap<String, OpId>,
+    send_ids: HashSet<String, Hashing>,
+    requests: Map<String, OpId>,
     history: VecDeque<Arc<PushFrame>>,
     seen_order: VecDeque<u64>,
-    seen: HashSet<u64>,
+    seen: HashSet<u64, Hashing>,
+    /// Keys the push fingerprints of `seen` (see `dedupe_key`).
+    dedupe_keys: foldhash::quality::FixedState,
     actions: VecDeque<SessionAction>,
     stats: SessionStats,
 }
@@ -141,20 +144,24 @@ impl Session {
         // The lifecycle keeps its configuration; the session only its own limits,
         // so a connection holds one copy (memory per idle connection counts).
         let lc = Lifecycle::new(config.lifecycle, handshake, seeder.next_u64(), now)?;
+        let rng = Rng::new(seeder.next_u64());
+        // Drawn after the two streams above so adding it moved neither of them.
+        let hashing = Hashing::with_seed(seeder.next_u64());
         Ok(Session {
             lc,
-            rng: Rng::new(seeder.next_u64()),
+            rng,
             next_op: 0,
             next_req: 0,
-            ops: HashMap::new(),
+            ops: Map::with_hasher(hashing.clone()),
             deadlines: BTreeSet::new(),
             queue: VecDeque::new(),
-            in_flight: HashMap::new(),
-            send_ids: HashSet::new(),
-            requests: HashMap::new(),
+            in_flight: Map::with_hasher(hashing.clone()),
+            send_ids: HashSet::with_hasher(hashing.clone()),
+            requests: Map::with_hasher(hashing.clone()),
             history: VecDeque::new(),
             seen_order: VecDeque::new(),
-            seen: HashSet::new(),
+            seen: HashSet::with_hasher(hashing),
+            dedupe_keys: foldhash::quality::FixedState::with_seed(seeder.next_u64()),
             actions: VecDeque::new(),
             stats: SessionStats::default(),
             limits,
@@ -193,7 +200,7 @@ impl Session {
             // the broker and two to us: the acks could not tell them apart.
             Some(id) if self.send_ids.contains(id) => return Err(refuse(SendRefusal::DuplicateId, outgoing)),
             Some(id) => id.clone(),
-            None => format!("{:016x}", self.rng.next_u64()),
+            None => hex16(self.rng.next_u64()),
         };
         let can_write = status == Status::Open
             && self.queue.is_empty()
@@ -629,7 +636,7 @@ impl Session {
             let _ = self.lc.send(ack.encode());
             self.pump(now);
         }
-        if let Some(key) = dedupe_key(&push) {
+        if let Some(key) = dedupe_key(&self.dedupe_keys, &push) {
             if self.seen.contains(&key) {
                 self.stats.push_duplicates += 1;
                 return;
@@ -774,21 +781,38 @@ impl Session {
     }
 }
 
+/// `{:016x}` without the formatting machinery, which cost more than the rest of
+/// choosing an id.
+fn hex16(x: u64) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    (0..16)
+        .rev()
+        .map(|i| char::from(DIGITS[((x >> (i * 4)) & 0xf) as usize]))
+        .collect()
+}
+
+/// The session's maps' hasher: foldhash, seeded from the session's seed.
+///
+/// Deterministic for a given seed (simulation replays stay exact) without
+/// reading the OS's randomness, and a peer who does not know the seed cannot
+/// aim collisions at the maps its frames fill.
+type Hashing = foldhash::fast::FixedState;
+type Map<K, V> = HashMap<K, V, Hashing>;
+
 /// What identifies a push for de-duplication, hashed so the window costs 16 bytes
 /// an entry and no allocation.
 ///
 /// The sender's idempotency id identifies a message across re-pushes and across a
 /// broker restart that forgot its own dedupe (new messageId, same
-/// client_message_id); the broker's id is the fallback. `DefaultHasher::new()`
-/// has fixed keys, so runs stay deterministic; a collision within the window
-/// (2^-64 per pair) would drop a message, far below any other failure rate here.
-fn dedupe_key(push: &PushFrame) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+/// client_message_id); the broker's id is the fallback. The fingerprint is keyed
+/// by the session's seed: with a fixed key a peer could search offline for an
+/// id whose fingerprint matches a message it expects someone else to send, and
+/// have that message dropped as a duplicate. An accidental collision within the
+/// window (2^-64 per pair) is far below any other failure rate here.
+fn dedupe_key(keys: &foldhash::quality::FixedState, push: &PushFrame) -> Option<u64> {
     match (&push.client_message_id, push.message_id.is_empty()) {
-        (Some(cmid), _) => (0u8, &push.sender_pubkey, cmid).hash(&mut h),
-        (None, false) => (1u8, &push.message_id).hash(&mut h),
-        (None, true) => return None,
+        (Some(cmid), _) => Some(keys.hash_one((0u8, &push.sender_pubkey, cmid))),
+        (None, false) => Some(keys.hash_one((1u8, &push.message_id))),
+        (None, true) => None,
     }
-    Some(h.finish())
 }

@@ -792,3 +792,26 @@ fn a_second_pending_send_under_the_same_id_is_refused() {
     assert_eq!(resolved(&a)[0].0, first);
     assert!(sim.s.send(sim.at(), out).is_ok());
 }
+
+#[test]
+fn generated_ids_are_sixteen_lowercase_hex_digits() {
+    for x in [0, 1, 0xdead_beef, u64::MAX, 0x0123_4567_89ab_cdef] {
+        assert_eq!(hex16(x), format!("{x:016x}"));
+    }
+}
+
+#[test]
+fn push_fingerprints_depend_on_the_session_seed() {
+    // A peer that cannot know the seed cannot aim a collision at another's message.
+    let push = PushFrame {
+        sender_pubkey: "ab".repeat(32),
+        client_message_id: Some("m-1".into()),
+        ..PushFrame::default()
+    };
+    let a = foldhash::quality::FixedState::with_seed(1);
+    let b = foldhash::quality::FixedState::with_seed(2);
+    assert_eq!(dedupe_key(&a, &push), dedupe_key(&a, &push));
+    assert_ne!(dedupe_key(&a, &push), dedupe_key(&b, &push));
+    let anonymous = PushFrame::default();
+    assert_eq!(dedupe_key(&a, &anonymous), None);
+}

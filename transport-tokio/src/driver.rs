@@ -9,10 +9,10 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{Sink, StreamExt};
+use futures_util::{Sink, Stream};
 use tether_proto::lifecycle::{Event, Failure, Frame, Io, LifecycleError, Notification, SocketId, Status};
 use tether_proto::mesh::session::{
     Command, OpId, OpResult, Outgoing, Request, RequestError, SendError, Session, SessionAction,
@@ -59,29 +59,41 @@ pub(crate) struct Shared {
     pub events: broadcast::Sender<ClientEvent>,
 }
 
-/// The read half of the open socket.
+/// The open socket. Reads and writes are driven from this one task, through one
+/// poll, so the socket needs no lock between a read half and a write half.
 struct Live {
     id: SocketId,
-    stream: SplitStream<Ws>,
-}
-
-/// The write half of the open socket, driven from the same task as the reads.
-struct Writer {
-    id: SocketId,
-    sink: SplitSink<Ws, Message>,
+    ws: Ws,
     /// Frames the session wrote that the socket has not taken yet; bounded.
     out: VecDeque<Message>,
-    /// `out` or the sink's buffer holds something not yet flushed.
+    /// `out` or the socket's buffer holds something not yet flushed.
     dirty: bool,
 }
+
+/// What the open socket did.
+enum SocketIo {
+    /// A message arrived, or the stream ended (`None`).
+    Read(Option<Result<Message, tungstenite::Error>>),
+    /// Writing failed; the socket is dead.
+    WriteFailed(tungstenite::Error),
+}
+
+/// Most commands taken from the handles in one go before the socket gets a turn:
+/// enough to batch a pipelined burst into one write, few enough to stay fair.
+const CMD_BATCH: usize = 64;
 
 pub(crate) struct Driver {
     session: Session,
     cmds: mpsc::Receiver<Cmd>,
     shared: Shared,
-    waiters: HashMap<OpId, Waiter>,
+    /// Keyed by the session's own sequential ids: nothing a peer chooses, so a
+    /// fixed-seed hash is safe, and SipHash was measurable per call.
+    waiters: HashMap<OpId, Waiter, foldhash::fast::FixedState>,
     socket: Option<Live>,
-    writer: Option<Writer>,
+    /// The session's next deadline, armed once; see `arm`.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// When `timer` fires, if it is armed at all.
+    armed: Option<Instant>,
     connecting: Option<(SocketId, Connecting)>,
     /// Sockets being closed: their close frame is still on its way out.
     closing: Vec<JoinHandle<()>>,
@@ -109,19 +121,17 @@ impl Driver {
         shared: Shared,
         first: oneshot::Sender<Result<(), ConnectError>>,
         tls: Option<Arc<rustls::ClientConfig>>,
-        max_message_size: usize,
+        ws_config: WebSocketConfig,
         write_queue: usize,
     ) -> Self {
-        let ws_config = WebSocketConfig::default()
-            .max_message_size(Some(max_message_size))
-            .max_frame_size(Some(max_message_size));
         Driver {
             session,
             cmds,
             shared,
-            waiters: HashMap::new(),
+            waiters: HashMap::default(),
             socket: None,
-            writer: None,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            armed: None,
             connecting: None,
             closing: Vec::new(),
             first: Some(first),
@@ -145,33 +155,51 @@ impl Driver {
                 let _ = self.session.handle(now(), Event::Tick);
                 continue;
             }
-            let sleep = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-                    None => std::future::pending().await,
-                }
-            };
+            self.arm(deadline);
             tokio::select! {
                 cmd = self.cmds.recv() => match cmd {
-                    Some(cmd) => self.on_cmd(cmd),
+                    Some(cmd) => {
+                        self.on_cmd(cmd);
+                        for _ in 1..CMD_BATCH {
+                            match self.cmds.try_recv() {
+                                Ok(cmd) => self.on_cmd(cmd),
+                                Err(_) => break,
+                            }
+                        }
+                    }
                     // Every handle is gone: nobody can use the connection any more.
                     None => {
                         let _ = self.session.handle(now(), Event::Close);
                     }
                 },
-                msg = next_message(&mut self.socket) => self.on_message(msg),
                 // Written in this task, not handed to another: no extra wake-up
-                // per frame. The socket's own backpressure parks only this branch.
-                res = flush(&mut self.writer), if self.writer.as_ref().is_some_and(|w| w.dirty) => {
-                    self.on_flushed(res)
-                }
+                // per frame. The socket's own backpressure parks only the writes.
+                (socket, io) = socket_io(&mut self.socket) => match io {
+                    SocketIo::Read(msg) => self.on_message(socket, msg),
+                    SocketIo::WriteFailed(e) => self.on_write_failed(socket, e),
+                },
                 res = connected(&mut self.connecting) => self.on_connected(res),
-                () = sleep => {
+                () = &mut self.timer, if self.armed.is_some() => {
+                    self.armed = None;
                     let _ = self.session.handle(now(), Event::Tick);
                 }
             }
         }
         self.finish().await;
+    }
+
+    /// Arms the timer for `deadline` unless it is already armed no later.
+    ///
+    /// Re-arming costs a trip through tokio's timer wheel, and the session's
+    /// earliest deadline moves with every send and ack. A timer armed too early
+    /// only wakes the loop for a tick that finds nothing due, after which it is
+    /// armed for the real deadline: one spare wake-up instead of a re-arm per frame.
+    fn arm(&mut self, deadline: Option<Instant>) {
+        let Some(at) = deadline else { return };
+        if self.armed.is_none_or(|armed| at < armed) {
+            self.timer.as_mut().reset(tokio::time::Instant::from_std(at));
+            self.armed = Some(at);
+        }
     }
 
     /// Lets the closing sockets put their close frame on the wire, briefly.
@@ -216,13 +244,12 @@ impl Driver {
                     code: CloseCode::from(code),
                     reason: reason.into(),
                 };
-                if let Some(mut writer) = self.writer.take_if(|w| w.id == socket) {
+                if let Some(mut live) = self.socket.take_if(|l| l.id == socket) {
                     // The session is done with this socket; what it wrote last and
                     // the close frame still go out, in a task of their own, briefly.
-                    writer.out.push_back(Message::Close(Some(frame)));
+                    live.out.push_back(Message::Close(Some(frame)));
                     self.closing.push(tokio::spawn(async move {
-                        let mut slot = Some(writer);
-                        let _ = tokio::time::timeout(Duration::from_secs(1), flush(&mut slot)).await;
+                        let _ = tokio::time::timeout(Duration::from_secs(1), flush(&mut live)).await;
                     }));
                 }
                 self.forget(socket);
@@ -238,7 +265,6 @@ impl Driver {
 
     fn drop_socket(&mut self) {
         self.socket = None;
-        self.writer = None;
     }
 
     fn forget(&mut self, socket: SocketId) {
@@ -251,7 +277,7 @@ impl Driver {
     }
 
     fn write(&mut self, socket: SocketId, message: Message) {
-        let Some(live) = self.writer.as_mut().filter(|w| w.id == socket) else {
+        let Some(live) = self.socket.as_mut().filter(|l| l.id == socket) else {
             return;
         };
         if live.out.len() >= self.write_queue {
@@ -273,29 +299,17 @@ impl Driver {
         live.dirty = true;
     }
 
-    fn on_flushed(&mut self, (socket, result): (SocketId, Result<(), tungstenite::Error>)) {
-        match result {
-            Ok(()) => {
-                if let Some(w) = self.writer.as_mut().filter(|w| w.id == socket) {
-                    w.dirty = !w.out.is_empty();
-                }
-            }
-            Err(e) => {
-                // The read side will see the same failure; report it once, now.
-                if self.socket.as_ref().is_some_and(|l| l.id == socket) {
-                    self.drop_socket();
-                    let reason = e.to_string();
-                    let _ = self.session.handle(
-                        now(),
-                        Event::Closed {
-                            socket,
-                            code: 1006,
-                            reason,
-                        },
-                    );
-                }
-            }
-        }
+    fn on_write_failed(&mut self, socket: SocketId, error: tungstenite::Error) {
+        // The read side would see the same failure; report it once, now.
+        self.drop_socket();
+        let _ = self.session.handle(
+            now(),
+            Event::Closed {
+                socket,
+                code: 1006,
+                reason: error.to_string(),
+            },
+        );
     }
 
     fn open(&self, url: &str, headers: &[(String, String)]) -> Result<Connecting, String> {
@@ -329,11 +343,9 @@ impl Driver {
         self.connecting = None;
         match result {
             Ok(ws) => {
-                let (sink, stream) = ws.split();
-                self.socket = Some(Live { id: socket, stream });
-                self.writer = Some(Writer {
+                self.socket = Some(Live {
                     id: socket,
-                    sink,
+                    ws,
                     out: VecDeque::new(),
                     dirty: false,
                 });
@@ -348,7 +360,7 @@ impl Driver {
         }
     }
 
-    fn on_message(&mut self, (socket, msg): (SocketId, Option<Result<Message, tungstenite::Error>>)) {
+    fn on_message(&mut self, socket: SocketId, msg: Option<Result<Message, tungstenite::Error>>) {
         let event = match msg {
             Some(Ok(Message::Text(text))) => Event::Frame {
                 socket,
@@ -510,11 +522,26 @@ fn log(note: &Notification<Infallible, DecodeError>) {
     }
 }
 
-async fn next_message(socket: &mut Option<Live>) -> (SocketId, Option<Result<Message, tungstenite::Error>>) {
-    match socket {
-        Some(live) => (live.id, live.stream.next().await),
-        None => std::future::pending().await,
-    }
+/// Flushes what is queued and waits for the next message; completes with a
+/// message or a write failure. Cancel-safe: what is not yet written stays queued.
+async fn socket_io(socket: &mut Option<Live>) -> (SocketId, SocketIo) {
+    let Some(live) = socket else {
+        return std::future::pending().await;
+    };
+    let id = live.id;
+    let io = std::future::poll_fn(|cx| {
+        if live.dirty {
+            match poll_flush(live, cx) {
+                Poll::Ready(Ok(())) => live.dirty = false,
+                Poll::Ready(Err(e)) => return Poll::Ready(SocketIo::WriteFailed(e)),
+                // Backpressure holds the writes only; reads go on.
+                Poll::Pending => {}
+            }
+        }
+        Pin::new(&mut live.ws).poll_next(cx).map(SocketIo::Read)
+    })
+    .await;
+    (id, io)
 }
 
 async fn connected(
@@ -526,22 +553,19 @@ async fn connected(
     }
 }
 
-/// Hands every queued frame to the socket and flushes; completes when all is on
-/// the wire. Cancel-safe: what is not yet taken stays queued.
-async fn flush(writer: &mut Option<Writer>) -> (SocketId, Result<(), tungstenite::Error>) {
-    let Some(live) = writer else {
-        return std::future::pending().await;
-    };
-    let id = live.id;
-    let result = std::future::poll_fn(|cx| {
-        while !live.out.is_empty() {
-            std::task::ready!(Pin::new(&mut live.sink).poll_ready(cx))?;
-            if let Some(message) = live.out.pop_front() {
-                Pin::new(&mut live.sink).start_send(message)?;
-            }
+/// Hands every queued frame to the socket and flushes; ready when all is on the
+/// wire.
+fn poll_flush(live: &mut Live, cx: &mut Context<'_>) -> Poll<Result<(), tungstenite::Error>> {
+    while !live.out.is_empty() {
+        std::task::ready!(Pin::new(&mut live.ws).poll_ready(cx))?;
+        if let Some(message) = live.out.pop_front() {
+            Pin::new(&mut live.ws).start_send(message)?;
         }
-        Pin::new(&mut live.sink).poll_flush(cx)
-    })
-    .await;
-    (id, result)
+    }
+    Pin::new(&mut live.ws).poll_flush(cx)
+}
+
+/// Writes everything queued on a socket being closed; cancel-safe.
+async fn flush(live: &mut Live) -> Result<(), tungstenite::Error> {
+    std::future::poll_fn(|cx| poll_flush(live, cx)).await
 }

@@ -81,10 +81,11 @@ impl Bare {
         let mesh = format!("bare-{n}");
         let me = member(&mesh, n);
         let hello = ClientFrame::Hello(me.hello(&presence(n), unix_ms())).encode();
-        let (mut ws, _) = match tokio_tungstenite::connect_async_with_config(url, None, true).await {
-            Ok(pair) => pair,
-            Err(e) => panic!("bare client connects: {e}"),
-        };
+        let (mut ws, _) =
+            match tokio_tungstenite::connect_async_with_config(url, Some(bare_config()), true).await {
+                Ok(pair) => pair,
+                Err(e) => panic!("bare client connects: {e}"),
+            };
         if let Err(e) = ws.send(Message::Text(hello.into())).await {
             panic!("bare hello written: {e}");
         }
@@ -247,8 +248,10 @@ mod blocking {
     use std::time::{Duration, Instant};
 
     use tether_bench::{member, presence};
-    use tether_mio::{BlockingClient, ConnConfig};
+    use tether_mio::{BlockingClient, ConnConfig, ConnId, Reactor};
+    use tether_proto::lifecycle::Status;
     use tether_proto::mesh::handshake::Credentials;
+    use tether_proto::mesh::session::{OpId, Outgoing, SessionEvent};
     use tether_proto::mesh::wire::{ClientFrame, Priority};
     use tungstenite::stream::MaybeTlsStream;
     use tungstenite::{Message, WebSocket};
@@ -265,6 +268,117 @@ mod blocking {
         }
     }
 
+    /// tether-mio's `Reactor` driven from the caller's own thread: the event-loop
+    /// API a mio program uses, which pipelines without threads.
+    pub(super) struct ReactorClients {
+        reactor: Reactor,
+        conns: Vec<ConnId>,
+    }
+
+    pub(super) fn connect_reactor(url: &str, count: u32) -> ReactorClients {
+        let mut reactor = match Reactor::new() {
+            Ok(r) => r,
+            Err(e) => panic!("reactor: {e}"),
+        };
+        let conns: Vec<ConnId> = (1..=count)
+            .map(|n| {
+                let mesh = format!("reactor-{n}");
+                let mut config = ConnConfig::new(url, Credentials::Member(member(&mesh, n)), presence(n));
+                config.seed = Some(u64::from(n));
+                match reactor.add(config) {
+                    Ok(id) => id,
+                    Err(e) => panic!("reactor connection: {e}"),
+                }
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !conns.iter().all(|&c| reactor.status(c) == Some(Status::Open)) {
+            assert!(Instant::now() < deadline, "reactor connections open within 30 s");
+            if let Err(e) = reactor.run_once(Some(Duration::from_millis(100))) {
+                panic!("reactor turn: {e}");
+            }
+            reactor.drain_events().for_each(drop);
+        }
+        ReactorClients { reactor, conns }
+    }
+
+    impl ReactorClients {
+        /// Sends one frame on connection `conn`; operation ids are per connection.
+        fn send(&mut self, conn: usize) -> (ConnId, OpId) {
+            let id = self.conns[conn];
+            match self.reactor.send(
+                self.conns[conn],
+                Outgoing::new("*", BODY).priority(Priority::Next),
+            ) {
+                Ok(op) => (id, op),
+                Err(e) => panic!("reactor send: {e}"),
+            }
+        }
+
+        /// One round over the first `shape.conns` connections, all from this thread.
+        pub(super) fn round(&mut self, shape: Shape) -> Run {
+            let conns = shape.conns.min(self.conns.len());
+            let total = shape.per_conn * conns;
+            let mut left = vec![shape.per_conn; conns];
+            let mut started: std::collections::HashMap<(ConnId, OpId), (usize, Instant)> =
+                std::collections::HashMap::new();
+            let mut rtts = Vec::new();
+            let start = Instant::now();
+            for (conn, left) in left.iter_mut().enumerate() {
+                for _ in 0..shape.in_flight.min(*left) {
+                    *left -= 1;
+                    let id = self.send(conn);
+                    started.insert(id, (conn, Instant::now()));
+                }
+            }
+            let mut done = 0;
+            while done < total {
+                if let Err(e) = self.reactor.run_once(Some(Duration::from_secs(5))) {
+                    panic!("reactor turn: {e}");
+                }
+                while let Some((from, event)) = self.reactor.poll_event() {
+                    let SessionEvent::Resolved { id, result } = event else {
+                        continue;
+                    };
+                    if let Err(e) = result {
+                        panic!("reactor send acked: {e}");
+                    }
+                    let Some((conn, at)) = started.remove(&(from, id)) else {
+                        continue;
+                    };
+                    done += 1;
+                    if shape.in_flight <= 1 {
+                        rtts.push(at.elapsed());
+                    }
+                    if left[conn] > 0 {
+                        left[conn] -= 1;
+                        let id = self.send(conn);
+                        started.insert(id, (conn, Instant::now()));
+                    }
+                }
+            }
+            Run {
+                ops: total,
+                elapsed: start.elapsed(),
+                rtts,
+            }
+        }
+
+        pub(super) fn close(mut self) {
+            self.reactor.close_all();
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline
+                && self
+                    .conns
+                    .iter()
+                    .any(|&c| self.reactor.status(c).is_some_and(|s| s != Status::Closed))
+            {
+                let _ = self.reactor.run_once(Some(Duration::from_millis(50)));
+                self.reactor.drain_events().for_each(drop);
+            }
+        }
+    }
+
     /// A bare blocking client: tungstenite on a std socket, a pre-signed hello.
     pub(super) struct BareBlocking {
         ws: WebSocket<MaybeTlsStream<TcpStream>>,
@@ -277,10 +391,11 @@ mod blocking {
             let mesh = format!("bare-blocking-{n}");
             let me = member(&mesh, n);
             let hello = ClientFrame::Hello(me.hello(&presence(n), super::unix_ms())).encode();
-            let (mut ws, _) = match tungstenite::connect(url) {
-                Ok(pair) => pair,
-                Err(e) => panic!("bare blocking client connects: {e}"),
-            };
+            let (mut ws, _) =
+                match tungstenite::client::connect_with_config(url, Some(super::bare_config()), 3) {
+                    Ok(pair) => pair,
+                    Err(e) => panic!("bare blocking client connects: {e}"),
+                };
             if let MaybeTlsStream::Plain(s) = ws.get_ref() {
                 let _ = s.set_nodelay(true);
             }
@@ -422,6 +537,15 @@ mod blocking {
     }
 }
 
+/// The bare clients' WebSocket settings: tungstenite's defaults but tether's read
+/// buffer. tungstenite zero-fills its whole read buffer (128 KiB by default) before
+/// every read, which would make any client with a small buffer look fast; with the
+/// same buffer on both sides the ratio measures what tether adds, not a setting.
+fn bare_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(tether_tokio::DEFAULT_READ_BUFFER_SIZE)
+}
+
 /// A `send` frame exactly as tether encodes one, with idempotency id `id`.
 fn send_frame(id: &str) -> String {
     ClientFrame::Send(SendFrame {
@@ -486,8 +610,39 @@ async fn tether_run(client: &Client, count: usize, in_flight: usize) -> Vec<Dura
     rtts
 }
 
-/// One round of one kind over all its connections, concurrently.
+/// One round of tether over `clients`, in a task of its own.
+///
+/// Both kinds run their rounds in a spawned task, as application code does:
+/// `block_on`'s own future is woken by another path (a zero-timeout poll of the
+/// reactor per wake-up), which would charge a client that is woken by another
+/// task, as tether's callers are, for a quirk of the harness.
 async fn round_tether(clients: &[Client], shape: Shape) -> Run {
+    let clients = clients.to_vec();
+    match tokio::spawn(async move { round_tether_here(&clients, shape).await }).await {
+        Ok(run) => run,
+        Err(e) => panic!("tether round: {e}"),
+    }
+}
+
+/// One round of the bare client over the first `conns` of `bares`, in a task of
+/// its own (see `round_tether`).
+async fn round_bare(bares: &mut Vec<Bare>, shape: Shape) -> Run {
+    let mut mine: Vec<Bare> = bares.drain(..shape.conns).collect();
+    let task = tokio::spawn(async move {
+        let run = round_bare_here(&mut mine, shape).await;
+        (mine, run)
+    });
+    match task.await {
+        Ok((mine, run)) => {
+            bares.splice(0..0, mine);
+            run
+        }
+        Err(e) => panic!("bare round: {e}"),
+    }
+}
+
+/// One round of one kind over all its connections, concurrently.
+async fn round_tether_here(clients: &[Client], shape: Shape) -> Run {
     let start = Instant::now();
     let runs = futures_util::future::join_all(
         clients
@@ -502,7 +657,7 @@ async fn round_tether(clients: &[Client], shape: Shape) -> Run {
     }
 }
 
-async fn round_bare(bares: &mut [Bare], shape: Shape) -> Run {
+async fn round_bare_here(bares: &mut [Bare], shape: Shape) -> Run {
     // Frames are encoded before the clock starts: the bare client does no JSON work
     // on the way out.
     let work: Vec<(&mut Bare, Vec<String>)> = bares
@@ -566,6 +721,15 @@ struct Options {
     only: Option<String>,
     json: Option<String>,
     node: Option<String>,
+    /// Only the configurations `CONNSxIN_FLIGHT` (e.g. `100x1`), for profiling.
+    shape: Option<(usize, usize)>,
+}
+
+impl Options {
+    fn wants(&self, shape: &Shape) -> bool {
+        self.shape
+            .is_none_or(|(c, f)| c == shape.conns && f == shape.in_flight)
+    }
 }
 
 fn options() -> Options {
@@ -575,6 +739,7 @@ fn options() -> Options {
         only: None,
         json: None,
         node: None,
+        shape: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -584,6 +749,16 @@ fn options() -> Options {
             "--only" => o.only = args.next(),
             "--json" => o.json = args.next(),
             "--node" => o.node = args.next(),
+            "--shape" => {
+                o.shape = args.next().and_then(|v| {
+                    let (c, f) = v.split_once('x')?;
+                    Some((c.parse().ok()?, f.parse().ok()?))
+                });
+                if o.shape.is_none() {
+                    eprintln!("--shape wants CONNSxIN_FLIGHT, e.g. 100x1");
+                    std::process::exit(2);
+                }
+            }
             other => {
                 eprintln!("unknown argument {other}");
                 std::process::exit(2);
@@ -682,7 +857,7 @@ fn main() {
         }
         let mut node = opts.node.as_deref().map(|dir| Node::start(dir, &url, max_conns));
         for (kind, shape) in &shapes {
-            if opts.only.as_deref().is_some_and(|o| o != *kind) {
+            if opts.only.as_deref().is_some_and(|o| o != *kind) || !opts.wants(shape) {
                 continue;
             }
             // Warm-up round, not counted.
@@ -690,7 +865,7 @@ fn main() {
                 per_conn: shape.per_conn.min(50),
                 ..*shape
             };
-            round_bare(&mut bares[..shape.conns], warm).await;
+            round_bare(&mut bares, warm).await;
             round_tether(&tethers[..shape.conns], warm).await;
             if let Some(node) = node.as_mut() {
                 node.round(warm);
@@ -701,11 +876,11 @@ fn main() {
             for round in 0..opts.rounds {
                 // A/B interleaved, alternating which goes first.
                 if round % 2 == 0 {
-                    b_runs.push(round_bare(&mut bares[..shape.conns], *shape).await);
+                    b_runs.push(round_bare(&mut bares, *shape).await);
                     t_runs.push(round_tether(&tethers[..shape.conns], *shape).await);
                 } else {
                     t_runs.push(round_tether(&tethers[..shape.conns], *shape).await);
-                    b_runs.push(round_bare(&mut bares[..shape.conns], *shape).await);
+                    b_runs.push(round_bare(&mut bares, *shape).await);
                 }
                 if let Some(node) = node.as_mut() {
                     n_runs.push(node.round(*shape));
@@ -734,8 +909,10 @@ fn main() {
             c.close().await;
         }
     });
-    if opts.only.as_deref().is_none_or(|o| o == "blocking") {
-        rows.extend(blocking_rows(&url, &opts, scale));
+    for kind in ["blocking-latency", "blocking"] {
+        if opts.only.as_deref().is_none_or(|o| o == kind) {
+            rows.extend(blocking_rows(&url, &opts, scale, kind));
+        }
     }
     if let Some(path) = opts.json {
         let summary = |s: &Summary| serde_json::json!({"throughput": s.throughput, "rtt_p50_us": s.rtt_p50_us, "rtt_p99_us": s.rtt_p99_us});
@@ -760,61 +937,78 @@ fn main() {
     }
 }
 
-/// tether-mio's `BlockingClient` beside a bare blocking tungstenite client, same
-/// broker, A/B interleaved. Pipelining a blocking API takes threads: 100 in flight
-/// on one connection is 100 threads sharing one handle (the bare client pipelines
-/// from its one thread); 100 connections run a thread each.
-fn blocking_rows(url: &str, opts: &Options, scale: usize) -> Vec<Row> {
-    let shapes = [
-        Shape {
-            conns: 1,
-            in_flight: 1,
-            per_conn: 2000 / scale,
-        },
-        Shape {
-            conns: 1,
-            in_flight: 100,
-            per_conn: 20_000 / scale,
-        },
-        Shape {
-            conns: 100,
-            in_flight: 1,
-            per_conn: 100 / scale,
-        },
-    ];
-    let tethers: Vec<_> = (1..=100).map(|n| blocking::connect_tether(url, n)).collect();
-    let mut bares: Vec<_> = (1..=100)
+/// tether-mio beside a bare blocking tungstenite client, same broker, A/B
+/// interleaved, in two forms: the `Reactor` driven from the caller's own thread
+/// (how a mio program uses it; it pipelines without threads) and the
+/// `BlockingClient` facade, whose calls each hand over to its reactor thread and
+/// back. Pipelining the facade takes threads: 100 in flight on one connection is
+/// 100 threads sharing one handle (the bare client pipelines from its one
+/// thread); 100 connections run a thread each on both sides, except the reactor,
+/// which runs every connection from one thread. `kind` is "blocking-latency"
+/// (1 × 1, to be pinned to one core) or "blocking" (the rest).
+fn blocking_rows(url: &str, opts: &Options, scale: usize, kind: &str) -> Vec<Row> {
+    let all = [(1, 1, 2000), (1, 100, 20_000), (100, 1, 100), (100, 100, 200)];
+    let shapes: Vec<Shape> = all
+        .iter()
+        .map(|&(conns, in_flight, per_conn)| Shape {
+            conns,
+            in_flight,
+            per_conn: per_conn / scale,
+        })
+        .filter(|s| (s.conns == 1 && s.in_flight == 1) == (kind == "blocking-latency") && opts.wants(s))
+        .collect();
+    if shapes.is_empty() {
+        return Vec::new();
+    }
+    let max = shapes.iter().map(|s| s.conns).max().unwrap_or(1) as u32;
+    let mut reactor = blocking::connect_reactor(url, max);
+    let tethers: Vec<_> = (1..=max).map(|n| blocking::connect_tether(url, n)).collect();
+    let mut bares: Vec<_> = (1..=max)
         .map(|n| blocking::BareBlocking::connect(url, n))
         .collect();
     let mut rows = Vec::new();
     for shape in shapes {
+        // 100 × 100 through the facade would take 10 000 threads.
+        let facade = shape.conns * shape.in_flight <= 100;
         let warm = Shape {
             per_conn: shape.per_conn.min(50),
             ..shape
         };
         blocking::round_bare(&mut bares[..shape.conns], warm);
-        blocking::round_tether(&tethers[..shape.conns], warm);
-        let mut t_runs = Vec::new();
-        let mut b_runs = Vec::new();
+        reactor.round(warm);
+        if facade {
+            blocking::round_tether(&tethers[..shape.conns], warm);
+        }
+        let (mut b_runs, mut r_runs, mut f_runs) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..opts.rounds {
-            if round % 2 == 0 {
-                b_runs.push(blocking::round_bare(&mut bares[..shape.conns], shape));
-                t_runs.push(blocking::round_tether(&tethers[..shape.conns], shape));
-            } else {
-                t_runs.push(blocking::round_tether(&tethers[..shape.conns], shape));
-                b_runs.push(blocking::round_bare(&mut bares[..shape.conns], shape));
+            // A/B interleaved, rotating which goes first.
+            for step in 0..3 {
+                match (round + step) % 3 {
+                    0 => b_runs.push(blocking::round_bare(&mut bares[..shape.conns], shape)),
+                    1 => r_runs.push(reactor.round(shape)),
+                    _ if facade => f_runs.push(blocking::round_tether(&tethers[..shape.conns], shape)),
+                    _ => {}
+                }
             }
         }
-        let row = Row {
-            host: "mio",
-            shape,
-            tether: summarise(&mut t_runs),
-            bare: summarise(&mut b_runs),
-            node: None,
-        };
-        print_row(&row);
-        rows.push(row);
+        let bare = summarise(&mut b_runs);
+        let mut kinds = vec![("mio Reactor", r_runs)];
+        if facade {
+            kinds.push(("mio BlockingClient", f_runs));
+        }
+        for (host, mut runs) in kinds {
+            let row = Row {
+                host,
+                shape,
+                tether: summarise(&mut runs),
+                bare,
+                node: None,
+            };
+            print_row(&row);
+            rows.push(row);
+        }
     }
+    reactor.close();
     for t in &tethers {
         t.close();
     }

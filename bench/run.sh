@@ -39,6 +39,7 @@ echo "== loopback"
 if [ -n "$QUICK" ]; then LB=(--quick --rounds 3); else LB=(--rounds 5); fi
 taskset -c 0 target/release/loopback "${LB[@]}" --only latency --node bench/node --json "$OUT/latency.json"
 target/release/loopback "${LB[@]}" --only throughput --node bench/node --json "$OUT/throughput.json"
+taskset -c 0 target/release/loopback "${LB[@]}" --only blocking-latency --json "$OUT/blocking-latency.json"
 target/release/loopback "${LB[@]}" --only blocking --json "$OUT/blocking.json"
 
 echo "== peak RSS of tether demo"

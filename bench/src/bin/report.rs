@@ -3,7 +3,7 @@
 //! `report RESULTS_DIR BENCHMARKS.md`: reads criterion's estimates
 //! (`target/criterion/*/*/new/estimates.json`), the callgrind counts
 //! (`icount.txt`), the loopback results (`latency.json`, `throughput.json`,
-//! `blocking.json`), the peak RSS of `tether demo` (`rss.txt`) and the machine line
+//! `blocking-latency.json`, `blocking.json`), the peak RSS of `tether demo` (`rss.txt`) and the machine line
 //! (`machine.txt`), and replaces what lies between the `bench:begin` and
 //! `bench:end` markers (appending them if absent). Other sections are kept.
 
@@ -323,11 +323,14 @@ owns its strings, the `client_ack` is a new frame).\n"
         s,
         "## Loopback round trips\n\nCommands: `taskset -c 0 target/release/loopback --only latency --node bench/node` \
 (latency, pinned to one core) and `target/release/loopback --only throughput --node bench/node`, \
+`taskset -c 0 target/release/loopback --only blocking-latency` (pinned) and \
 `target/release/loopback --only blocking` (2 cores). One process runs the reference broker (Open membership, \
 its own one-thread runtime) and the clients (one current-thread runtime); every client sends `send` frames to \
 `*` in a mesh of its own (acked at once, pushed to nobody) and waits for each `ack`. The bare client is \
 tokio-tungstenite with a pre-signed hello and pre-encoded frames identical to tether's, parsing replies with \
-`serde_json::Value`. A/B interleaved, alternating which goes first, median of 5 rounds after a warm-up; \
+`serde_json::Value`, with tether's read buffer (tungstenite zero-fills its whole read buffer before every \
+read; with its 128 KiB default the ratio would measure that setting). Each round runs in a spawned task. \
+A/B interleaved, alternating which goes first, median of 5 rounds after a warm-up; \
 sends per round: 2 000 (1 × 1), 20 000 (1 × 100), 10 000 (100 × 1), 20 000 (100 × 100). The seeds' client \
 on Node (`bench/node/`: the seed `ws-lifecycle.ts` loaded as stored, the daemon client's hello and `send` \
 bookkeeping) runs the same workload in the same rounds against the same broker. Goals: RTT ≤ 1.1× and \
@@ -337,6 +340,7 @@ throughput ≥ 0.9× the bare client; ≥ 5× the seeds' client.\n"
     for (name, node) in [
         ("latency.json", true),
         ("throughput.json", true),
+        ("blocking-latency.json", false),
         ("blocking.json", false),
     ] {
         let mut part = String::new();
@@ -357,9 +361,11 @@ hellos accepted ({}), their sends acked ({} of {}) and each other's pushes deliv
     }
     let _ = writeln!(
         s,
-        "tether-mio rows (`mio`) pipeline a blocking API with threads: 100 in flight on one connection is 100 \
-threads sharing one `BlockingClient`, while the bare blocking tungstenite client pipelines from its one thread; \
-100 connections run a thread each on both sides.\n"
+        "tether-mio rows compare with a bare blocking tungstenite client (a thread per connection, pipelining \
+from that thread). `mio Reactor` drives tether-mio's event loop from the caller's own thread, every \
+connection on it, as a mio program does. `mio BlockingClient` is the facade with a reactor thread behind \
+it: each call hands over to that thread and back (two more context switches per round trip), and \
+pipelining it takes a thread per call in flight (100 × 100 would take 10 000, so it is not run).\n"
     );
     let rss: Vec<f64> = read(&dir.join("rss.txt"))
         .unwrap_or_default()

@@ -208,6 +208,70 @@ pub struct SendFrame {
     pub body_version: Option<u32>,
 }
 
+impl SendFrame {
+    /// The frame borrowed, for encoding.
+    pub fn as_ref(&self) -> SendFrameRef<'_> {
+        SendFrameRef {
+            kind: "send",
+            id: &self.id,
+            target_spec: &self.target_spec,
+            priority: self.priority,
+            nonce: &self.nonce,
+            ciphertext: &self.ciphertext,
+            client_message_id: self.client_message_id.as_deref(),
+            request_fingerprint: self.request_fingerprint.as_deref(),
+            mentions: self.mentions.as_deref(),
+            reply_to_id: self.reply_to_id.as_deref(),
+            body_version: self.body_version,
+        }
+    }
+}
+
+/// A `send` frame made of borrowed parts: what [`ClientFrame::Send`] encodes
+/// through, and what a session encodes a send from without building an owned
+/// frame first (every send is encoded; the copies, the drop and serde's
+/// flattening serializer cost more than the JSON itself).
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SendFrameRef<'a> {
+    /// Always `"send"`; written first, as every reference peer does.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// See [`SendFrame::id`].
+    pub id: &'a str,
+    /// See [`SendFrame::target_spec`].
+    pub target_spec: &'a str,
+    /// See [`SendFrame::priority`].
+    pub priority: Priority,
+    /// See [`SendFrame::nonce`].
+    pub nonce: &'a str,
+    /// See [`SendFrame::ciphertext`].
+    pub ciphertext: &'a str,
+    /// See [`SendFrame::client_message_id`].
+    #[serde(rename = "client_message_id", skip_serializing_if = "Option::is_none")]
+    pub client_message_id: Option<&'a str>,
+    /// See [`SendFrame::request_fingerprint`].
+    #[serde(rename = "request_fingerprint", skip_serializing_if = "Option::is_none")]
+    pub request_fingerprint: Option<&'a str>,
+    /// See [`SendFrame::mentions`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mentions: Option<&'a [String]>,
+    /// See [`SendFrame::reply_to_id`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to_id: Option<&'a str>,
+    /// See [`SendFrame::body_version`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_version: Option<u32>,
+}
+
+impl SendFrameRef<'_> {
+    /// The exact wire JSON, the same as [`ClientFrame::Send`]'s.
+    pub fn encode(&self) -> String {
+        // Cannot fail: strings, a unit enum and an integer.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
 /// `client_ack`: confirms a push so the broker stops re-pushing it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -498,7 +562,7 @@ impl Serialize for ClientFrame {
         match self {
             Self::Hello(f) => tagged(kind, f, s),
             Self::SessionHello(f) => tagged(kind, f, s),
-            Self::Send(f) => tagged(kind, f, s),
+            Self::Send(f) => f.as_ref().serialize(s),
             Self::ClientAck(f) => tagged(kind, f, s),
             Self::ListPeers(f) => tagged(kind, f, s),
             Self::GetState(f) => tagged(kind, f, s),

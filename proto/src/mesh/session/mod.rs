@@ -39,7 +39,8 @@ pub use types::{
 
 use super::handshake::MeshHandshake;
 use super::wire::{
-    self, AckFrame, BrokerFrame, ClientAckFrame, ClientFrame, ErrorFrame, PushFrame, RequestKind, SendFrame,
+    self, AckFrame, BrokerFrame, ClientAckFrame, ClientFrame, ErrorFrame, PushFrame, RequestKind,
+    SendFrameRef,
 };
 use crate::lifecycle::{
     Action, ConfigError, Event, Failure, Lifecycle, LifecycleError, Notification, Status, StopReason,
@@ -231,19 +232,23 @@ impl Session {
             chunk.copy_from_slice(&self.rng.next_u64().to_le_bytes());
         }
         let b64 = base64::engine::general_purpose::STANDARD;
-        let frame = ClientFrame::Send(SendFrame {
-            id: id.clone(),
-            target_spec: outgoing.target.clone(),
+        // 24 bytes are 32 base64 characters, without padding.
+        let mut nonce_b64 = [0u8; 32];
+        let nonce_len = b64.encode_slice(nonce, &mut nonce_b64).unwrap_or(0);
+        let text = SendFrameRef {
+            kind: "send",
+            id: &id,
+            target_spec: &outgoing.target,
             priority: outgoing.priority,
-            nonce: b64.encode(nonce),
-            ciphertext: b64.encode(outgoing.body.as_bytes()),
-            client_message_id: Some(id.clone()),
-            request_fingerprint: outgoing.request_fingerprint.clone(),
+            nonce: std::str::from_utf8(&nonce_b64[..nonce_len]).unwrap_or_default(),
+            ciphertext: &b64.encode(outgoing.body.as_bytes()),
+            client_message_id: Some(&id),
+            request_fingerprint: outgoing.request_fingerprint.as_deref(),
             mentions: None,
-            reply_to_id: outgoing.reply_to.clone(),
+            reply_to_id: outgoing.reply_to.as_deref(),
             body_version: None,
-        });
-        let text = frame.encode();
+        }
+        .encode();
         if text.len() > self.limits.max_send_len {
             let max = self.limits.max_send_len;
             return Err(refuse(SendRefusal::TooLarge { len: text.len(), max }, outgoing));

@@ -8,7 +8,7 @@ use super::*;
 use crate::lifecycle::{Config, FirstConnect, Io, SocketId};
 use crate::mesh::handshake::Credentials;
 use crate::mesh::identity::{verify_hello, verify_session_hello, MemberIdentity, Presence, SecretKey};
-use crate::mesh::wire::{decode_client_frame, Priority, Reply};
+use crate::mesh::wire::{decode_client_frame, Priority, Reply, SendFrame};
 use crate::policy::Jitter;
 
 pub(crate) mod support {

@@ -134,6 +134,38 @@ impl Bare {
         }
     }
 
+    /// One at a time through a channel, the way a client that gives its callers a
+    /// handle to a connection task works: the caller hands each frame over (an
+    /// mpsc send) and waits for a oneshot reply; the socket side, polled in the
+    /// same task, writes, waits for the ack and answers. Measures what that
+    /// hand-over costs by itself, with no session behind it.
+    async fn run_handed_over(&mut self, frames: Vec<String>) -> Vec<Duration> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, tokio::sync::oneshot::Sender<()>)>(16);
+        let socket = async {
+            while let Some((frame, done)) = rx.recv().await {
+                if let Err(e) = self.ws.send(Message::Text(frame.into())).await {
+                    panic!("bare send written: {e}");
+                }
+                self.next_ack().await;
+                let _ = done.send(());
+            }
+        };
+        let caller = async move {
+            let mut rtts = Vec::new();
+            for frame in frames {
+                let start = Instant::now();
+                let (done, acked) = tokio::sync::oneshot::channel();
+                if tx.send((frame, done)).await.is_err() || acked.await.is_err() {
+                    panic!("the socket side stopped");
+                }
+                rtts.push(start.elapsed());
+            }
+            rtts
+        };
+        let ((), rtts) = tokio::join!(socket, caller);
+        rtts
+    }
+
     async fn run(&mut self, frames: Vec<String>, in_flight: usize) -> Vec<Duration> {
         let mut rtts = Vec::new();
         if in_flight <= 1 {
@@ -625,11 +657,12 @@ async fn round_tether(clients: &[Client], shape: Shape) -> Run {
 }
 
 /// One round of the bare client over the first `conns` of `bares`, in a task of
-/// its own (see `round_tether`).
-async fn round_bare(bares: &mut Vec<Bare>, shape: Shape) -> Run {
+/// its own (see `round_tether`); with `handed_over`, one at a time through a
+/// channel (see `Bare::run_handed_over`).
+async fn round_bare(bares: &mut Vec<Bare>, shape: Shape, handed_over: bool) -> Run {
     let mut mine: Vec<Bare> = bares.drain(..shape.conns).collect();
     let task = tokio::spawn(async move {
-        let run = round_bare_here(&mut mine, shape).await;
+        let run = round_bare_here(&mut mine, shape, handed_over).await;
         (mine, run)
     });
     match task.await {
@@ -657,7 +690,7 @@ async fn round_tether_here(clients: &[Client], shape: Shape) -> Run {
     }
 }
 
-async fn round_bare_here(bares: &mut [Bare], shape: Shape) -> Run {
+async fn round_bare_here(bares: &mut [Bare], shape: Shape, handed_over: bool) -> Run {
     // Frames are encoded before the clock starts: the bare client does no JSON work
     // on the way out.
     let work: Vec<(&mut Bare, Vec<String>)> = bares
@@ -668,9 +701,14 @@ async fn round_bare_here(bares: &mut [Bare], shape: Shape) -> Run {
         })
         .collect();
     let start = Instant::now();
-    let runs =
-        futures_util::future::join_all(work.into_iter().map(|(b, frames)| b.run(frames, shape.in_flight)))
-            .await;
+    let runs = futures_util::future::join_all(work.into_iter().map(|(b, frames)| async move {
+        if handed_over {
+            b.run_handed_over(frames).await
+        } else {
+            b.run(frames, shape.in_flight).await
+        }
+    }))
+    .await;
     Run {
         ops: shape.per_conn * runs.len(),
         elapsed: start.elapsed(),
@@ -865,7 +903,7 @@ fn main() {
                 per_conn: shape.per_conn.min(50),
                 ..*shape
             };
-            round_bare(&mut bares, warm).await;
+            round_bare(&mut bares, warm, false).await;
             round_tether(&tethers[..shape.conns], warm).await;
             if let Some(node) = node.as_mut() {
                 node.round(warm);
@@ -873,14 +911,19 @@ fn main() {
             let mut t_runs = Vec::new();
             let mut b_runs = Vec::new();
             let mut n_runs = Vec::new();
+            let mut h_runs = Vec::new();
+            let one_at_a_time = shape.conns == 1 && shape.in_flight == 1;
             for round in 0..opts.rounds {
+                if one_at_a_time {
+                    h_runs.push(round_bare(&mut bares, *shape, true).await);
+                }
                 // A/B interleaved, alternating which goes first.
                 if round % 2 == 0 {
-                    b_runs.push(round_bare(&mut bares, *shape).await);
+                    b_runs.push(round_bare(&mut bares, *shape, false).await);
                     t_runs.push(round_tether(&tethers[..shape.conns], *shape).await);
                 } else {
                     t_runs.push(round_tether(&tethers[..shape.conns], *shape).await);
-                    b_runs.push(round_bare(&mut bares, *shape).await);
+                    b_runs.push(round_bare(&mut bares, *shape, false).await);
                 }
                 if let Some(node) = node.as_mut() {
                     n_runs.push(node.round(*shape));
@@ -896,6 +939,7 @@ fn main() {
                     rtt_p50_us: median(n_runs.iter().map(|r| r.rtt_p50_us).collect()),
                     rtt_p99_us: median(n_runs.iter().map(|r| r.rtt_p99_us).collect()),
                 }),
+                handed_over: (!h_runs.is_empty()).then(|| summarise(&mut h_runs)),
             };
             print_row(&row);
             rows.push(row);
@@ -926,6 +970,7 @@ fn main() {
                     "tether": summary(&r.tether),
                     "bare": summary(&r.bare),
                     "node": r.node.as_ref().map(summary),
+                    "bare_handed_over": r.handed_over.as_ref().map(summary),
                 })
             })
             .collect();
@@ -1003,6 +1048,7 @@ fn blocking_rows(url: &str, opts: &Options, scale: usize, kind: &str) -> Vec<Row
                 tether: summarise(&mut runs),
                 bare,
                 node: None,
+                handed_over: None,
             };
             print_row(&row);
             rows.push(row);
@@ -1022,6 +1068,8 @@ struct Row {
     tether: Summary,
     bare: Summary,
     node: Option<Summary>,
+    /// The bare client one at a time through a channel (1 × 1 only).
+    handed_over: Option<Summary>,
 }
 
 fn print_row(r: &Row) {
@@ -1038,6 +1086,13 @@ fn print_row(r: &Row) {
     } else {
         String::new()
     };
+    let handed = r.handed_over.map_or(String::new(), |h| {
+        format!(
+            "  bare through a channel: rtt p50 {:.1} µs = {:.2}× bare",
+            h.rtt_p50_us,
+            h.rtt_p50_us / b.rtt_p50_us
+        )
+    });
     let node = r.node.map_or(String::new(), |n| {
         format!(
             "  node {:.0}/s (tether {:.1}×), rtt p50 {:.1} µs",
@@ -1047,7 +1102,7 @@ fn print_row(r: &Row) {
         )
     });
     println!(
-        "{:<5} conns {:>3} in-flight {:>3}: tether {:>8.0}/s bare {:>8.0}/s = {:.2}×{rtt}{node}",
+        "{:<5} conns {:>3} in-flight {:>3}: tether {:>8.0}/s bare {:>8.0}/s = {:.2}×{rtt}{handed}{node}",
         r.host,
         s.conns,
         s.in_flight,

@@ -187,6 +187,27 @@ fn num(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
+/// The bare client one at a time through a channel, beside the bare client, if
+/// the latency run measured it.
+fn handed_over(dir: &Path) -> Option<String> {
+    let v: Value = serde_json::from_str(&read(&dir.join("latency.json"))?).ok()?;
+    let row = v["rows"]
+        .as_array()?
+        .iter()
+        .find(|r| !r["bare_handed_over"].is_null())?;
+    let (h, b, t) = (&row["bare_handed_over"], &row["bare"], &row["tether"]);
+    Some(format!(
+        "What a hand-over costs by itself: the same bare client driven through a channel (the caller sends \
+each frame over an mpsc channel and waits on a oneshot; the socket side, polled in the same task, writes, \
+waits for the ack and answers), with no session behind it, has RTT p50 {:.1} µs, {:.2}× the bare client, \
+in the same rounds. tether's {:.2}× is that hand-over, a second task woken per frame, and the session's \
+work on the send and the ack (see the step costs above).\n",
+        num(&h["rtt_p50_us"]),
+        num(&h["rtt_p50_us"]) / num(&b["rtt_p50_us"]),
+        num(&t["rtt_p50_us"]) / num(&b["rtt_p50_us"]),
+    ))
+}
+
 fn loopback(out: &mut String, file: &Path, with_node: bool) -> Option<Value> {
     let v: Value = serde_json::from_str(&read(file)?).ok()?;
     let rows = v["rows"].as_array()?;
@@ -330,7 +351,8 @@ its own one-thread runtime) and the clients (one current-thread runtime); every 
 tokio-tungstenite with a pre-signed hello and pre-encoded frames identical to tether's, parsing replies with \
 `serde_json::Value`, with tether's read buffer (tungstenite zero-fills its whole read buffer before every \
 read; with its 128 KiB default the ratio would measure that setting). Each round runs in a spawned task. \
-A/B interleaved, alternating which goes first, median of 5 rounds after a warm-up; \
+A/B interleaved, alternating which goes first, after a warm-up; medians of 21 rounds for the pinned \
+latency runs (their run-to-run spread at 5 rounds was ±5 %) and of 5 for the rest; \
 sends per round: 2 000 (1 × 1), 20 000 (1 × 100), 10 000 (100 × 1), 20 000 (100 × 100). The seeds' client \
 on Node (`bench/node/`: the seed `ws-lifecycle.ts` loaded as stored, the daemon client's hello and `send` \
 bookkeeping) runs the same workload in the same rounds against the same broker. Goals: RTT ≤ 1.1× and \
@@ -350,6 +372,9 @@ throughput ≥ 0.9× the bare client; ≥ 5× the seeds' client.\n"
             }
             let _ = writeln!(s, "{part}");
         }
+    }
+    if let Some(line) = handed_over(&dir) {
+        let _ = writeln!(s, "{line}");
     }
     if let Some(i) = interop {
         let _ = writeln!(

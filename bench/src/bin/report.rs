@@ -187,6 +187,119 @@ fn num(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
+/// Every loopback row of the run, from all its result files.
+fn loopback_rows(dir: &Path) -> Vec<Value> {
+    [
+        "latency.json",
+        "throughput.json",
+        "blocking-latency.json",
+        "blocking.json",
+    ]
+    .iter()
+    .filter_map(|name| serde_json::from_str::<Value>(&read(&dir.join(name))?).ok())
+    .flat_map(|v| v["rows"].as_array().cloned().unwrap_or_default())
+    .collect()
+}
+
+/// `(worst, best)` of `f` over the rows of `host`; `None` without such rows.
+fn spread(rows: &[Value], host: &str, f: impl Fn(&Value) -> Option<f64>) -> Option<(f64, f64)> {
+    let xs: Vec<f64> = rows.iter().filter(|r| r["host"] == host).filter_map(f).collect();
+    let lo = xs.iter().copied().reduce(f64::min)?;
+    let hi = xs.iter().copied().reduce(f64::max)?;
+    Some((lo, hi))
+}
+
+fn throughput_ratio(r: &Value, against: &str) -> Option<f64> {
+    let b = num(&r[against]["throughput"]);
+    (b > 0.0).then(|| num(&r["tether"]["throughput"]) / b)
+}
+
+fn rtt_ratio(r: &Value) -> Option<f64> {
+    let one = r["conns"] == 1 && r["in_flight"] == 1;
+    let b = num(&r["bare"]["rtt_p50_us"]);
+    (one && b > 0.0).then(|| num(&r["tether"]["rtt_p50_us"]) / b)
+}
+
+/// One line of the goals table: what was asked, what this run measured, and
+/// whether that meets it.
+fn goal_line(out: &mut String, goal: &str, measured: Option<(f64, f64)>, met: impl Fn(f64) -> bool) {
+    let (figure, verdict) = match measured {
+        None => ("not measured".to_owned(), "–"),
+        Some((lo, hi)) => {
+            let figure = if (hi - lo).abs() < 0.005 {
+                format!("{lo:.2}×")
+            } else {
+                format!("{lo:.2}× – {hi:.2}×")
+            };
+            let verdict = match (met(lo), met(hi)) {
+                (true, true) => "met",
+                (false, false) => "**missed**",
+                _ => "**partly met**",
+            };
+            (figure, verdict)
+        }
+    };
+    let _ = writeln!(out, "| {goal} | {figure} | {verdict} |");
+}
+
+/// The issue's goals against this run's figures, worst and best where a goal
+/// covers several configurations.
+fn goals(out: &mut String, dir: &Path, push: Option<(f64, f64)>) {
+    let rows = loopback_rows(dir);
+    let _ = writeln!(
+        out,
+        "## Where the goals stand
+
+Generated from this run's figures below (worst – best where a goal covers \
+several configurations).
+
+| goal | measured | |\n|---|---|---|"
+    );
+    goal_line(
+        out,
+        "push handled end to end ≤ 1.15× the bare parse (instructions, time)",
+        push,
+        |x| x <= 1.15,
+    );
+    for (host, label) in [
+        ("tokio", "tether-tokio"),
+        ("mio Reactor", "tether-mio, `Reactor`"),
+        ("mio BlockingClient", "tether-mio, `BlockingClient`"),
+    ] {
+        goal_line(
+            out,
+            &format!("{label}: round trip ≤ 1.1× the bare client (p50, pinned)"),
+            spread(&rows, host, rtt_ratio),
+            |x| x <= 1.1,
+        );
+        goal_line(
+            out,
+            &format!("{label}: throughput ≥ 0.9× the bare client"),
+            spread(&rows, host, |r| throughput_ratio(r, "bare")),
+            |x| x >= 0.9,
+        );
+    }
+    goal_line(
+        out,
+        "tether-tokio: throughput ≥ 5× the seeds' client on Node",
+        spread(&rows, "tokio", |r| throughput_ratio(r, "node")),
+        |x| x >= 5.0,
+    );
+    let bare_vs_node = spread(&rows, "tokio", |r| {
+        let n = num(&r["node"]["throughput"]);
+        (n > 0.0).then(|| num(&r["bare"]["throughput"]) / n)
+    });
+    if let Some((lo, hi)) = bare_vs_node {
+        let _ = writeln!(
+            out,
+            "\nThe bare client itself is {lo:.1}× – {hi:.1}× the seeds' client on Node in the same rounds: both \
+wait on the same broker, which bounds every client, so no client of this broker reaches 5× here.\n"
+        );
+    } else {
+        let _ = writeln!(out);
+    }
+}
+
 /// The bare client one at a time through a channel, beside the bare client, if
 /// the latency run measured it.
 fn handed_over(dir: &Path) -> Option<String> {
@@ -293,9 +406,26 @@ fn main() {
     let machine = read(&dir.join("machine.txt")).unwrap_or_default();
     let mut s = String::new();
     let _ = writeln!(s, "{BEGIN}");
+    let push = ic.get("push").copied();
+    let bare = ic.get("bare_parse_push").copied();
+    let push_ratios: Vec<f64> = [
+        push.zip(bare).map(|(p, b)| p / b),
+        criterion_ns(&crit, "push/tether_session_handle_and_drain")
+            .zip(criterion_ns(&crit, "push/bare_parse_value"))
+            .map(|(p, b)| p / b),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let push_spread = push_ratios
+        .iter()
+        .copied()
+        .reduce(f64::min)
+        .zip(push_ratios.iter().copied().reduce(f64::max));
+    goals(&mut s, &dir, push_spread);
     let _ = writeln!(
         s,
-        "## Step costs beside the bare parse\n\nMachine: {}. `bench/run.sh` produced every figure in this section in one run.\n",
+        "## Step costs beside the bare parse\n\nMachine: {}. `bench/run.sh` produced every figure from here to the end of the generated part in one run.\n",
         machine.trim()
     );
     let _ = writeln!(
@@ -313,8 +443,6 @@ history, `Push` event) plus draining every action. Instruction counts are the re
 with the machine's noise.\n"
     );
     steps(&mut s, &crit.join(""), &ic);
-    let push = ic.get("push").copied();
-    let bare = ic.get("bare_parse_push").copied();
     let _ = writeln!(
         s,
         "\nGoal: push handled end to end ≤ 1.15× the bare parse — measured {} by instructions, {} by time.\n",

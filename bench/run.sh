@@ -2,7 +2,8 @@
 # Runs every tether benchmark once and rewrites the generated section of
 # BENCHMARKS.md (between the bench:begin / bench:end markers; the other sections
 # are kept). Needs cargo, valgrind, node + npm (installs bench/node's packages),
-# taskset and /usr/bin/time. About 10 minutes on the project's 2-core machine.
+# taskset and /usr/bin/time; bench/gungraun.sh installs gungraun-runner. About
+# 12 minutes on the project's 2-core machine.
 #
 #   bench/run.sh            # everything
 #   QUICK=1 bench/run.sh    # a smoke run: short criterion times, fewer rounds
@@ -34,6 +35,9 @@ cargo bench -q -p tether-bench --bench step -- "${CRIT[@]}" | tee "$OUT/criterio
 echo "== callgrind: instructions per operation"
 if [ -n "$QUICK" ]; then N=200; else N=2000; fi
 bench/icount.sh "$N" | tee "$OUT/icount.txt"
+
+echo "== gungraun: the same counts through gungraun (installs gungraun-runner)"
+bench/gungraun.sh
 
 echo "== loopback"
 if [ -n "$QUICK" ]; then LB=(--quick --rounds 3); else LB=(--rounds 5); fi

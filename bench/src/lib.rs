@@ -10,9 +10,13 @@
 //! - `benches/step.rs` — criterion (`cargo bench -p tether-bench`).
 //! - `src/bin/icount.rs` — one case in a loop, for `valgrind --tool=callgrind`
 //!   (`bench/icount.sh` turns the totals into instructions per operation).
+//! - `benches/instructions.rs` — the same cases ([`cases`]), one and 200 operations,
+//!   counted by gungraun (`bench/gungraun.sh`; needs `--features gungraun`).
 //! - `src/bin/loopback.rs` — round trips against the reference broker over
 //!   loopback, beside a bare tokio-tungstenite client.
 //! - `tests/alloc.rs` — zero allocations per steady-state tick and per ping.
+
+pub mod cases;
 
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};

@@ -131,6 +131,59 @@ fn icounts(dir: &Path) -> HashMap<String, f64> {
         .collect()
 }
 
+/// gungraun's instructions per operation (`gungraun.txt`, the `ops_200` runs
+/// divided by their 200 operations), by case.
+fn gungraun_counts(dir: &Path) -> HashMap<String, f64> {
+    let text = read(&dir.join("gungraun.txt")).unwrap_or_default();
+    let mut counts = HashMap::new();
+    let mut case = None;
+    for line in text.lines() {
+        if let Some(rest) = line.split_once("::ops_200 ").map(|(_, r)| r) {
+            case = rest.split(':').next().map(str::to_owned);
+        } else if let (Some(name), Some(n)) = (
+            case.as_ref(),
+            line.trim().strip_prefix("Instructions:").map(str::trim),
+        ) {
+            // "N|M": this run, then the previous one (or N/A).
+            if let Some(n) = n.split('|').next().and_then(|n| n.trim().parse::<f64>().ok()) {
+                counts.insert(name.clone(), n / 200.0);
+            }
+            case = None;
+        }
+    }
+    counts
+}
+
+/// icount.sh's and gungraun's counts side by side, for the cases both ran.
+fn gungraun_table(out: &mut String, icount: &HashMap<String, f64>, gungraun: &HashMap<String, f64>) {
+    if gungraun.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "Instruction counts by gungraun (`bench/gungraun.sh`: gungraun 0.18 on valgrind, `benches/instructions.rs`, \
+the same cases and inputs as icount with setup and warm-up uncounted, 200 operations each), beside icount.sh's:\n\n\
+| case | icount.sh | gungraun | gungraun / icount.sh |\n|---|---|---|---|"
+    );
+    let mut names: Vec<&String> = gungraun.keys().collect();
+    names.sort();
+    for name in names {
+        let g = gungraun.get(name).copied();
+        let i = icount.get(name).copied();
+        let _ = writeln!(out, "| {name} | {} | {} | {} |", count(i), count(g), ratio(g, i));
+    }
+    let _ = writeln!(
+        out,
+        "\nThe two agree within a few percent except where tungstenite reads: it refills its buffer once every \
+few frames, which 200 and 2 000 operations amortize differently. By gungraun, a push handled end to end is {} \
+the bare parse.\n",
+        ratio(
+            gungraun.get("push").copied(),
+            gungraun.get("bare_parse_push").copied()
+        )
+    );
+}
+
 fn ns(x: Option<f64>) -> String {
     x.map_or("–".into(), |v| {
         if v >= 10_000.0 {
@@ -452,6 +505,7 @@ with the machine's noise.\n"
             criterion_ns(&crit, "push/bare_parse_value")
         )
     );
+    gungraun_table(&mut s, &ic, &gungraun_counts(&dir));
     let per_push = read(&dir.join("alloc.txt"))
         .unwrap_or_default()
         .lines()

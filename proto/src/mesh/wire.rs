@@ -212,7 +212,6 @@ impl SendFrame {
     /// The frame borrowed, for encoding.
     pub fn as_ref(&self) -> SendFrameRef<'_> {
         SendFrameRef {
-            kind: "send",
             id: &self.id,
             target_spec: &self.target_spec,
             priority: self.priority,
@@ -231,12 +230,11 @@ impl SendFrame {
 /// through, and what a session encodes a send from without building an owned
 /// frame first (every send is encoded; the copies, the drop and serde's
 /// flattening serializer cost more than the JSON itself).
+///
+/// Serialized with `"type":"send"` first, as every reference peer writes it.
 #[derive(Debug, Clone, Copy, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(tag = "type", rename = "send", rename_all = "camelCase")]
 pub struct SendFrameRef<'a> {
-    /// Always `"send"`; written first, as every reference peer does.
-    #[serde(rename = "type")]
-    pub kind: &'static str,
     /// See [`SendFrame::id`].
     pub id: &'a str,
     /// See [`SendFrame::target_spec`].

@@ -236,7 +236,6 @@ impl Session {
         let mut nonce_b64 = [0u8; 32];
         let nonce_len = b64.encode_slice(nonce, &mut nonce_b64).unwrap_or(0);
         let text = SendFrameRef {
-            kind: "send",
             id: &id,
             target_spec: &outgoing.target,
             priority: outgoing.priority,

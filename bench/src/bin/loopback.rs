@@ -89,21 +89,9 @@ impl Bare {
         if let Err(e) = ws.send(Message::Text(hello.into())).await {
             panic!("bare hello written: {e}");
         }
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
-                    match v["type"].as_str() {
-                        Some("hello_ack") => break,
-                        Some("error") => panic!("bare hello refused: {t}"),
-                        _ => {}
-                    }
-                }
-                Some(Ok(_)) => {}
-                other => panic!("bare client lost before its hello ack: {other:?}"),
-            }
-        }
-        Bare { ws, mesh, next: 0 }
+        let mut bare = Bare { ws, mesh, next: 0 };
+        bare.wait_for("hello_ack").await;
+        bare
     }
 
     /// `count` send frames, encoded like tether's, with fresh idempotency ids.
@@ -118,18 +106,24 @@ impl Bare {
 
     /// Waits for the next `ack`.
     async fn next_ack(&mut self) {
+        self.wait_for("ack").await;
+    }
+
+    /// Reads until a frame of type `kind`, parsing each as the seeds do; an
+    /// `error` frame or a lost socket ends the run.
+    async fn wait_for(&mut self, kind: &str) {
         loop {
             match self.ws.next().await {
                 Some(Ok(Message::Text(t))) => {
                     let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
                     match v["type"].as_str() {
-                        Some("ack") => return,
-                        Some("error") => panic!("bare send refused: {t}"),
+                        Some(k) if k == kind => return,
+                        Some("error") => panic!("bare client refused while waiting for {kind}: {t}"),
                         _ => {}
                     }
                 }
                 Some(Ok(_)) => {}
-                other => panic!("bare client lost: {other:?}"),
+                other => panic!("bare client lost while waiting for {kind}: {other:?}"),
             }
         }
     }

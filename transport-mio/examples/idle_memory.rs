@@ -5,53 +5,17 @@
 //! allocator: what the connections keep) and the resident-set growth (what the OS sees) per connection, once
 //! every connection is open and the handshake's transient buffers are gone.
 
-// The counting global allocator below is the only unsafe code, and only here.
-#![allow(unsafe_code)]
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "../tests/counting/mod.rs"]
+mod counting;
+
+use counting::{live_heap, resident};
 use tether_mio::{ConnConfig, Reactor};
 use tether_proto::lifecycle::{Notification, Status};
 use tether_proto::mesh::handshake::Credentials;
 use tether_proto::mesh::identity::{MemberIdentity, Presence, SecretKey};
 use tether_proto::mesh::session::SessionEvent;
-
-struct Counting;
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
-
-fn resident() -> isize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse::<isize>().ok())
-        .unwrap_or(0)
-        * 4096
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -75,7 +39,7 @@ fn main() {
         })
         .collect();
     let mut reactor = Reactor::new().expect("a reactor");
-    let (heap0, rss0) = (LIVE.load(Ordering::Relaxed), resident());
+    let (heap0, rss0) = (live_heap(), resident());
     let started = Instant::now();
     for c in configs {
         reactor.add(c).expect("a connection");
@@ -102,7 +66,7 @@ fn main() {
         .expect("a turn");
     reactor.drain_events().for_each(drop);
     assert!(ids.iter().all(|id| reactor.status(*id) == Some(Status::Open)));
-    let heap = (LIVE.load(Ordering::Relaxed) - heap0) / n as isize;
+    let heap = (live_heap() - heap0) / n as isize;
     let rss = (resident() - rss0) / n as isize;
     println!(
         "{n} idle connections open in {:.2} s",

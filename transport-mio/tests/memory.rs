@@ -5,51 +5,20 @@
 //! keeps) and as the growth of this process's resident set (what the OS sees,
 //! allocator slack and transient peaks of the handshake included).
 
-// The counting global allocator below is the only unsafe code, and only here.
-#![allow(unsafe_code)]
-
 mod common;
+mod counting;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicIsize, Ordering};
 
 use common::{config, Behaviour, Server, PATIENCE};
+use counting::{live_heap, resident};
 use tether_mio::Reactor;
 use tether_proto::lifecycle::Notification;
 use tether_proto::mesh::session::SessionEvent;
 
 const SERVER_ENV: &str = "TETHER_MIO_MEMORY_SERVER";
-
-/// Counts the bytes currently allocated by this process.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-// SAFETY: every call is forwarded unchanged to the system allocator; only a
-// counter is updated besides.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
 
 /// The broker half: only does something when started by the test below.
 #[test]
@@ -64,12 +33,6 @@ fn broker_process() {
 }
 
 #[cfg(target_os = "linux")]
-fn resident_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
-
 #[cfg(target_os = "linux")]
 #[test]
 fn an_idle_connection_holds_a_few_kib() {
@@ -102,8 +65,8 @@ fn an_idle_connection_holds_a_few_kib() {
 
     let mut reactor = Reactor::new().unwrap();
     let mut open = HashSet::new();
-    let before = resident_bytes();
-    let heap_before = LIVE.load(Ordering::Relaxed);
+    let before = resident();
+    let heap_before = live_heap();
     for c in configs {
         reactor.add(c).unwrap();
     }
@@ -117,8 +80,8 @@ fn an_idle_connection_holds_a_few_kib() {
             open.len() == N
         })
         .unwrap();
-    let per_conn = resident_bytes().saturating_sub(before) / N;
-    let heap_per_conn = (LIVE.load(Ordering::Relaxed) - heap_before) / N as isize;
+    let per_conn = (resident() - before).max(0) as usize / N;
+    let heap_per_conn = (live_heap() - heap_before) / N as isize;
     drop(child.stdin.take());
     let _ = child.kill();
     let _ = child.wait();

@@ -795,6 +795,7 @@ fn a_second_pending_send_under_the_same_id_is_refused() {
 
 #[test]
 fn generated_ids_are_sixteen_lowercase_hex_digits() {
+    // proves B6: generated idempotency ids keep their wire form
     for x in [0, 1, 0xdead_beef, u64::MAX, 0x0123_4567_89ab_cdef] {
         assert_eq!(hex16(x), format!("{x:016x}"));
     }
@@ -802,6 +803,7 @@ fn generated_ids_are_sixteen_lowercase_hex_digits() {
 
 #[test]
 fn push_fingerprints_depend_on_the_session_seed() {
+    // proves X3: dedupe that a peer cannot aim at another's message.
     // A peer that cannot know the seed cannot aim a collision at another's message.
     let push = PushFrame {
         sender_pubkey: "ab".repeat(32),

@@ -2,17 +2,27 @@
 //!
 //! Everything in tether that decides, and nothing that waits: the connection
 //! [`lifecycle`], the reconnect [`policy`], and the [`mesh`] broker protocol. No
-//! sockets, clocks, threads or global randomness live here — time, IO results and
-//! a seed come in as inputs, so a host (tokio, mio, a simulator, a fuzzer) drives
-//! the very same logic.
+//! sockets, clocks, threads or global randomness live here — time, IO results and a seed come in as inputs, so a host (tokio,
+//! mio, a simulator, a fuzzer) drives the very same logic.
+//!
+//! ## The contract a host drives: [`Machine`]
+//!
+//! Every protocol is a [`Machine`]: the host feeds `handle(now, Event)`, drains
+//! `poll_output()` — [`Output::Io`] is socket work, [`Output::Event`] news for
+//! the application — and sleeps until `next_deadline()`. [`Lifecycle`](lifecycle::Lifecycle)
+//! implements it for a bare protocol of your own [`Handshake`](lifecycle::Handshake)
+//! (below), [`mesh::session::Session`] for its own, so
+//! tether-tokio and tether-mio run any of them with no socket loop of your own
+//! (X14). See [`machine`].
 //!
 //! ## The drain rule
 //!
 //! **After every call that feeds the machine (`handle`, `send`, …), drain
-//! `poll_action` until it returns `None` before feeding it again.** Then sleep
-//! until `next_deadline()` and feed `Event::Tick`. Actions are queued in order;
-//! skipping the drain does not lose them, but a host that acts on them late acts
-//! on stale decisions.
+//! `poll_output` (`poll_action`) until it returns `None` before feeding it
+//! again.** Then sleep until `next_deadline()` and feed `Event::Tick`. Outputs
+//! are queued in order; skipping the drain does not lose them, but a host that
+//! acts on them late acts on stale decisions. Socket news a host produces while
+//! draining (a write to a dead socket) is fed after the drain, never during it.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -49,11 +59,13 @@
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod lifecycle;
+pub mod machine;
 pub mod mesh;
 pub mod policy;
 mod queue;
 mod rng;
 mod time;
 
+pub use machine::{Machine, Output};
 pub use rng::Rng;
 pub use time::Now;

@@ -20,6 +20,12 @@ pub enum Timer {
     Probe,
 }
 
+impl std::fmt::Display for Timer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl Timer {
     const COUNT: usize = 5;
     const ALL: [Timer; Timer::COUNT] = [

@@ -820,3 +820,35 @@ fn dedupe_key(keys: &foldhash::quality::FixedState, push: &PushFrame) -> Option<
         (None, true) => None,
     }
 }
+
+impl crate::machine::Machine for Session {
+    type Event = SessionEvent;
+    type Message = std::convert::Infallible;
+    type DecodeError = wire::DecodeError;
+    type Timer = Deadline;
+
+    fn handle(&mut self, now: Now, input: Event) -> Result<(), LifecycleError> {
+        Session::handle(self, now, input)
+    }
+
+    fn poll_output(&mut self) -> Option<SessionAction> {
+        self.poll_action()
+    }
+
+    fn next_deadline(&self) -> Option<(Instant, Deadline)> {
+        Session::next_deadline(self)
+    }
+
+    fn status(&self) -> Status {
+        Session::status(self)
+    }
+
+    fn notification(
+        event: &SessionEvent,
+    ) -> Option<&Notification<std::convert::Infallible, wire::DecodeError>> {
+        match event {
+            SessionEvent::Lifecycle(note) => Some(note),
+            _ => None,
+        }
+    }
+}

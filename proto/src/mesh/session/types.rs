@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::lifecycle::{Io, Notification, Status, Timer};
+use crate::lifecycle::{Notification, Status, Timer};
 use crate::mesh::wire::{BrokerFrame, DecodeError, Priority, PushFrame, Reply};
 
 /// Names one send or request; its result comes out exactly once as
@@ -286,17 +286,9 @@ pub enum SessionEvent {
     Inbound(Box<BrokerFrame>),
 }
 
-/// An output of the session: socket work for the host, or news.
-// Actions live a moment in a reused queue; boxing the larger variant would cost an
-// allocation per event instead.
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq)]
-pub enum SessionAction {
-    /// Socket work.
-    Io(Io),
-    /// News for the application.
-    Event(SessionEvent),
-}
+/// An output of the session: socket work for the host, or news (the
+/// [`Machine`](crate::machine::Machine) contract's output).
+pub type SessionAction = crate::machine::Output<SessionEvent>;
 
 /// Which deadline the session waits for next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -88,3 +88,39 @@ pub enum ClientEvent {
     /// `hello_ack`, `state_change`, uncorrelated errors, unknown types.
     Inbound(Box<BrokerFrame>),
 }
+
+/// A send's result as the application sees it.
+pub fn sent(result: tether_proto::mesh::session::OpResult) -> Result<Sent, ClientError> {
+    use tether_proto::mesh::session::Outcome;
+    match result {
+        Ok(Outcome::Sent { message_id, queued }) => Ok(Sent { message_id, queued }),
+        Ok(Outcome::Reply(_)) => Err(ClientError::UnexpectedReply),
+        Err(failure) => Err(ClientError::Failed(failure)),
+    }
+}
+
+/// A request's result as the application sees it: `pick` takes the reply of
+/// the expected kind.
+pub fn replied<T>(
+    result: tether_proto::mesh::session::OpResult,
+    pick: fn(tether_proto::mesh::wire::Reply) -> Option<T>,
+) -> Result<T, ClientError> {
+    use tether_proto::mesh::session::Outcome;
+    match result {
+        Ok(Outcome::Reply(reply)) => pick(reply).ok_or(ClientError::UnexpectedReply),
+        Ok(Outcome::Sent { .. }) => Err(ClientError::UnexpectedReply),
+        Err(failure) => Err(ClientError::Failed(failure)),
+    }
+}
+
+/// What a notification says about the first connect (L8): `Ok` on the first
+/// open, the stop reason if the machine closed first; `None` for the rest.
+pub fn first_connect<M, E>(
+    note: &tether_proto::lifecycle::Notification<M, E>,
+) -> Option<Result<(), ConnectError>> {
+    match note {
+        Notification::Connected { first: true, .. } => Some(Ok(())),
+        Notification::Closed { reason } => Some(Err(ConnectError::Failed(reason.clone()))),
+        _ => None,
+    }
+}

@@ -1,24 +1,36 @@
 //! # tether-host
 //!
-//! What tether-tokio and tether-mio share, so they cannot drift apart: the
-//! `wss://` trust options (verification always on, X5), the error types of
-//! connecting and of calls, and the events a client reports. Neither host adds
-//! anything to these; both re-export them.
+//! The socket side of tether, written once for both hosts so they behave the
+//! same because they run the same code: where an attempt goes and its upgrade
+//! request ([`Target`], `wss:` detected in any case), what a WebSocket message
+//! or error means to the machine ([`inbound`], [`closed_by`]), the one bounded
+//! [`WriteQueue`] and its one overflow rule, the close linger, the one
+//! [`Transport`] configuration (TLS trust, message and buffer sizes), clocks
+//! and seeds, the log lines, and the client error and event types. It decides
+//! nothing a simulator would need to see: every retry and give-up is the
+//! machine's (tether-proto).
 
 mod error;
+mod fanout;
+mod log;
+mod mesh;
+mod queue;
+pub mod replies;
+mod socket;
 mod tls;
+mod transport;
 
-pub use error::{ClientError, ClientEvent, ConnectError, Sent};
+pub use error::{first_connect, replied, sent, ClientError, ClientEvent, ConnectError, Sent};
+pub use fanout::{Fanout, Receiver, TryRecvError};
+pub use log::{log_open, log_overflow, log_step};
+pub use mesh::MeshConfig;
+pub use queue::{QueueFull, WriteQueue};
+pub use socket::{
+    close_message, closed_by, inbound, is_secure, message_len, outbound, queue_overflowed, stream_ended,
+    Target, WRITE_QUEUE_FULL,
+};
 pub use tls::{Roots, TlsError, TlsOptions};
-
-/// Largest WebSocket message accepted by default (matches the session's send limit).
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
-
-/// tungstenite's read buffer per connection, by default.
-///
-/// tungstenite's own default (128 KiB) costs that much memory per connection and,
-/// worse, zero-fills up to that much before every read, even one that finds
-/// nothing: on a busy loopback that fill was 40 % of all CPU time. Frames of this
-/// protocol are small; 2 KiB holds a typical push or ack whole, and a larger
-/// message grows the buffer only while it is read.
-pub const DEFAULT_READ_BUFFER_SIZE: usize = 2 * 1024;
+pub use transport::{
+    now, random_seed, unix_ms, Transport, CLOSE_LINGER, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE,
+    DEFAULT_SUBSCRIBER_CAPACITY, DEFAULT_WRITE_QUEUE, DEFAULT_WRITE_QUEUE_BYTES,
+};

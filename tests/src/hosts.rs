@@ -10,7 +10,6 @@ use tether_proto::mesh::handshake::Credentials;
 use tether_proto::mesh::identity::Presence;
 use tether_proto::mesh::session::{OpFailure, RequestError, SendRefusal, SessionConfig, SessionStats};
 use tether_proto::mesh::wire::{MemoryRow, Peer, Priority, PushFrame, StateRow};
-use tokio::sync::broadcast;
 
 use crate::e2e::PATIENCE;
 
@@ -94,15 +93,11 @@ enum Inner {
     Mio(tether_mio::BlockingClient),
 }
 
-enum Events {
-    Tokio(broadcast::Receiver<tether_tokio::ClientEvent>),
-    Mio(Arc<std::sync::Mutex<std::sync::mpsc::Receiver<tether_mio::ClientEvent>>>),
-}
-
 /// A connected client on either host.
 pub struct AnyClient {
     inner: Inner,
-    events: Events,
+    /// Both hosts hand out tether-host's one receiver type.
+    events: tether_tokio::Receiver<HostEvent>,
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -123,14 +118,14 @@ impl AnyClient {
                     spec.presence,
                 );
                 c.session = spec.session;
-                c.max_message_size = spec.max_message_size;
+                c.transport.max_message_size = spec.max_message_size;
                 c.seed = Some(spec.seed);
                 if let Some(pem) = spec.extra_ca_pem {
-                    c.tls = c.tls.with_extra_ca_pem(pem);
+                    c.transport.tls = c.transport.tls.with_extra_ca_pem(pem);
                 }
                 match tether_tokio::Client::connect(c).await {
                     Ok(client) => {
-                        let events = Events::Tokio(client.events());
+                        let events = client.events();
                         let pushes = client.subscribe();
                         Ok(AnyClient {
                             inner: Inner::Tokio(client, pushes),
@@ -154,14 +149,14 @@ impl AnyClient {
                     spec.presence,
                 );
                 c.session = spec.session;
-                c.max_message_size = spec.max_message_size;
+                c.transport.max_message_size = spec.max_message_size;
                 c.seed = Some(spec.seed);
                 if let Some(pem) = spec.extra_ca_pem {
-                    c.tls.extra_ca_pem.push(pem);
+                    c.transport.tls.extra_ca_pem.push(pem);
                 }
                 match blocking(move || tether_mio::BlockingClient::connect(c)).await {
                     Ok(client) => {
-                        let events = Events::Mio(Arc::new(std::sync::Mutex::new(client.events())));
+                        let events = client.events();
                         Ok(AnyClient {
                             inner: Inner::Mio(client),
                             events,
@@ -353,41 +348,17 @@ impl AnyClient {
         pred: impl FnMut(&HostEvent) -> Option<T> + Send + 'static,
     ) -> T {
         let mut pred = pred;
-        let found = match &mut self.events {
-            Events::Tokio(rx) => tokio::time::timeout(PATIENCE, async {
-                loop {
-                    match rx.recv().await {
-                        Ok(event) => {
-                            if let Some(t) = pred(&event) {
-                                return Some(t);
-                            }
-                        }
-                        Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => return None,
-                    }
+        let found = tokio::time::timeout(PATIENCE, async {
+            while let Some(event) = self.events.recv().await {
+                if let Some(t) = pred(&event) {
+                    return Some(t);
                 }
-            })
-            .await
-            .ok()
-            .flatten(),
-            Events::Mio(rx) => {
-                let rx = Arc::clone(rx);
-                blocking(move || {
-                    let deadline = std::time::Instant::now() + PATIENCE;
-                    let rx = rx.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    loop {
-                        let left = deadline.saturating_duration_since(std::time::Instant::now());
-                        let Ok(event) = rx.recv_timeout(left) else {
-                            return None;
-                        };
-                        if let Some(t) = pred(&event) {
-                            return Some(t);
-                        }
-                    }
-                })
-                .await
             }
-        };
+            None
+        })
+        .await
+        .ok()
+        .flatten();
         match found {
             Some(t) => t,
             None => panic!("gave up waiting for {what}"),

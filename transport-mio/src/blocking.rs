@@ -2,17 +2,14 @@
 //! handle with the async client's operations, each call blocking until the
 //! reactor thread answers.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::Value;
 use tether_proto::lifecycle::{Event, Notification, Status};
-use tether_proto::mesh::session::{
-    Command, OpResult, Outcome, Outgoing, Request, SessionEvent, SessionStats,
-};
+use tether_proto::mesh::session::{Command, OpResult, Outgoing, Request, SessionEvent, SessionStats};
 use tether_proto::mesh::wire::{MemoryRow, Peer, Priority, PushFrame, Reply, Skill, SkillSummary, StateRow};
 use tracing::error;
 
@@ -20,23 +17,24 @@ use crate::config::ConnConfig;
 use crate::conn::IoStats;
 use crate::error::ReactorError;
 use crate::reactor::{ConnId, Reactor, ReactorHandle};
-use tether_host::{ClientError, ClientEvent, ConnectError, Sent};
+use tether_host::{replied, replies, sent, ClientError, ClientEvent, ConnectError, Fanout, Receiver, Sent};
 
 /// What the reactor thread shares with the handles.
 struct Shared {
     status: Mutex<Status>,
     changed: Condvar,
-    subscribers: Mutex<Vec<SyncSender<ClientEvent>>>,
-    missed_pushes: AtomicU64,
+    events: Fanout<ClientEvent>,
+    pushes: Fanout<Arc<PushFrame>>,
 }
 
 struct Inner {
     handle: ReactorHandle,
     conn: ConnId,
     shared: Arc<Shared>,
-    pushes: Mutex<Receiver<Arc<PushFrame>>>,
+    /// The pushes `recv_push` takes, subscribed before the first attempt.
+    pushes: Receiver<Arc<PushFrame>>,
+    first: Mutex<Option<mpsc::Receiver<Result<(), ConnectError>>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    subscriber_capacity: usize,
 }
 
 /// A blocking handle to one broker connection; clone it freely, use it from any
@@ -64,48 +62,66 @@ impl BlockingClient {
     /// Connects and returns on the broker's first hello ack, or fails with the
     /// broker's reason (L8). On failure no thread is left running (D1).
     pub fn connect(config: ConnConfig) -> Result<BlockingClient, ConnectError> {
-        let capacity = config.subscriber_capacity.max(1);
-        let mut reactor = Reactor::new()?;
-        let conn = reactor.add(config)?;
+        let client = BlockingClient::spawn(config)?;
+        match client.connected() {
+            Ok(()) => Ok(client),
+            Err(e) => {
+                // The session is closed for good (or the thread died): wait for
+                // the thread so nothing outlives the error.
+                client.close();
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts connecting on a thread of its own and returns at once, so
+    /// [`events`](Self::events) sees the first attempt; [`connected`](Self::connected)
+    /// waits for its outcome.
+    pub fn spawn(config: ConnConfig) -> Result<BlockingClient, ConnectError> {
+        let capacity = config.transport.subscriber_capacity;
         let shared = Arc::new(Shared {
             status: Mutex::new(Status::Idle),
             changed: Condvar::new(),
-            subscribers: Mutex::new(Vec::new()),
-            missed_pushes: AtomicU64::new(0),
+            events: Fanout::new(capacity),
+            pushes: Fanout::new(capacity),
         });
-        let (push_tx, push_rx) = mpsc::sync_channel(capacity);
+        let pushes = shared.pushes.subscribe();
+        let mut reactor = Reactor::new()?;
         let (first_tx, first_rx) = mpsc::sync_channel(1);
-        let handle = reactor.handle();
-        let host = Host {
-            conn,
+        let mut host = Host {
+            conn: None,
             shared: Arc::clone(&shared),
-            pushes: push_tx,
             first: Some(first_tx),
         };
+        // Added on this thread, so a bad configuration is refused here; its
+        // first events wait in the reactor for the thread to route them.
+        let conn = reactor.add(config)?;
+        host.conn = Some(conn);
+        let handle = reactor.handle();
         let thread = std::thread::Builder::new()
             .name(format!("tether-mio-{conn}"))
             .spawn(move || host.run(reactor))?;
-        match first_rx.recv() {
-            Ok(Ok(())) => Ok(BlockingClient {
-                inner: Arc::new(Inner {
-                    handle,
-                    conn,
-                    shared,
-                    pushes: Mutex::new(push_rx),
-                    thread: Mutex::new(Some(thread)),
-                    subscriber_capacity: capacity,
-                }),
+        Ok(BlockingClient {
+            inner: Arc::new(Inner {
+                handle,
+                conn,
+                shared,
+                pushes,
+                first: Mutex::new(Some(first_rx)),
+                thread: Mutex::new(Some(thread)),
             }),
-            failed => {
-                // The session is closed for good (or the thread died): the thread
-                // is on its way out; wait for it so nothing outlives the error.
-                let _ = thread.join();
-                Err(failed
-                    .unwrap_or(Err(ConnectError::Shutdown))
-                    .err()
-                    .unwrap_or(ConnectError::Shutdown))
-            }
-        }
+        })
+    }
+
+    /// Waits for the first connect's outcome (L8); `Ok` at once after it.
+    pub fn connected(&self) -> Result<(), ConnectError> {
+        let mut first = lock(&self.inner.first);
+        let Some(rx) = first.as_ref() else {
+            return Ok(());
+        };
+        let result = rx.recv().unwrap_or(Err(ConnectError::Shutdown));
+        *first = None;
+        result
     }
 
     /// Sends `body` to `target` and waits for the broker's ack (B1); queued while
@@ -117,47 +133,32 @@ impl BlockingClient {
     /// Sends with every option of [`Outgoing`] (idempotency id, offline policy, resend).
     pub fn send_message(&self, outgoing: Outgoing) -> Result<Sent, ClientError> {
         let conn = self.inner.conn;
-        let result = self.wait_op(move |r, done| r.send_with(conn, outgoing, done).map(|_| ()))?;
-        match result {
-            Ok(Outcome::Sent { message_id, queued }) => Ok(Sent { message_id, queued }),
-            Ok(Outcome::Reply(_)) => Err(ClientError::UnexpectedReply),
-            Err(failure) => Err(ClientError::Failed(failure)),
-        }
+        sent(self.wait_op(move |r, done| r.send_with(conn, outgoing, done).map(|_| ()))?)
     }
 
-    fn request(&self, request: Request) -> Result<Reply, ClientError> {
+    /// Sends a request (B8) and takes the reply `pick` expects.
+    pub fn ask<T>(&self, request: Request, pick: fn(Reply) -> Option<T>) -> Result<T, ClientError> {
         let conn = self.inner.conn;
-        let result = self.wait_op(move |r, done| r.request_with(conn, request, done).map(|_| ()))?;
-        match result {
-            Ok(Outcome::Reply(reply)) => Ok(reply),
-            Ok(Outcome::Sent { .. }) => Err(ClientError::UnexpectedReply),
-            Err(failure) => Err(ClientError::Failed(failure)),
-        }
+        replied(
+            self.wait_op(move |r, done| r.request_with(conn, request, done).map(|_| ()))?,
+            pick,
+        )
     }
 
     /// Lists the mesh's peers, control-plane ones included (filter with
     /// [`Peer::is_user_facing`], B11).
     pub fn list_peers(&self) -> Result<Vec<Peer>, ClientError> {
-        match self.request(Request::ListPeers)? {
-            Reply::Peers(p) => Ok(p),
-            _ => Err(ClientError::UnexpectedReply),
-        }
+        self.ask(Request::ListPeers, replies::peers)
     }
 
     /// Reads one shared state key; `None` when absent.
     pub fn get_state(&self, key: &str) -> Result<Option<StateRow>, ClientError> {
-        match self.request(Request::GetState { key: key.into() })? {
-            Reply::State(row) => Ok(row),
-            _ => Err(ClientError::UnexpectedReply),
-        }
+        self.ask(Request::GetState { key: key.into() }, replies::state)
     }
 
     /// Lists every shared state row.
     pub fn list_state(&self) -> Result<Vec<StateRow>, ClientError> {
-        match self.request(Request::ListState)? {
-            Reply::StateList(rows) => Ok(rows),
-            _ => Err(ClientError::UnexpectedReply),
-        }
+        self.ask(Request::ListState, replies::state_list)
     }
 
     /// Stores a memory; returns its id when the broker gives one.
@@ -166,18 +167,12 @@ impl BlockingClient {
             content: content.into(),
             tags,
         };
-        match self.request(request)? {
-            Reply::Remembered(id) => Ok(id),
-            _ => Err(ClientError::UnexpectedReply),
-        }
+        self.ask(request, replies::remembered)
     }
 
     /// Searches memories.
     pub fn recall(&self, query: &str) -> Result<Vec<MemoryRow>, ClientError> {
-        match self.request(Request::Recall { query: query.into() })? {
-            Reply::Recalled(rows) => Ok(rows),
-            _ => Err(ClientError::UnexpectedReply),
-        }
+        self.ask(Request::Recall { query: query.into() }, replies::recalled)
     }
 
     /// Lists published skills, optionally filtered.
@@ -185,18 +180,12 @@ impl BlockingClient {
         let request = Request::ListSkills {
             query: query.map(Into::into),
         };
-        match self.request(request)? {
-            Reply::Skills(s) => Ok(s),
-            _ => Err(ClientError::UnexpectedReply),
-        }
+        self.ask(request, replies::skills)
     }
 
     /// Fetches one skill; `None` when not found.
     pub fn get_skill(&self, name: &str) -> Result<Option<Skill>, ClientError> {
-        match self.request(Request::GetSkill { name: name.into() })? {
-            Reply::Skill(s) => Ok(s.map(|s| *s)),
-            _ => Err(ClientError::UnexpectedReply),
-        }
+        self.ask(Request::GetSkill { name: name.into() }, replies::skill)
     }
 
     /// Sends a fire-and-forget command; refused unless open (B9).
@@ -256,24 +245,28 @@ impl BlockingClient {
     }
 
     /// The next push (B7), waiting at most `timeout`; `None` on timeout or once
-    /// the client has shut down. Pushes that arrive while this buffer is full are
-    /// counted by [`missed_pushes`](Self::missed_pushes) and stay in the history.
+    /// the client has shut down. A buffer that overflows loses its oldest
+    /// pushes, counted by [`missed_pushes`](Self::missed_pushes); they stay in
+    /// the history.
     pub fn recv_push(&self, timeout: Duration) -> Option<Arc<PushFrame>> {
-        lock(&self.inner.pushes).recv_timeout(timeout).ok()
+        self.inner.pushes.recv_timeout(timeout)
     }
 
     /// Pushes dropped because [`recv_push`](Self::recv_push) fell behind (X4).
     pub fn missed_pushes(&self) -> u64 {
-        self.inner.shared.missed_pushes.load(Ordering::Relaxed)
+        self.inner.pushes.missed()
+    }
+
+    /// A receiver of every push from now on, besides `recv_push`'s (B7).
+    pub fn subscribe(&self) -> Receiver<Arc<PushFrame>> {
+        self.inner.shared.pushes.subscribe()
     }
 
     /// Lifecycle news and unconsumed frames from now on (L14). A receiver that
-    /// falls more than the configured capacity behind misses the newest ones;
-    /// the channel ends when the client shuts down.
+    /// falls more than the configured capacity behind loses the oldest; it
+    /// ends when the client shuts down.
     pub fn events(&self) -> Receiver<ClientEvent> {
-        let (tx, rx) = mpsc::sync_channel(self.inner.subscriber_capacity);
-        lock(&self.inner.shared.subscribers).push(tx);
-        rx
+        self.inner.shared.events.subscribe()
     }
 
     /// The connection status now.
@@ -409,33 +402,34 @@ impl Drop for Inner {
 
 /// The reactor thread's side: routes the session's news to the handles.
 struct Host {
-    conn: ConnId,
+    conn: Option<ConnId>,
     shared: Arc<Shared>,
-    pushes: SyncSender<Arc<PushFrame>>,
     first: Option<SyncSender<Result<(), ConnectError>>>,
 }
 
 impl Host {
     fn run(mut self, mut reactor: Reactor) {
+        let Some(conn) = self.conn else { return };
         loop {
-            if let Err(e) = reactor.run_once(None) {
-                error!(target: "tether", conn = %self.conn, error = %e, "the reactor failed");
-                break;
-            }
             while let Some((_, event)) = reactor.poll_event() {
                 self.dispatch(event);
             }
-            if reactor.status(self.conn).is_none_or(|s| s == Status::Closed) {
+            if reactor.status(conn).is_none_or(|s| s == Status::Closed) {
+                break;
+            }
+            if let Err(e) = reactor.run_once(None) {
+                error!(target: "tether", %conn, error = %e, "the reactor failed");
                 break;
             }
         }
         if let Some(first) = self.first.take() {
             let _ = first.send(Err(ConnectError::Shutdown));
         }
-        // Dropping the senders ends every `events()` receiver.
-        lock(&self.shared.subscribers).clear();
         // Joins the resolver threads before anyone learns the thread is done.
         drop(reactor);
+        // Ends every receiver once it has taken what is buffered.
+        self.shared.events.close();
+        self.shared.pushes.close();
         self.set_status(Status::Closed);
     }
 
@@ -448,38 +442,19 @@ impl Host {
         match event {
             // Operations of this client resolve through their callbacks.
             SessionEvent::Resolved { .. } => {}
-            SessionEvent::Push(push) => match self.pushes.try_send(push) {
-                Err(TrySendError::Full(_)) => {
-                    self.shared.missed_pushes.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            },
-            SessionEvent::Inbound(frame) => self.publish(ClientEvent::Inbound(frame)),
+            SessionEvent::Push(push) => self.shared.pushes.publish(push),
+            SessionEvent::Inbound(frame) => self.shared.events.publish(ClientEvent::Inbound(frame)),
             SessionEvent::Lifecycle(note) => {
-                match &note {
-                    Notification::StatusChanged { to, .. } => self.set_status(*to),
-                    Notification::Connected { first: true, .. } => {
-                        if let Some(first) = self.first.take() {
-                            let _ = first.send(Ok(()));
-                        }
-                    }
-                    Notification::Closed { reason } => {
-                        if let Some(first) = self.first.take() {
-                            let _ = first.send(Err(ConnectError::Failed(reason.clone())));
-                        }
-                    }
-                    _ => {}
+                if let Notification::StatusChanged { to, .. } = &note {
+                    self.set_status(*to);
                 }
-                self.publish(ClientEvent::Lifecycle(note));
+                if let Some(outcome) = tether_host::first_connect(&note) {
+                    if let Some(first) = self.first.take() {
+                        let _ = first.send(outcome);
+                    }
+                }
+                self.shared.events.publish(ClientEvent::Lifecycle(note));
             }
         }
-    }
-
-    fn publish(&self, event: ClientEvent) {
-        lock(&self.shared.subscribers).retain(|tx| match tx.try_send(event.clone()) {
-            // A slow receiver misses this one; a dropped one is forgotten.
-            Ok(()) | Err(TrySendError::Full(_)) => true,
-            Err(TrySendError::Disconnected(_)) => false,
-        });
     }
 }

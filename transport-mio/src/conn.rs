@@ -11,30 +11,24 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
-use tether_proto::lifecycle::{Event, Frame, Io, LifecycleError, SocketId};
+use tether_host::{now, Target as Request, Transport, WriteQueue};
+use tether_proto::lifecycle::{Event, Io, LifecycleError, SocketId};
 use tether_proto::mesh::session::{
     Command, OpId, OpResult, Outgoing, Request as BrokerRequest, RequestError, SendError, Session,
     SessionAction, SessionEvent,
 };
-use tether_proto::Now;
-use tracing::{debug, info, warn};
-use tungstenite::client::{uri_mode, IntoClientRequest};
-use tungstenite::handshake::client::{ClientHandshake, Request, Response};
+use tracing::debug;
+use tungstenite::handshake::client::{ClientHandshake, Response};
 use tungstenite::handshake::{HandshakeError, MidHandshake};
-use tungstenite::http::{HeaderName, HeaderValue};
-use tungstenite::protocol::frame::coding::CloseCode;
-use tungstenite::protocol::{CloseFrame, WebSocketConfig};
-use tungstenite::stream::Mode;
+use tungstenite::protocol::WebSocketConfig;
 use tungstenite::{Message, WebSocket};
 
 use crate::dns::Resolver;
-use crate::log::log;
 use crate::reactor::ConnId;
 use crate::stream::{Stream, TlsStream};
 
@@ -67,13 +61,6 @@ pub struct IoStats {
     pub messages_out: u64,
 }
 
-pub(crate) fn now() -> Now {
-    let unix_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    Now::new(Instant::now(), unix_ms)
-}
-
 /// One connection of a reactor.
 pub(crate) struct Conn {
     id: ConnId,
@@ -81,9 +68,10 @@ pub(crate) struct Conn {
     socket: Option<Socket>,
     tls: Option<Arc<rustls::ClientConfig>>,
     ws_config: WebSocketConfig,
-    write_queue: usize,
+    /// The write queue's bounds: frames and bytes.
+    write_queue: (usize, usize),
     /// The deadline under which the reactor's timer table files this connection.
-    pub(crate) filed: Option<Instant>,
+    pub(crate) filed: Option<std::time::Instant>,
     /// Frames were written since the last flush.
     dirty: bool,
     /// A TLS write outside a readiness event may have pulled socket data into
@@ -115,7 +103,7 @@ enum Stage {
 
 /// Where an attempt is going; only alive until the socket opens.
 struct Target {
-    request: Request,
+    request: tungstenite::handshake::client::Request,
     tls_name: Option<ServerName<'static>>,
     /// Addresses not tried yet, in the resolver's order.
     addrs: VecDeque<SocketAddr>,
@@ -124,8 +112,9 @@ struct Target {
 
 struct Open {
     ws: WebSocket<Stream>,
-    /// Frames behind a blocked socket (tungstenite holds at most one more).
-    queue: VecDeque<Message>,
+    /// Frames written since the last flush, or behind a blocked socket
+    /// (tungstenite holds at most one more).
+    queue: WriteQueue,
     blocked: bool,
 }
 
@@ -139,26 +128,20 @@ enum Step {
     Failed(String),
 }
 
-enum WriteError {
-    QueueFull,
-    Ws(tungstenite::Error),
-}
-
 impl Conn {
     pub(crate) fn new(
         id: ConnId,
         session: Session,
         tls: Option<Arc<rustls::ClientConfig>>,
-        ws_config: WebSocketConfig,
-        write_queue: usize,
+        transport: &Transport,
     ) -> Self {
         Conn {
             id,
             session,
             socket: None,
             tls,
-            ws_config,
-            write_queue: write_queue.max(1),
+            ws_config: transport.ws_config(),
+            write_queue: (transport.write_queue, transport.write_queue_bytes),
             filed: None,
             dirty: false,
             recheck: false,
@@ -272,7 +255,7 @@ impl Conn {
                     .push_back((self.id, SessionEvent::Resolved { id, result })),
             },
             SessionEvent::Lifecycle(note) => {
-                log(self.id, &note);
+                tether_host::log_step(&self.id, &note);
                 ctx.events.push_back((self.id, SessionEvent::Lifecycle(note)));
             }
             other => ctx.events.push_back((self.id, other)),
@@ -280,9 +263,13 @@ impl Conn {
     }
 
     fn io(&mut self, ctx: &mut Ctx<'_>, io: Io, inbox: &mut VecDeque<Event>) {
+        let io = match tether_host::outbound(io) {
+            Ok((socket, message)) => return self.write(ctx, socket, message, inbox),
+            Err(io) => io,
+        };
         match io {
             Io::OpenSocket { socket, url, headers } => {
-                info!(target: "tether", conn = %self.id, event = "ws_open_attempt", %url, socket = socket.0);
+                tether_host::log_open(&self.id, &url, socket.0);
                 // The session ends a socket before it asks for the next; this only
                 // guards against leaking one if it ever did not.
                 self.drop_socket(ctx);
@@ -291,19 +278,12 @@ impl Conn {
                     Err(reason) => inbox.push_back(Event::ConnectFailed { socket, reason }),
                 }
             }
-            Io::SendText { socket, text } => self.write(ctx, socket, Message::Text(text.into()), inbox),
-            Io::SendPing { socket } => self.write(ctx, socket, Message::Ping(Default::default()), inbox),
+            Io::SendText { .. } | Io::SendPing { .. } => {}
             Io::CloseSocket { socket, code, reason } => {
                 if let Some(open) = self.open_for(socket) {
-                    let frame = CloseFrame {
-                        code: CloseCode::from(code),
-                        reason: reason.into(),
-                    };
-                    // Best effort, like the async host's writer: a peer that cannot
-                    // take the close frame now just sees the connection drop.
-                    if open.write(Message::Close(Some(frame)), usize::MAX).is_ok() {
-                        let _ = open.pump();
-                    }
+                    // What the machine wrote last, then the close frame.
+                    open.queue.push_close(tether_host::close_message(code, reason));
+                    let _ = open.pump();
                 }
                 if self.is_current(socket) {
                     self.drop_socket(ctx);
@@ -318,33 +298,24 @@ impl Conn {
         }
     }
 
+    /// Queues a frame; the flush after the drain hands the whole batch to the
+    /// socket in one write.
     fn write(&mut self, ctx: &mut Ctx<'_>, socket: SocketId, message: Message, inbox: &mut VecDeque<Event>) {
-        let cap = self.write_queue;
         // Not open (yet or any more): the session never writes before the open,
         // and a socket it has left is gone.
         let Some(open) = self.open_for(socket) else {
             return;
         };
-        let reason = match open.write(message, cap) {
-            Ok(()) => {
-                self.stats.messages_out += 1;
-                self.dirty = true;
-                return;
-            }
-            Err(WriteError::QueueFull) => {
-                // The peer stopped reading long ago; this socket is dead, say so.
-                self.stats.queue_overflows += 1;
-                warn!(target: "tether", conn = %self.id, socket = socket.0, "write queue full, dropping the socket");
-                "write queue full".to_owned()
-            }
-            Err(WriteError::Ws(e)) => e.to_string(),
-        };
+        if open.queue.push(message).is_ok() {
+            self.stats.messages_out += 1;
+            self.dirty = true;
+            return;
+        }
+        // The one overflow rule (tether-host): this socket is dead, say so.
+        self.stats.queue_overflows += 1;
+        tether_host::log_overflow(&self.id, socket.0);
         self.drop_socket(ctx);
-        inbox.push_back(Event::Closed {
-            socket,
-            code: 1006,
-            reason,
-        });
+        inbox.push_back(tether_host::queue_overflowed(socket));
     }
 
     /// Pushes out whatever the last drain wrote.
@@ -363,7 +334,7 @@ impl Conn {
         self.recheck |= open.ws.get_ref().is_tls();
         if let Err(e) = open.pump() {
             self.drop_socket(ctx);
-            inbox.push_back(closed_by(socket, e));
+            inbox.push_back(tether_host::closed_by(socket, &e));
         }
     }
 
@@ -400,28 +371,12 @@ impl Conn {
         url: &str,
         headers: &[(String, String)],
     ) -> Result<Stage, String> {
-        let mut request = url
-            .into_client_request()
-            .map_err(|e| format!("bad URL {url}: {e}"))?;
-        for (name, value) in headers {
-            let name = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| format!("bad header name {name}: {e}"))?;
-            let value =
-                HeaderValue::from_str(value).map_err(|e| format!("bad header value for {name}: {e}"))?;
-            request.headers_mut().insert(name, value);
-        }
-        let uri = request.uri();
-        let secure = match uri_mode(uri).map_err(|e| format!("bad URL {url}: {e}"))? {
-            Mode::Tls => true,
-            Mode::Plain => false,
-        };
-        let host = uri
-            .host()
-            .ok_or_else(|| format!("bad URL {url}: no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        let Request {
+            request,
+            secure,
+            host,
+            port,
+        } = Request::new(url, headers)?;
         let tls_name = if secure {
             if self.tls.is_none() {
                 return Err("wss:// needs a TLS configuration".into());
@@ -495,7 +450,7 @@ impl Conn {
                 Stage::Resolving(target) => Step::Wait(Stage::Resolving(target)),
                 Stage::Connecting(tcp, target) => self.connected(ctx, tcp, target),
                 Stage::Tls(tls, target) => self.tls_handshake(tls, target),
-                Stage::Upgrading(mid) => upgraded(mid.handshake()),
+                Stage::Upgrading(mid) => upgraded(mid.handshake(), self.write_queue),
             };
             if !self.apply(ctx, id, step) {
                 return false;
@@ -549,11 +504,14 @@ impl Conn {
 
     fn secure(&self, tcp: TcpStream, mut target: Box<Target>) -> Step {
         let Some(name) = target.tls_name.take() else {
-            return upgraded(tungstenite::client::client_with_config(
-                target.request,
-                Stream::Plain(tcp),
-                Some(self.ws_config),
-            ));
+            return upgraded(
+                tungstenite::client::client_with_config(
+                    target.request,
+                    Stream::Plain(tcp),
+                    Some(self.ws_config),
+                ),
+                self.write_queue,
+            );
         };
         let Some(config) = &self.tls else {
             return Step::Failed("wss:// needs a TLS configuration".into());
@@ -578,11 +536,10 @@ impl Conn {
         if tls.conn.is_handshaking() {
             return Step::Wait(Stage::Tls(tls, target));
         }
-        upgraded(tungstenite::client::client_with_config(
-            target.request,
-            Stream::Tls(tls),
-            Some(self.ws_config),
-        ))
+        upgraded(
+            tungstenite::client::client_with_config(target.request, Stream::Tls(tls), Some(self.ws_config)),
+            self.write_queue,
+        )
     }
 
     /// Open: move queued frames on (a writable edge may be what woke us), then read.
@@ -595,7 +552,7 @@ impl Conn {
             let socket = *id;
             if let Err(e) = open.pump() {
                 self.drop_socket(ctx);
-                self.feed(ctx, closed_by(socket, e));
+                self.feed(ctx, tether_host::closed_by(socket, &e));
                 return false;
             }
         }
@@ -615,36 +572,21 @@ impl Conn {
             };
             let socket = *id;
             let event = match open.ws.read() {
-                Ok(Message::Text(text)) => Event::Frame {
-                    socket,
-                    frame: Frame::Text(text.as_str().to_owned()),
+                Ok(message) => match tether_host::inbound(socket, message) {
+                    Some(event @ Event::Closed { .. }) => {
+                        // Put tungstenite's answer to the close frame on the wire
+                        // before the socket goes, so the peer sees its code echoed.
+                        let _ = open.ws.flush();
+                        self.drop_socket(ctx);
+                        event
+                    }
+                    Some(event) => event,
+                    None => continue,
                 },
-                Ok(Message::Binary(bytes)) => Event::Frame {
-                    socket,
-                    frame: Frame::Binary(bytes.to_vec()),
-                },
-                Ok(Message::Ping(_)) => Event::Frame {
-                    socket,
-                    frame: Frame::Ping,
-                },
-                Ok(Message::Pong(_)) => Event::Frame {
-                    socket,
-                    frame: Frame::Pong,
-                },
-                Ok(Message::Frame(_)) => continue,
-                Ok(Message::Close(frame)) => {
-                    // Put tungstenite's close reply on the wire before the socket goes.
-                    let _ = open.ws.flush();
-                    self.drop_socket(ctx);
-                    let (code, reason) = frame.map_or((1005, String::new()), |f| {
-                        (u16::from(f.code), f.reason.as_str().to_owned())
-                    });
-                    Event::Closed { socket, code, reason }
-                }
                 Err(e) if would_block(&e) => return false,
                 Err(e) => {
                     self.drop_socket(ctx);
-                    closed_by(socket, e)
+                    tether_host::closed_by(socket, &e)
                 }
             };
             self.stats.messages_in += 1;
@@ -667,37 +609,32 @@ impl Stage {
 }
 
 impl Open {
-    fn new(ws: WebSocket<Stream>) -> Self {
+    fn new(ws: WebSocket<Stream>, (frames, bytes): (usize, usize)) -> Self {
         Open {
             ws,
-            queue: VecDeque::new(),
+            queue: WriteQueue::new(frames, bytes),
             blocked: false,
         }
     }
 
-    /// Hands a frame to tungstenite, or queues it behind a blocked socket.
-    fn write(&mut self, message: Message, cap: usize) -> Result<(), WriteError> {
-        if self.blocked || !self.queue.is_empty() {
-            if self.queue.len() >= cap {
-                return Err(WriteError::QueueFull);
-            }
-            self.queue.push_back(message);
-            return Ok(());
-        }
-        match self.ws.write(message) {
-            Ok(()) => Ok(()),
-            // tungstenite keeps the frame in its buffer; `pump` sends it on.
-            Err(e) if would_block(&e) => {
-                self.blocked = true;
-                Ok(())
-            }
-            Err(e) => Err(WriteError::Ws(e)),
-        }
-    }
-
-    /// Moves buffered and queued frames to the socket as far as it takes them.
+    /// Hands queued frames to tungstenite's buffer and flushes it: one write
+    /// for the whole batch, as far as the socket takes it.
     fn pump(&mut self) -> Result<(), tungstenite::Error> {
         loop {
+            if !self.blocked {
+                while let Some(message) = self.queue.pop() {
+                    match self.ws.write(message) {
+                        Ok(()) => {}
+                        // tungstenite keeps the frame in its buffer; the next
+                        // pump sends it on.
+                        Err(e) if would_block(&e) => {
+                            self.blocked = true;
+                            break;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
             match self.ws.flush() {
                 Ok(()) => self.blocked = false,
                 Err(e) if would_block(&e) => {
@@ -706,16 +643,8 @@ impl Open {
                 }
                 Err(e) => return Err(e),
             }
-            let Some(message) = self.queue.pop_front() else {
+            if self.queue.is_empty() {
                 return Ok(());
-            };
-            match self.ws.write(message) {
-                Ok(()) => {}
-                Err(e) if would_block(&e) => {
-                    self.blocked = true;
-                    return Ok(());
-                }
-                Err(e) => return Err(e),
             }
         }
     }
@@ -745,9 +674,12 @@ fn connect_next(ctx: &mut Ctx<'_>, mut target: Box<Target>) -> Step {
     )
 }
 
-fn upgraded(result: Result<(WebSocket<Stream>, Response), HandshakeError<ClientHandshake<Stream>>>) -> Step {
+fn upgraded(
+    result: Result<(WebSocket<Stream>, Response), HandshakeError<ClientHandshake<Stream>>>,
+    queue: (usize, usize),
+) -> Step {
     match result {
-        Ok((ws, _response)) => Step::Next(Stage::Open(Open::new(ws))),
+        Ok((ws, _response)) => Step::Next(Stage::Open(Open::new(ws, queue))),
         Err(HandshakeError::Interrupted(mid)) => Step::Wait(Stage::Upgrading(Box::new(mid))),
         Err(HandshakeError::Failure(e)) => Step::Failed(e.to_string()),
     }
@@ -760,14 +692,4 @@ fn io_reason(e: io::Error) -> String {
 
 fn would_block(e: &tungstenite::Error) -> bool {
     matches!(e, tungstenite::Error::Io(io) if io.kind() == ErrorKind::WouldBlock)
-}
-
-/// The async host's mapping of a read or write error to a close.
-fn closed_by(socket: SocketId, e: tungstenite::Error) -> Event {
-    let (code, reason) = match e {
-        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => (1006, String::new()),
-        tungstenite::Error::Capacity(_) => (1009, e.to_string()),
-        _ => (1006, e.to_string()),
-    };
-    Event::Closed { socket, code, reason }
 }

@@ -62,18 +62,18 @@ mod config;
 mod conn;
 mod dns;
 mod error;
-mod log;
 mod reactor;
 mod stream;
 
 pub use blocking::BlockingClient;
-pub use config::{
-    ConnConfig, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY,
-    DEFAULT_WRITE_QUEUE,
-};
+pub use config::ConnConfig;
 pub use conn::IoStats;
 pub use error::{AddError, HandleError, ReactorError};
 pub use reactor::{
     ConnId, Reactor, ReactorHandle, ReactorOptions, DEFAULT_EVENTS_PER_TURN, DEFAULT_HANDLE_CAPACITY,
 };
-pub use tether_host::{ClientError, ClientEvent, ConnectError, Roots, Sent, TlsError, TlsOptions};
+pub use tether_host::{
+    ClientError, ClientEvent, ConnectError, Receiver, Roots, Sent, TlsError, TlsOptions, Transport,
+    TryRecvError, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY,
+    DEFAULT_WRITE_QUEUE,
+};

@@ -16,13 +16,12 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token, Waker};
 use tether_proto::lifecycle::{Event, Status};
-use tether_proto::mesh::handshake::MeshHandshake;
 use tether_proto::mesh::session::{
     Command, OpId, OpResult, Outgoing, Request, Session, SessionEvent, SessionStats,
 };
 use tether_proto::mesh::wire::PushFrame;
 
-use crate::config::{random_seed, ConnConfig};
+use crate::config::ConnConfig;
 use crate::conn::{Callback, Conn, Ctx, IoStats};
 use crate::dns::Resolver;
 use crate::error::{AddError, HandleError, ReactorError};
@@ -160,21 +159,13 @@ impl Reactor {
 
     /// Adds a connection and starts connecting it at once.
     pub fn add(&mut self, config: ConnConfig) -> Result<ConnId, AddError> {
-        let url = &config.session.lifecycle.url;
-        let secure = url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("wss:"));
-        let tls = if secure {
-            Some(self.tls_config(&config.tls)?)
+        let tls = if tether_host::is_secure(config.url()) {
+            Some(self.tls_config(&config.transport.tls)?)
         } else {
             None
         };
-        let ws_config = config.ws_config();
-        let mut session_config = config.session;
-        session_config.max_send_len = session_config.max_send_len.min(config.max_message_size);
-        let handshake = MeshHandshake::new(config.credentials, config.presence)
-            .with_headers(config.headers)
-            .with_max_frame_len(config.max_message_size);
-        let seed = config.seed.unwrap_or_else(random_seed);
-        let session = Session::new(session_config, handshake, seed, Instant::now())?;
+        let session = config.session(Instant::now())?;
+        let transport = config.transport;
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
@@ -192,13 +183,7 @@ impl Reactor {
             index,
             generation: slot.generation,
         };
-        slot.conn = Some(Box::new(Conn::new(
-            id,
-            session,
-            tls,
-            ws_config,
-            config.write_queue,
-        )));
+        slot.conn = Some(Box::new(Conn::new(id, session, tls, &transport)));
         self.live += 1;
         self.with_conn(index, |conn, ctx| {
             // Refused only by a closed session, which a new one is not.

@@ -143,7 +143,7 @@ fn a_peer_that_stops_reading_overflows_the_write_queue() {
     let server = Server::start(Behaviour::StopReading);
     let mut reactor = Reactor::new().unwrap();
     let mut c = config(&server.url());
-    c.write_queue = 4;
+    c.transport.write_queue = 4;
     let id = reactor.add(c).unwrap();
     wait_open(&mut reactor, 1);
 

@@ -45,7 +45,7 @@ fn tls_server() -> (u16, String) {
 fn wss_with_an_extra_ca_connects_and_sends() {
     let (port, pem) = tls_server();
     let mut c = config(&format!("wss://localhost:{port}/ws"));
-    c.tls = TlsOptions {
+    c.transport.tls = TlsOptions {
         roots: Roots::None,
         ..TlsOptions::default()
     }

@@ -1,41 +1,81 @@
-//! The cloneable handle applications hold.
+//! The mesh client: a thin typed layer over the generic [`Connection`].
+//!
+//! Every send and request goes through one path ([`Client::op`]): the session
+//! accepts it on the driver task and files a waiter that the router resolves
+//! when the session says so (X3); the verbs only name the request and the
+//! reply they expect.
 
-use std::hash::{BuildHasher, Hasher};
+use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_util::Stream;
 use serde_json::Value;
-use tether_proto::lifecycle::{Event, Status};
-use tether_proto::mesh::handshake::MeshHandshake;
-use tether_proto::mesh::session::{Command, Outcome, Outgoing, Request, Session, SessionStats};
+use tether_host::{replied, replies, sent, ClientError, ClientEvent, ConnectError, Fanout, Receiver, Sent};
+use tether_proto::lifecycle::Status;
+use tether_proto::mesh::session::{
+    Command, OpId, OpResult, Outgoing, Request, Session, SessionEvent, SessionStats,
+};
 use tether_proto::mesh::wire::{MemoryRow, Peer, Priority, PushFrame, Reply, Skill, SkillSummary, StateRow};
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
-use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
-use tokio_stream::wrappers::BroadcastStream;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tether_proto::Now;
+use tokio::sync::{oneshot, watch};
 
-use crate::config::{ClientConfig, DEFAULT_COMMAND_CAPACITY, DEFAULT_WRITE_QUEUE};
-use crate::driver::{Cmd, Driver, Shared};
-use tether_host::{ClientError, ConnectError};
-use tether_host::{ClientEvent, Sent};
+use crate::config::ClientConfig;
+use crate::connection::{Connection, Shutdown};
+use crate::router::Router;
+
+impl From<Shutdown> for ClientError {
+    fn from(_: Shutdown) -> Self {
+        ClientError::Shutdown
+    }
+}
+
+/// Routes the mesh session's news on the driver task: results to their
+/// waiters, pushes and the rest to their subscribers.
+pub struct MeshRouter {
+    /// Keyed by the session's own sequential ids: nothing a peer chooses, so a
+    /// fixed-seed hash is safe, and SipHash was measurable per call.
+    waiters: HashMap<OpId, oneshot::Sender<OpResult>, foldhash::fast::FixedState>,
+    pushes: Arc<Fanout<Arc<PushFrame>>>,
+    events: Arc<Fanout<ClientEvent>>,
+}
+
+impl Router<Session> for MeshRouter {
+    fn route(&mut self, event: SessionEvent) {
+        match event {
+            SessionEvent::Resolved { id, result } => {
+                if let Some(tx) = self.waiters.remove(&id) {
+                    let _ = tx.send(result);
+                }
+            }
+            // No subscriber is fine: the push is also in the history buffer.
+            SessionEvent::Push(push) => self.pushes.publish(push),
+            SessionEvent::Inbound(frame) => self.events.publish(ClientEvent::Inbound(frame)),
+            SessionEvent::Lifecycle(note) => self.events.publish(ClientEvent::Lifecycle(note)),
+        }
+    }
+
+    fn closed(&mut self) {
+        self.pushes.close();
+        self.events.close();
+    }
+}
 
 /// A handle to one broker connection; clone it freely. The connection closes
 /// when [`Client::close`] is called or the last handle is dropped.
 #[derive(Clone)]
 pub struct Client {
-    cmds: mpsc::Sender<Cmd>,
-    status: watch::Receiver<Status>,
-    shared: Shared,
+    conn: Connection<Session, MeshRouter>,
+    pushes: Arc<Fanout<Arc<PushFrame>>>,
+    events: Arc<Fanout<ClientEvent>>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("status", &*self.status.borrow())
+            .field("status", &*self.conn.status().borrow())
             .finish()
     }
 }
@@ -44,50 +84,59 @@ impl Client {
     /// Connects and resolves on the broker's first hello ack, or fails with the
     /// broker's reason (L8). On failure nothing keeps running (D1).
     pub async fn connect(config: ClientConfig) -> Result<Client, ConnectError> {
-        let url = config.session.lifecycle.url.clone();
-        let tls = if url.starts_with("wss:") {
-            Some(config.tls.client_config()?)
-        } else {
-            None
-        };
-        let mut session_config = config.session.clone();
-        session_config.max_send_len = session_config.max_send_len.min(config.max_message_size);
-        let handshake = MeshHandshake::new(config.credentials.clone(), config.presence.clone())
-            .with_headers(config.headers.clone())
-            .with_max_frame_len(config.max_message_size);
-        let seed = config.seed.unwrap_or_else(random_seed);
-        let session = Session::new(session_config, handshake, seed, Instant::now())?;
-        let (cmd_tx, cmd_rx) = mpsc::channel(DEFAULT_COMMAND_CAPACITY);
-        let (status_tx, status_rx) = watch::channel(Status::Idle);
-        let shared = Shared {
-            status: status_tx,
-            pushes: broadcast::channel(config.subscriber_capacity.max(1)).0,
-            events: broadcast::channel(config.subscriber_capacity.max(1)).0,
-        };
-        let (first_tx, first_rx) = oneshot::channel();
-        let driver = Driver::new(
-            session,
-            cmd_rx,
-            shared.clone(),
-            first_tx,
-            tls,
-            WebSocketConfig::default()
-                .read_buffer_size(config.read_buffer_size)
-                .max_message_size(Some(config.max_message_size))
-                .max_frame_size(Some(config.max_message_size)),
-            DEFAULT_WRITE_QUEUE,
-        );
-        let client = Client {
-            cmds: cmd_tx,
-            status: status_rx,
-            shared,
-        };
-        tokio::spawn(driver.run());
-        match first_rx.await {
-            Ok(Ok(())) => Ok(client),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ConnectError::Shutdown),
+        let client = Client::spawn(config)?;
+        match client.connected().await {
+            Ok(()) => Ok(client),
+            Err(e) => {
+                client.close().await;
+                Err(e)
+            }
         }
+    }
+
+    /// Starts connecting and returns at once, so [`events`](Self::events) and
+    /// [`subscribe`](Self::subscribe) see the first attempt;
+    /// [`connected`](Self::connected) waits for its outcome. Sends made
+    /// meanwhile wait in the session's outbound queue (B3).
+    pub fn spawn(config: ClientConfig) -> Result<Client, ConnectError> {
+        let session = config.session(Instant::now())?;
+        let capacity = config.transport.subscriber_capacity;
+        let pushes = Arc::new(Fanout::new(capacity));
+        let events = Arc::new(Fanout::new(capacity));
+        let router = MeshRouter {
+            waiters: HashMap::default(),
+            pushes: Arc::clone(&pushes),
+            events: Arc::clone(&events),
+        };
+        let conn = Connection::spawn(session, router, config.url(), &config.transport)?;
+        Ok(Client { conn, pushes, events })
+    }
+
+    /// Waits for the first connect's outcome (L8); `Ok` at once after it.
+    pub async fn connected(&self) -> Result<(), ConnectError> {
+        self.conn.connected().await
+    }
+
+    /// The generic connection underneath.
+    pub fn connection(&self) -> &Connection<Session, MeshRouter> {
+        &self.conn
+    }
+
+    /// Starts an operation on the driver task and waits for its one result (X3).
+    async fn op(
+        &self,
+        start: impl FnOnce(&mut Session, Now) -> Result<OpId, ClientError> + Send + 'static,
+    ) -> Result<OpResult, ClientError> {
+        let rx = self
+            .conn
+            .call(move |session, router, now| {
+                let id = start(session, now)?;
+                let (tx, rx) = oneshot::channel();
+                router.waiters.insert(id, tx);
+                Ok::<_, ClientError>(rx)
+            })
+            .await??;
+        rx.await.map_err(|_| ClientError::Shutdown)
     }
 
     /// Sends `body` to `target` and waits for the broker's ack (B1); queued while
@@ -99,48 +148,29 @@ impl Client {
 
     /// Sends with every option of [`Outgoing`] (idempotency id, offline policy, resend).
     pub async fn send_message(&self, outgoing: Outgoing) -> Result<Sent, ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.call(Cmd::Send(outgoing, tx)).await?;
-        match rx.await.map_err(|_| ClientError::Shutdown)?? {
-            Ok(Outcome::Sent { message_id, queued }) => Ok(Sent { message_id, queued }),
-            Ok(Outcome::Reply(_)) => Err(ClientError::UnexpectedReply),
-            Err(failure) => Err(ClientError::Failed(failure)),
-        }
+        sent(self.op(move |s, now| Ok(s.send(now, outgoing)?)).await?)
     }
 
-    async fn request(&self, request: Request) -> Result<Reply, ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.call(Cmd::Request(request, tx)).await?;
-        match rx.await.map_err(|_| ClientError::Shutdown)?? {
-            Ok(Outcome::Reply(reply)) => Ok(reply),
-            Ok(Outcome::Sent { .. }) => Err(ClientError::UnexpectedReply),
-            Err(failure) => Err(ClientError::Failed(failure)),
-        }
+    /// Sends a request (B8) and takes the reply `pick` expects.
+    pub async fn ask<T>(&self, request: Request, pick: fn(Reply) -> Option<T>) -> Result<T, ClientError> {
+        replied(self.op(move |s, now| Ok(s.request(now, request)?)).await?, pick)
     }
 
     /// Lists the mesh's peers, control-plane ones included (filter with
     /// [`Peer::is_user_facing`], B11).
     pub async fn list_peers(&self) -> Result<Vec<Peer>, ClientError> {
-        match self.request(Request::ListPeers).await? {
-            Reply::Peers(p) => Ok(p),
-            _ => Err(ClientError::UnexpectedReply),
-        }
+        self.ask(Request::ListPeers, replies::peers).await
     }
 
     /// Reads one shared state key; `None` when absent.
     pub async fn get_state(&self, key: &str) -> Result<Option<StateRow>, ClientError> {
-        match self.request(Request::GetState { key: key.into() }).await? {
-            Reply::State(row) => Ok(row),
-            _ => Err(ClientError::UnexpectedReply),
-        }
+        self.ask(Request::GetState { key: key.into() }, replies::state)
+            .await
     }
 
     /// Lists every shared state row.
     pub async fn list_state(&self) -> Result<Vec<StateRow>, ClientError> {
-        match self.request(Request::ListState).await? {
-            Reply::StateList(rows) => Ok(rows),
-            _ => Err(ClientError::UnexpectedReply),
-        }
+        self.ask(Request::ListState, replies::state_list).await
     }
 
     /// Stores a memory; returns its id when the broker gives one.
@@ -149,52 +179,36 @@ impl Client {
         content: &str,
         tags: Option<Vec<String>>,
     ) -> Result<Option<String>, ClientError> {
-        match self
-            .request(Request::Remember {
-                content: content.into(),
-                tags,
-            })
-            .await?
-        {
-            Reply::Remembered(id) => Ok(id),
-            _ => Err(ClientError::UnexpectedReply),
-        }
+        let request = Request::Remember {
+            content: content.into(),
+            tags,
+        };
+        self.ask(request, replies::remembered).await
     }
 
     /// Searches memories.
     pub async fn recall(&self, query: &str) -> Result<Vec<MemoryRow>, ClientError> {
-        match self.request(Request::Recall { query: query.into() }).await? {
-            Reply::Recalled(rows) => Ok(rows),
-            _ => Err(ClientError::UnexpectedReply),
-        }
+        self.ask(Request::Recall { query: query.into() }, replies::recalled)
+            .await
     }
 
     /// Lists published skills, optionally filtered.
     pub async fn list_skills(&self, query: Option<&str>) -> Result<Vec<SkillSummary>, ClientError> {
-        match self
-            .request(Request::ListSkills {
-                query: query.map(Into::into),
-            })
-            .await?
-        {
-            Reply::Skills(s) => Ok(s),
-            _ => Err(ClientError::UnexpectedReply),
-        }
+        let request = Request::ListSkills {
+            query: query.map(Into::into),
+        };
+        self.ask(request, replies::skills).await
     }
 
     /// Fetches one skill; `None` when not found.
     pub async fn get_skill(&self, name: &str) -> Result<Option<Skill>, ClientError> {
-        match self.request(Request::GetSkill { name: name.into() }).await? {
-            Reply::Skill(s) => Ok(s.map(|s| *s)),
-            _ => Err(ClientError::UnexpectedReply),
-        }
+        self.ask(Request::GetSkill { name: name.into() }, replies::skill)
+            .await
     }
 
     /// Sends a fire-and-forget command; refused unless open (B9).
     pub async fn command(&self, command: Command) -> Result<(), ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.call(Cmd::Command(command, tx)).await?;
-        Ok(rx.await.map_err(|_| ClientError::Shutdown)??)
+        Ok(self.conn.call(move |s, _, now| s.command(now, command)).await??)
     }
 
     /// Sets a shared state value (others receive `state_change`).
@@ -252,66 +266,50 @@ impl Client {
         .await
     }
 
-    /// A stream of every push from now on (B7).
+    /// A stream of every push from now on (B7); it ends after the close.
     pub fn subscribe(&self) -> Subscription {
         Subscription {
-            inner: BroadcastStream::new(self.shared.pushes.subscribe()),
-            missed: Arc::new(AtomicU64::new(0)),
+            inner: self.pushes.subscribe(),
         }
     }
 
-    /// Lifecycle news and unconsumed frames from now on (L14).
-    pub fn events(&self) -> broadcast::Receiver<ClientEvent> {
-        self.shared.events.subscribe()
+    /// Lifecycle news and unconsumed frames from now on (L14); `recv()` gives
+    /// `None` after the close. A receiver more than the configured capacity
+    /// behind loses the oldest.
+    pub fn events(&self) -> Receiver<ClientEvent> {
+        self.events.subscribe()
     }
 
-    /// The connection status; `changed().await` waits for the next change.
+    /// The connection status; `changed().await` waits for the next change and
+    /// fails once the connection has shut down.
     pub fn status(&self) -> watch::Receiver<Status> {
-        self.status.clone()
+        self.conn.status()
     }
 
     /// Takes the pushes buffered in the session's history (B7).
     pub async fn drain_history(&self) -> Result<Vec<Arc<PushFrame>>, ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.call(Cmd::DrainHistory(tx)).await?;
-        rx.await.map_err(|_| ClientError::Shutdown)
+        Ok(self.conn.call(|s, _, _| s.drain_history()).await?)
     }
 
     /// A metrics snapshot (X12).
     pub async fn stats(&self) -> Result<SessionStats, ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.call(Cmd::Stats(tx)).await?;
-        rx.await.map_err(|_| ClientError::Shutdown)
+        Ok(self.conn.call(|s, _, _| s.stats(Instant::now())).await?)
     }
 
     /// "The network is back": reset the backoff and connect now (X11).
     pub async fn retry_now(&self) -> Result<(), ClientError> {
-        self.control(Event::RetryNow).await
+        Ok(self.conn.retry_now().await?)
     }
 
     /// Forces a fresh connection after a short delay (S5).
     pub async fn reconnect(&self) -> Result<(), ClientError> {
-        self.control(Event::Reconnect).await
+        Ok(self.conn.reconnect().await?)
     }
 
-    /// Closes for good and waits until the task has put the close frame on the
-    /// wire (L11). Idempotent.
+    /// Closes for good and waits until the task has finished the close
+    /// handshake (L11). Idempotent.
     pub async fn close(&self) {
-        let _ = self.control(Event::Close).await;
-        // The task ends once closed; its channel closing is the signal.
-        self.cmds.closed().await;
-    }
-
-    async fn control(&self, event: Event) -> Result<(), ClientError> {
-        let (tx, rx) = oneshot::channel();
-        self.call(Cmd::Control(event, tx)).await?;
-        rx.await
-            .map_err(|_| ClientError::Shutdown)?
-            .map_err(|_| ClientError::Shutdown)
-    }
-
-    async fn call(&self, cmd: Cmd) -> Result<(), ClientError> {
-        self.cmds.send(cmd).await.map_err(|_| ClientError::Shutdown)
+        self.conn.close().await;
     }
 }
 
@@ -319,47 +317,25 @@ impl Client {
 /// behind misses the oldest ones; [`Subscription::missed`] counts them (X4).
 #[derive(Debug)]
 pub struct Subscription {
-    inner: BroadcastStream<Arc<PushFrame>>,
-    missed: Arc<AtomicU64>,
+    inner: Receiver<Arc<PushFrame>>,
 }
 
 impl Subscription {
     /// Pushes this subscriber missed by lagging.
     pub fn missed(&self) -> u64 {
-        self.missed.load(Ordering::Relaxed)
+        self.inner.missed()
     }
 
     /// The next push; `None` once the client has shut down.
     pub async fn recv(&mut self) -> Option<Arc<PushFrame>> {
-        futures_util::StreamExt::next(self).await
+        self.inner.recv().await
     }
 }
 
 impl Stream for Subscription {
     type Item = Arc<PushFrame>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        loop {
-            match Pin::new(&mut self.inner).poll_next(cx) {
-                Poll::Ready(Some(Ok(push))) => return Poll::Ready(Some(push)),
-                Poll::Ready(Some(Err(BroadcastStreamRecvError::Lagged(n)))) => {
-                    self.missed.fetch_add(n, Ordering::Relaxed);
-                }
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.poll_recv(cx)
     }
-}
-
-/// A seed from the OS's per-process hash keys: enough to decorrelate clients'
-/// jitter without another dependency.
-fn random_seed() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.finish()
 }

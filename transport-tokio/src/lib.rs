@@ -1,11 +1,17 @@
 //! # tether-tokio
 //!
 //! The async host of tether. One task owns the WebSocket (tokio-tungstenite) and
-//! the pure [`tether_proto`] session; a cloneable [`Client`] talks to it. The task
-//! only translates: tungstenite messages become session events, the session's
-//! socket work becomes tungstenite calls, and it sleeps until the session's next
-//! deadline. Every decision — retry, give up, time out — is the session's, so this
-//! host behaves exactly like the blocking one and the simulator (X1).
+//! a pure [`Machine`](tether_proto::Machine) — any of them: the mesh session
+//! behind [`Client`], a bare [`Lifecycle`](tether_proto::lifecycle::Lifecycle)
+//! with a `Handshake` of your own behind [`GenericClient`], or a session layer
+//! of your own behind [`Connection`] with a [`Router`]. The task only
+//! translates, through tether-host: WebSocket messages become machine events,
+//! the machine's socket work becomes tungstenite calls, and it sleeps until the
+//! machine's next deadline. Every decision — retry, give up, time out — is the
+//! machine's, so this host behaves exactly like the blocking one and the
+//! simulator (X1, X14).
+//!
+//! ## The mesh client
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,11 +35,16 @@
 
 mod client;
 mod config;
+mod connection;
 mod driver;
+mod router;
 
-pub use client::{Client, Subscription};
-pub use config::{
-    ClientConfig, DEFAULT_COMMAND_CAPACITY, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE,
-    DEFAULT_SUBSCRIBER_CAPACITY, DEFAULT_WRITE_QUEUE,
+pub use client::{Client, MeshRouter, Subscription};
+pub use config::ClientConfig;
+pub use connection::{Connection, GenericClient, Shutdown, DEFAULT_COMMAND_CAPACITY};
+pub use router::{Broadcast, Router};
+pub use tether_host::{
+    ClientError, ClientEvent, ConnectError, Receiver, Roots, Sent, TlsError, TlsOptions, Transport,
+    TryRecvError, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY,
+    DEFAULT_WRITE_QUEUE,
 };
-pub use tether_host::{ClientError, ClientEvent, ConnectError, Roots, Sent, TlsError, TlsOptions};

@@ -163,7 +163,7 @@ pub async fn connect(args: &ConnectArgs, channel: &str) -> Result<Client, Failur
         },
     };
     let mut config = ClientConfig::new(&settings.url, Credentials::Member(file.member()?), presence);
-    config.tls.extra_ca_files = settings.ca_files;
+    config.transport.tls.extra_ca_files = settings.ca_files;
     if args.status {
         eprintln!("· connecting to {}", settings.url);
     }
@@ -180,7 +180,7 @@ fn spawn_status_line(client: &Client) {
     let mut events = client.events();
     let tty = std::io::stderr().is_terminal();
     tokio::spawn(async move {
-        while let Ok(event) = events.recv().await {
+        while let Some(event) = events.recv().await {
             let ClientEvent::Lifecycle(note) = event else {
                 continue;
             };

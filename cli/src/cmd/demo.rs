@@ -106,7 +106,7 @@ fn watch(
 ) {
     let mut events = client.events();
     tokio::spawn(async move {
-        while let Ok(event) = events.recv().await {
+        while let Some(event) = events.recv().await {
             let ClientEvent::Lifecycle(note) = event else {
                 continue;
             };

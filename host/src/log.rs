@@ -1,16 +1,14 @@
-//! The log lines of every step, under the seeds' names, the same as the async
-//! host's (L14) with the connection added.
+//! The log line of every step, under the seeds' names (L14), the same on both
+//! hosts and for every protocol.
 
-use std::convert::Infallible;
+use std::fmt;
 
 use tether_proto::lifecycle::{Failure, Notification};
-use tether_proto::mesh::wire::DecodeError;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, trace, warn};
 
-use crate::reactor::ConnId;
-
-/// Logs a step under the seeds' log-line names (L14).
-pub(crate) fn log(conn: ConnId, note: &Notification<Infallible, DecodeError>) {
+/// Logs a lifecycle step; `conn` names the connection (a reactor's `c3.0`, or
+/// empty for a client's only connection).
+pub fn log_step<M, E: fmt::Debug>(conn: &dyn fmt::Display, note: &Notification<M, E>) {
     let name = note.log_name();
     match note {
         Notification::StatusChanged { from, to } => {
@@ -42,6 +40,16 @@ pub(crate) fn log(conn: ConnId, note: &Notification<Infallible, DecodeError>) {
         }
         Notification::FrameDropped(reason) => warn!(target: "tether", %conn, event = name, reason = ?reason),
         Notification::Closed { reason } => warn!(target: "tether", %conn, event = name, reason = %reason),
-        Notification::Message(never) => match *never {},
+        Notification::Message(_) => trace!(target: "tether", %conn, event = name),
     }
+}
+
+/// Logs the host's request to open a socket (`ws_open_attempt`).
+pub fn log_open(conn: &dyn fmt::Display, url: &str, socket: u64) {
+    info!(target: "tether", %conn, event = "ws_open_attempt", %url, socket);
+}
+
+/// Logs a socket dropped because its write queue overflowed.
+pub fn log_overflow(conn: &dyn fmt::Display, socket: u64) {
+    warn!(target: "tether", %conn, socket, "write queue full, dropping the socket");
 }

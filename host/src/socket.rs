@@ -1,0 +1,200 @@
+//! The WebSocket side both hosts share, written once: where an attempt goes
+//! (URL checks, the upgrade request with the attempt's headers), what a
+//! tungstenite message or error means to the machine, and what the machine's
+//! socket work means to tungstenite.
+
+use tether_proto::lifecycle::{Event, Frame, Io, SocketId};
+use tungstenite::client::IntoClientRequest;
+use tungstenite::handshake::client::Request;
+use tungstenite::http::{HeaderName, HeaderValue};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::CloseFrame;
+use tungstenite::Message;
+
+/// The reason reported when a socket is dropped for a full write queue.
+pub const WRITE_QUEUE_FULL: &str = "write queue full";
+
+/// True for a `wss:` URL, whatever its case (URL schemes are case-insensitive,
+/// RFC 3986 §3.1): `WSS://` must not silently go out in plain text.
+pub fn is_secure(url: &str) -> bool {
+    url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("wss:"))
+}
+
+/// Where one attempt goes, checked before any socket is opened.
+#[derive(Debug)]
+pub struct Target {
+    /// The upgrade request, the attempt's headers in it.
+    pub request: Request,
+    /// `wss:`: TLS with certificate verification (X5).
+    pub secure: bool,
+    /// The host name or IP literal, without IPv6 brackets.
+    pub host: String,
+    /// The port, 443 or 80 unless the URL names one.
+    pub port: u16,
+}
+
+impl Target {
+    /// Checks `url` and builds the upgrade request with `headers` (S1: the
+    /// attempt's fresh credentials). The error is the reason the attempt fails.
+    pub fn new(url: &str, headers: &[(String, String)]) -> Result<Target, String> {
+        let mut request = url
+            .into_client_request()
+            .map_err(|e| format!("bad URL {url}: {e}"))?;
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| format!("bad header name {name}: {e}"))?;
+            let value =
+                HeaderValue::from_str(value).map_err(|e| format!("bad header value for {name}: {e}"))?;
+            request.headers_mut().insert(name, value);
+        }
+        let uri = request.uri();
+        let secure = match uri.scheme_str() {
+            Some(s) if s.eq_ignore_ascii_case("wss") => true,
+            Some(s) if s.eq_ignore_ascii_case("ws") => false,
+            _ => return Err(format!("bad URL {url}: the scheme must be ws or wss")),
+        };
+        let host = uri
+            .host()
+            .ok_or_else(|| format!("bad URL {url}: no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = uri.port_u16().unwrap_or(if secure { 443 } else { 80 });
+        Ok(Target {
+            request,
+            secure,
+            host,
+            port,
+        })
+    }
+}
+
+/// What a message read from the socket means to the machine; `None` for the
+/// raw frames tungstenite never hands to readers.
+///
+/// A close frame becomes `Closed` with its code (1005 without one); the host
+/// then answers it (tungstenite queues the reply) and flushes before it lets
+/// the socket go, so the peer sees its own code echoed, not 1006.
+pub fn inbound(socket: SocketId, message: Message) -> Option<Event> {
+    let frame = match message {
+        Message::Text(text) => Frame::Text(text.as_str().to_owned()),
+        Message::Binary(bytes) => Frame::Binary(bytes.to_vec()),
+        Message::Ping(_) => Frame::Ping,
+        Message::Pong(_) => Frame::Pong,
+        Message::Frame(_) => return None,
+        Message::Close(frame) => {
+            let (code, reason) = frame.map_or((1005, String::new()), |f| {
+                (u16::from(f.code), f.reason.as_str().to_owned())
+            });
+            return Some(Event::Closed { socket, code, reason });
+        }
+    };
+    Some(Event::Frame { socket, frame })
+}
+
+/// The close a read or write error means: 1009 for a message over the size
+/// limit, 1006 (lost without a close frame) for everything else.
+pub fn closed_by(socket: SocketId, error: &tungstenite::Error) -> Event {
+    let (code, reason) = match error {
+        tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed => (1006, String::new()),
+        tungstenite::Error::Capacity(_) => (1009, error.to_string()),
+        _ => (1006, error.to_string()),
+    };
+    Event::Closed { socket, code, reason }
+}
+
+/// The close reported when the stream ends without a close frame.
+pub fn stream_ended(socket: SocketId) -> Event {
+    Event::Closed {
+        socket,
+        code: 1006,
+        reason: String::new(),
+    }
+}
+
+/// The close reported for a socket dropped because its write queue overflowed.
+pub fn queue_overflowed(socket: SocketId) -> Event {
+    Event::Closed {
+        socket,
+        code: 1006,
+        reason: WRITE_QUEUE_FULL.to_owned(),
+    }
+}
+
+/// The socket and message of a write the machine asked for; any other socket
+/// work (open, close, terminate) is handed back.
+pub fn outbound(io: Io) -> Result<(SocketId, Message), Io> {
+    match io {
+        Io::SendText { socket, text } => Ok((socket, Message::Text(text.into()))),
+        Io::SendPing { socket } => Ok((socket, Message::Ping(Default::default()))),
+        other => Err(other),
+    }
+}
+
+/// The close frame for the machine's `CloseSocket`.
+pub fn close_message(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    }))
+}
+
+/// The bytes a message holds, for the write queue's byte bound.
+pub fn message_len(message: &Message) -> usize {
+    match message {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) | Message::Ping(b) | Message::Pong(b) => b.len(),
+        Message::Close(f) => 2 + f.as_ref().map_or(0, |f| f.reason.len()),
+        Message::Frame(f) => f.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wss_is_detected_whatever_its_case() {
+        // proves X5: an upper-case scheme still gets TLS
+        for url in ["wss://h/ws", "WSS://h/ws", "WsS://h/ws"] {
+            assert!(is_secure(url), "{url}");
+            assert!(Target::new(url, &[]).map(|t| t.secure).unwrap_or(false), "{url}");
+        }
+        for url in ["ws://h/ws", "WS://h/ws", "http://h", "w"] {
+            assert!(!is_secure(url), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_target_carries_the_attempts_headers_and_default_ports() {
+        // proves S1: the attempt's headers go on the upgrade request
+        let headers = vec![("Authorization".to_owned(), "Bearer t1".to_owned())];
+        let t = Target::new("wss://[::1]/ws", &headers).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((t.host.as_str(), t.port), ("::1", 443));
+        assert_eq!(t.request.headers()["authorization"], "Bearer t1");
+        let t = Target::new("ws://example.org/ws", &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((t.host.as_str(), t.port, t.secure), ("example.org", 80, false));
+        assert!(Target::new("http://example.org/", &[]).is_err());
+        assert!(Target::new("ws://h/", &[("bad name".into(), "v".into())]).is_err());
+    }
+
+    #[test]
+    fn errors_map_to_close_codes() {
+        let s = SocketId(1);
+        let code = |e: tungstenite::Error| match closed_by(s, &e) {
+            Event::Closed { code, .. } => code,
+            _ => 0,
+        };
+        assert_eq!(code(tungstenite::Error::ConnectionClosed), 1006);
+        assert_eq!(
+            code(tungstenite::Error::Capacity(
+                tungstenite::error::CapacityError::MessageTooLong { size: 2, max_size: 1 }
+            )),
+            1009
+        );
+        assert_eq!(
+            code(tungstenite::Error::Io(std::io::ErrorKind::BrokenPipe.into())),
+            1006
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! The one transport configuration of both hosts, and what every connection
+//! needs from the environment: clocks and a seed.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tether_proto::Now;
+use tungstenite::protocol::WebSocketConfig;
+
+use crate::tls::{TlsError, TlsOptions};
+
+/// Largest WebSocket message accepted by default (matches the session's send limit).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
+
+/// tungstenite's read buffer per connection, by default.
+///
+/// tungstenite's own default (128 KiB) costs that much memory per connection and,
+/// worse, zero-fills up to that much before every read, even one that finds
+/// nothing: on a busy loopback that fill was 40 % of all CPU time. Frames of this
+/// protocol are small; 2 KiB holds a typical push or ack whole, and a larger
+/// message grows the buffer only while it is read.
+pub const DEFAULT_READ_BUFFER_SIZE: usize = 2 * 1024;
+
+/// Frames waiting behind a socket that does not take them; a socket this far
+/// behind is dead and is reported closed (1006, "write queue full"). The
+/// session's own queues bound what it writes in one go far below this.
+pub const DEFAULT_WRITE_QUEUE: usize = 1024;
+
+/// Bytes waiting behind such a socket: four of the largest messages.
+pub const DEFAULT_WRITE_QUEUE_BYTES: usize = 4 * DEFAULT_MAX_MESSAGE_SIZE;
+
+/// Items buffered per subscriber (pushes, events) before a slow one misses the
+/// oldest; the buffer grows only as far as a subscriber falls behind.
+pub const DEFAULT_SUBSCRIBER_CAPACITY: usize = 1024;
+
+/// How long a socket we close waits for the peer's close frame (and for its
+/// own last frames to leave) before it is dropped anyway (RFC 6455 §7.1.1: the
+/// closer waits for the answer, within reason).
+pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// The socket side of a connection, the same on both hosts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transport {
+    /// `wss://` trust settings.
+    pub tls: TlsOptions,
+    /// Largest inbound or outbound WebSocket message.
+    pub max_message_size: usize,
+    /// tungstenite's read buffer (see [`DEFAULT_READ_BUFFER_SIZE`]).
+    pub read_buffer_size: usize,
+    /// Frames queued behind a blocked socket before it is declared dead.
+    pub write_queue: usize,
+    /// Bytes queued behind a blocked socket before it is declared dead.
+    pub write_queue_bytes: usize,
+    /// Per-subscriber buffer of a client's pushes and events.
+    pub subscriber_capacity: usize,
+}
+
+impl Default for Transport {
+    fn default() -> Self {
+        Transport {
+            tls: TlsOptions::default(),
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            read_buffer_size: DEFAULT_READ_BUFFER_SIZE,
+            write_queue: DEFAULT_WRITE_QUEUE,
+            write_queue_bytes: DEFAULT_WRITE_QUEUE_BYTES,
+            subscriber_capacity: DEFAULT_SUBSCRIBER_CAPACITY,
+        }
+    }
+}
+
+impl Transport {
+    /// tungstenite's settings for these limits.
+    pub fn ws_config(&self) -> WebSocketConfig {
+        WebSocketConfig::default()
+            .read_buffer_size(self.read_buffer_size)
+            .max_message_size(Some(self.max_message_size))
+            .max_frame_size(Some(self.max_message_size))
+    }
+
+    /// The rustls configuration `url` needs: `Some` for `wss:` (any case).
+    pub fn tls_for(&self, url: &str) -> Result<Option<Arc<rustls::ClientConfig>>, TlsError> {
+        if crate::socket::is_secure(url) {
+            self.tls.client_config().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// The wall clock in Unix milliseconds (0 before 1970, saturating far after).
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Both clocks, read together: the time input of every step.
+pub fn now() -> Now {
+    Now::new(Instant::now(), unix_ms())
+}
+
+/// A seed from the OS's per-process hash keys and the clock: enough to
+/// decorrelate clients' jitter (D5) without another dependency.
+pub fn random_seed() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
+}

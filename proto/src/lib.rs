@@ -68,4 +68,4 @@ mod time;
 
 pub use machine::{Machine, Output};
 pub use rng::Rng;
-pub use time::Now;
+pub use time::{Now, MAX_DURATION};

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use arbitrary::Unstructured;
 
-use super::{legal_transition, member, presence, short_text, time_step, Clock, MAX_STEPS};
+use super::{extreme_or, legal_transition, member, presence, short_text, time_step, Clock, MAX_STEPS};
 use crate::lifecycle::{
     Action, Config, Event, FirstConnect, Frame, Io, Lifecycle, Notification, SocketId, Status,
-    DEFAULT_FORCE_RECONNECT_DELAY,
+    DEFAULT_FORCE_RECONNECT_DELAY, DEFAULT_OPEN_TIMEOUT,
 };
 use crate::mesh::handshake::{Credentials, MeshHandshake, DEFAULT_MAX_FRAME_LEN};
 use crate::mesh::identity::SecretKey;
@@ -104,6 +104,27 @@ impl Setup {
         }
         if u.ratio(1, 5).unwrap_or(false) {
             config.policy = ClosePolicy::always_reconnect();
+        }
+        if u.ratio(1, 4).unwrap_or(false) {
+            // One setting at an extreme: the bound must run, beyond it be refused.
+            let c = &mut config;
+            match u.int_in_range(0u8..=10).unwrap_or(0) {
+                0 => c.hello_ack_timeout = extreme_or(u, c.hello_ack_timeout),
+                1 => c.open_timeout = Some(extreme_or(u, DEFAULT_OPEN_TIMEOUT)),
+                2 => c.ping_interval = extreme_or(u, c.ping_interval),
+                3 => c.stale_after = extreme_or(u, c.stale_after),
+                4 => c.stability_window = extreme_or(u, c.stability_window),
+                5 => c.force_reconnect_delay = extreme_or(u, c.force_reconnect_delay),
+                6 => c.suspend_gap = extreme_or(u, c.suspend_gap),
+                7 => c.probe_timeout = extreme_or(u, c.probe_timeout),
+                8 => c.max_retry_after = extreme_or(u, c.max_retry_after),
+                9 => c.budget.max_elapsed = Some(extreme_or(u, Duration::from_secs(60))),
+                _ => {
+                    if let Some(b) = Backoff::new(vec![extreme_or(u, Duration::from_secs(1))]) {
+                        c.backoff = b;
+                    }
+                }
+            }
         }
         let credentials = if u.ratio(1, 4).unwrap_or(false) {
             Credentials::Session(Box::new(crate::mesh::handshake::SessionCredentials {
@@ -270,8 +291,10 @@ struct Run {
     jitter: Jitter,
     /// Nominal delays the machine may jitter: schedule, linear 4001 steps, forced.
     nominals: Vec<Duration>,
-    /// Retry-after hints the broker has sent so far, from frames and close reasons.
+    /// Retry-after hints the broker has sent so far, from frames and close
+    /// reasons, each cut to the configured cap (X10).
     hints: BTreeSet<Duration>,
+    max_retry_after: Duration,
     open_timeout: bool,
     /// The status as reported by the machine's notifications.
     status: Status,
@@ -302,15 +325,25 @@ impl Run {
             .collect();
         let jitter = config.jitter;
         let open_timeout = config.open_timeout.is_some();
-        // Setup only builds valid configurations; a refusal would be a harness bug,
-        // not a finding, so it just ends the run.
-        let lc = Lifecycle::new(config, handshake, seed, clock.now).ok()?;
+        let max_retry_after = config.max_retry_after;
+        // A configuration is refused exactly when it is invalid, and with the
+        // reason validate gives: never a panic later in `handle`.
+        let valid = config.validate();
+        let lc = match Lifecycle::new(config, handshake, seed, clock.now) {
+            Ok(lc) => lc,
+            Err(e) => {
+                assert_eq!(valid, Err(e), "refused a configuration validate accepts");
+                return None;
+            }
+        };
+        assert!(valid.is_ok(), "accepted an invalid configuration");
         Some(Run {
             lc,
             clock,
             jitter,
             nominals,
             hints: BTreeSet::new(),
+            max_retry_after,
             open_timeout,
             status: Status::Idle,
             live: BTreeSet::new(),
@@ -367,7 +400,7 @@ impl Run {
                     (code, reason.to_owned())
                 };
                 if let Some(hint) = parse_reason(&reason).1 {
-                    self.hints.insert(hint);
+                    self.hints.insert(hint.min(self.max_retry_after));
                 }
                 Event::Closed { socket, code, reason }
             }
@@ -411,7 +444,8 @@ impl Run {
     fn text(&mut self, u: &mut Unstructured<'_>, text: String) -> Event {
         if let Ok(BrokerFrame::Error(e)) = decode_broker_frame(&text, usize::MAX) {
             if let Some(ms) = e.retry_after_ms {
-                self.hints.insert(Duration::from_millis(ms));
+                self.hints
+                    .insert(Duration::from_millis(ms).min(self.max_retry_after));
             }
         }
         Event::Frame {
@@ -429,9 +463,14 @@ impl Run {
             }
         }
         let refusable = matches!(event, Event::Connect | Event::Reconnect | Event::RetryNow);
+        let before = refusable.then(|| format!("{:?}|{:?}", self.lc, self.lc.next_deadline()));
         if let Err(e) = self.lc.handle(self.clock.at(), event) {
             assert!(self.stopped, "only a closed machine refuses input, got {e:?}");
             assert!(refusable, "only connect, reconnect and retry-now are refused");
+            // A refusal changes nothing: no timer, counter, socket or clock moved.
+            let after = format!("{:?}|{:?}", self.lc, self.lc.next_deadline());
+            assert_eq!(Some(after), before, "a refusal changed the machine");
+            assert!(self.lc.poll_action().is_none(), "a refusal queued an action");
         }
         self.check_actions();
     }

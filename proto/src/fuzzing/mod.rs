@@ -63,8 +63,10 @@ impl Clock {
         )
     }
 
+    /// Moves on by `ms`, saturating at the end of representable time (the input
+    /// may ask for `u64::MAX` ms: the machines must survive a clock up there).
     fn advance(&mut self, ms: u64) {
-        self.now += Duration::from_millis(ms);
+        self.now = crate::time::deadline_after(self.now, Duration::from_millis(ms));
     }
 
     /// Jumps to `at` unless it is in the past: time never goes backwards here.
@@ -74,13 +76,15 @@ impl Clock {
 }
 
 /// A step of simulated time: mostly short, sometimes long enough to cross any
-/// deadline of the default configuration (the shape of the proptests' steps).
+/// deadline of the default configuration (the shape of the proptests' steps),
+/// and rarely a jump of up to `u64::MAX` ms, to the end of representable time.
 fn time_step(u: &mut Unstructured<'_>) -> u64 {
-    let max = match u.int_in_range(0u8..=5).unwrap_or(0) {
-        0 => 0,
-        1 | 2 => 50,
-        3 | 4 => 5_000,
-        _ => 700_000,
+    let max = match u.int_in_range(0u8..=40).unwrap_or(0) {
+        0..=6 => 0,
+        7..=20 => 50,
+        21..=33 => 5_000,
+        34..=39 => 700_000,
+        _ => u64::MAX,
     };
     u.int_in_range(0..=max).unwrap_or(0)
 }
@@ -90,6 +94,18 @@ fn short_text(u: &mut Unstructured<'_>, max: usize) -> String {
     let len = u.int_in_range(0..=max).unwrap_or(0);
     let bytes = u.bytes(len.min(u.len())).unwrap_or_default();
     String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A duration for a setting: mostly `ordinary`, sometimes one of the extremes
+/// (zero, the bound itself, just over it, `Duration::MAX`).
+fn extreme_or(u: &mut Unstructured<'_>, ordinary: Duration) -> Duration {
+    match u.int_in_range(0u8..=15).unwrap_or(0) {
+        0 => Duration::ZERO,
+        1 => crate::MAX_DURATION,
+        2 => crate::MAX_DURATION + Duration::from_nanos(1),
+        3 => Duration::MAX,
+        _ => ordinary,
+    }
 }
 
 /// The member every run signs as: fixed, so a crash replays exactly.

@@ -6,12 +6,12 @@ use std::time::Duration;
 use arbitrary::Unstructured;
 use serde_json::{json, Value};
 
-use super::{legal_transition, member, presence, short_text, time_step, Clock, MAX_STEPS};
+use super::{extreme_or, legal_transition, member, presence, short_text, time_step, Clock, MAX_STEPS};
 use crate::lifecycle::{Config, Event, FirstConnect, Frame, Io, Notification, SocketId, Status};
 use crate::mesh::handshake::{Credentials, MeshHandshake};
 use crate::mesh::session::{
-    Command, FailureKind, OpId, Outcome, Outgoing, Overflow, Queueing, Request, Session, SessionAction,
-    SessionConfig, SessionEvent, DEFAULT_MAX_SEND_LEN,
+    Command, FailureKind, OpId, Outcome, Outgoing, Overflow, Queueing, Request, SendRefusal, Session,
+    SessionAction, SessionConfig, SessionEvent, DEFAULT_MAX_SEND_LEN,
 };
 use crate::mesh::wire::{decode_client_frame, ClientFrame, Priority, RequestKind};
 use crate::policy::Jitter;
@@ -50,11 +50,16 @@ pub fn session(data: &[u8]) {
     let seed = u.arbitrary().unwrap_or(0);
     let handshake = MeshHandshake::new(Credentials::Member(member()), presence());
     let clock = Clock::new();
-    // session_config only builds valid configurations; a refusal would be a
-    // harness bug, not a finding, so it just ends the run.
-    let Ok(session) = Session::new(config.clone(), handshake, seed, clock.now) else {
-        return;
+    // A configuration is refused exactly when it is invalid, never later.
+    let valid = config.validate();
+    let session = match Session::new(config.clone(), handshake, seed, clock.now) {
+        Ok(session) => session,
+        Err(e) => {
+            assert_eq!(valid, Err(e), "refused a configuration validate accepts");
+            return;
+        }
     };
+    assert!(valid.is_ok(), "accepted an invalid configuration");
     let mut run = Run {
         s: session,
         clock,
@@ -84,6 +89,15 @@ fn session_config(u: &mut Unstructured<'_>) -> SessionConfig {
     };
     c.send_ack_timeout = ms(u, 1, 20_000);
     c.request_timeout = ms(u, 1, 10_000);
+    if u.ratio(1, 8).unwrap_or(false) {
+        // Extremes: the bound must run to the end of time, beyond it be refused.
+        match u.int_in_range(0u8..=3).unwrap_or(0) {
+            0 => c.send_ack_timeout = extreme_or(u, c.send_ack_timeout),
+            1 => c.request_timeout = extreme_or(u, c.request_timeout),
+            2 => c.lifecycle.hello_ack_timeout = extreme_or(u, c.lifecycle.hello_ack_timeout),
+            _ => c.lifecycle.ping_interval = extreme_or(u, c.lifecycle.ping_interval),
+        }
+    }
     // Small caps, zero included, so every cap is reached in a few steps.
     c.outbound_queue = u.int_in_range(0..=8).unwrap_or(5);
     c.overflow = if u.arbitrary().unwrap_or(false) {
@@ -153,6 +167,8 @@ const IDS: [&str; 3] = ["c0", "c1", "c2"];
 const ACK_ERRORS: [&str; 4] = ["rate_limit: x", "payload too large", "forbidden", ""];
 const CLOSE_CODES: [u16; 6] = [1000, 1001, 1006, 1011, 4001, 4002];
 const REJECTIONS: [&str; 4] = ["capacity", "unauthorized", "timestamp_skew", "revoked"];
+/// `retryAfterMs` values a rejection may carry, u64::MAX among them (X10).
+const HINTS: [u64; 4] = [0, 1_500, 600_000, u64::MAX];
 /// Every reply shape, current and older, with the request it answers.
 const REPLIES: [(&str, RequestKind); 10] = [
     ("peers_list", RequestKind::ListPeers),
@@ -323,7 +339,11 @@ impl Run {
                 if let Some(socket) = self.connecting_socket() {
                     let code = u.choose(&REJECTIONS).copied().unwrap_or("capacity");
                     self.handle(Event::Opened { socket });
-                    self.broker(json!({"type":"error","code":code,"message":"no"}));
+                    let mut error = json!({"type":"error","code":code,"message":"no"});
+                    if u.arbitrary().unwrap_or(false) {
+                        error["retryAfterMs"] = json!(u.choose(&HINTS).copied().unwrap_or(0));
+                    }
+                    self.broker(error);
                     self.handle(Event::Closed {
                         socket,
                         code: 1008,
@@ -377,7 +397,13 @@ impl Run {
             1 => "@group",
             _ => "peer",
         };
-        let mut out = Outgoing::new(target, short_text(u, 160));
+        let body = if u.ratio(1, 16).unwrap_or(false) {
+            // Far over any frame limit: refused, handed back, nothing changed.
+            "x".repeat(2 * DEFAULT_MAX_SEND_LEN)
+        } else {
+            short_text(u, 160)
+        };
+        let mut out = Outgoing::new(target, body);
         out.priority = match u.int_in_range(0..=2).unwrap_or(1) {
             0 => Priority::Now,
             1 => Priority::Next,
@@ -402,15 +428,28 @@ impl Run {
         }
         out.queueing = match u.int_in_range(0..=3).unwrap_or(0) {
             0 => Queueing::Never,
-            1 => Queueing::Queue {
-                deadline: Some(Duration::from_millis(u.int_in_range(0..=20_000).unwrap_or(0))),
-            },
+            1 => {
+                let ordinary = Duration::from_millis(u.int_in_range(0..=20_000).unwrap_or(0));
+                Queueing::Queue {
+                    deadline: Some(extreme_or(u, ordinary)),
+                }
+            }
             _ => Queueing::Queue { deadline: None },
         };
         out.resend_if_unknown = u.arbitrary().unwrap_or(false);
         let explicit = out.client_message_id.clone();
         let resend = out.resend_if_unknown;
+        let body_len = out.body.len();
+        let before = self.state();
         let result = self.s.send(self.clock.at(), out);
+        if let Err(e) = &result {
+            assert_eq!(
+                e.outgoing.body.len(),
+                body_len,
+                "a refused message is handed back"
+            );
+            self.check_refusal(&before, e.reason == SendRefusal::QueueFull);
+        }
         assert!(
             !(duplicate && result.is_ok()),
             "a second send under a pending client_message_id was accepted"
@@ -460,9 +499,13 @@ impl Run {
             Request::GetSkill { .. } => RequestKind::GetSkill,
         };
         let open = self.m.status == Status::Open;
-        if let Ok(id) = self.s.request(self.clock.at(), request) {
-            assert!(open, "a request accepted while {:?}", self.m.status);
-            self.issue(id, Issued::Request(kind));
+        let before = self.state();
+        match self.s.request(self.clock.at(), request) {
+            Ok(id) => {
+                assert!(open, "a request accepted while {:?}", self.m.status);
+                self.issue(id, Issued::Request(kind));
+            }
+            Err(_) => self.check_refusal(&before, false),
         }
         self.observe();
     }
@@ -488,8 +531,12 @@ impl Run {
             },
         };
         let open = self.m.status == Status::Open;
+        let before = self.state();
         let accepted = self.s.command(self.clock.at(), command).is_ok();
         assert_eq!(accepted, open, "a command is accepted exactly when open");
+        if !accepted {
+            self.check_refusal(&before, false);
+        }
         self.observe();
     }
 
@@ -532,10 +579,33 @@ impl Run {
     }
 
     fn handle(&mut self, event: Event) {
-        // Refusals (connect after close, …) are the lifecycle target's business;
-        // here only what the session does matters.
-        let _ = self.s.handle(self.clock.at(), event);
+        let refusable = matches!(event, Event::Connect | Event::Reconnect | Event::RetryNow);
+        let before = refusable.then(|| self.state());
+        if self.s.handle(self.clock.at(), event).is_err() {
+            assert!(refusable, "only connect, reconnect and retry-now are refused");
+            if let Some(before) = before {
+                self.check_refusal(&before, false);
+            }
+        }
         self.observe();
+    }
+
+    /// Everything observable of the session (queues, timers, counters, pending
+    /// ops, its generator), with the one counter a refusal may move taken out.
+    fn state(&self) -> (String, u64) {
+        let refused = self.s.stats(self.clock.now).queue_refused;
+        let debug = format!("{:?}|{:?}", self.s, self.s.next_deadline());
+        let debug = debug.replace(&format!("queue_refused: {refused},"), "queue_refused: _,");
+        (debug, refused)
+    }
+
+    /// A refused call changes nothing, queues no action, and only a full
+    /// queue's refusal counts itself.
+    fn check_refusal(&mut self, before: &(String, u64), full_queue: bool) {
+        let after = self.state();
+        assert_eq!(after.0, before.0, "a refusal changed the session");
+        assert_eq!(after.1, before.1 + u64::from(full_queue), "refusal counter");
+        assert!(self.s.poll_action().is_none(), "a refusal queued an action");
     }
 
     /// Drains the session and checks every action, then the caps.

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::policy::{Backoff, Budget, ClosePolicy, Jitter};
+use crate::policy::{Backoff, Budget, ClosePolicy, Jitter, LimitDelay, Verdict};
+use crate::time::MAX_DURATION;
 
 /// How long the hello ack may take (`DEFAULT_HELLO_ACK_TIMEOUT_MS`, ws-lifecycle.ts).
 pub const DEFAULT_HELLO_ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -21,6 +22,15 @@ pub const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SUSPEND_GAP: Duration = Duration::from_secs(10);
 /// How long the probe ping after a suspend may go unanswered (X13).
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The longest delay a broker may ask for with `retryAfterMs` (X10).
+///
+/// A hint is a peer's wish, and a peer can be wrong or hostile: without a cap a
+/// `retryAfterMs` of `u64::MAX` parks the client for 584 million years without a
+/// word. Five minutes is longer than any broker restart or capacity squeeze the
+/// hint is meant for; a longer hint is cut to it and counted in
+/// [`Stats::retry_after_capped`](crate::lifecycle::Stats::retry_after_capped).
+pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(5 * 60);
 
 /// What a failed first attempt does (L8, D1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -64,6 +74,8 @@ pub struct Config {
     pub suspend_gap: Duration,
     /// Deadline of the post-suspend probe (X13).
     pub probe_timeout: Duration,
+    /// Longest delay a broker's `retryAfterMs` may impose (X10); longer hints are cut.
+    pub max_retry_after: Duration,
 }
 
 impl Config {
@@ -84,11 +96,17 @@ impl Config {
             first_connect: FirstConnect::default(),
             suspend_gap: DEFAULT_SUSPEND_GAP,
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
+            max_retry_after: DEFAULT_MAX_RETRY_AFTER,
         }
     }
 
-    /// Rejects settings that would make the machine spin or never decide.
+    /// Rejects settings that would make the machine spin, never decide, or set a
+    /// deadline it could not represent: every period is positive where zero would
+    /// spin, and every duration is at most [`MAX_DURATION`].
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.url.is_empty() {
+            return Err(ConfigError::EmptyUrl);
+        }
         let positive = [
             ("hello_ack_timeout", self.hello_ack_timeout),
             ("ping_interval", self.ping_interval),
@@ -104,11 +122,39 @@ impl Config {
         if self.open_timeout.is_some_and(|d| d.is_zero()) {
             return Err(ConfigError::Zero("open_timeout"));
         }
-        if self.url.is_empty() {
-            return Err(ConfigError::EmptyUrl);
+        let bounded = positive.into_iter().chain([
+            ("open_timeout", self.open_timeout.unwrap_or_default()),
+            ("stability_window", self.stability_window),
+            ("force_reconnect_delay", self.force_reconnect_delay),
+            ("max_retry_after", self.max_retry_after),
+            ("budget.max_elapsed", self.budget.max_elapsed.unwrap_or_default()),
+        ]);
+        for (name, value) in bounded {
+            check_bound(name, value)?;
+        }
+        for &step in self.backoff.steps() {
+            check_bound("backoff", step)?;
+        }
+        for rule in self.policy.rules() {
+            if let Verdict::Limited(limit) = rule.verdict {
+                if let LimitDelay::Linear(step) = limit.delay {
+                    check_bound("policy linear step", step)?;
+                }
+            }
         }
         Ok(())
     }
+}
+
+/// Refuses a duration over [`MAX_DURATION`], naming the setting.
+pub(crate) fn check_bound(name: &'static str, value: Duration) -> Result<(), ConfigError> {
+    if value > MAX_DURATION {
+        return Err(ConfigError::TooLong {
+            name,
+            max: MAX_DURATION,
+        });
+    }
+    Ok(())
 }
 
 /// A configuration the machine refuses.
@@ -117,6 +163,14 @@ pub enum ConfigError {
     /// A period or deadline of zero would make the machine spin.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    /// A duration longer than any deadline the machine will arm.
+    #[error("{name} must be at most {} s", max.as_secs())]
+    TooLong {
+        /// The setting.
+        name: &'static str,
+        /// The bound ([`MAX_DURATION`]).
+        max: Duration,
+    },
     /// There is nowhere to connect.
     #[error("the URL is empty")]
     EmptyUrl,

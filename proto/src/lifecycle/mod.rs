@@ -29,10 +29,11 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 pub use action::{Action, DropReason, Io, Notification, Status};
+pub(crate) use config::check_bound;
 pub use config::{
     Config, ConfigError, FirstConnect, DEFAULT_FORCE_RECONNECT_DELAY, DEFAULT_HELLO_ACK_TIMEOUT,
-    DEFAULT_OPEN_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PROBE_TIMEOUT, DEFAULT_STABILITY_WINDOW,
-    DEFAULT_STALE_AFTER, DEFAULT_SUSPEND_GAP,
+    DEFAULT_MAX_RETRY_AFTER, DEFAULT_OPEN_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PROBE_TIMEOUT,
+    DEFAULT_STABILITY_WINDOW, DEFAULT_STALE_AFTER, DEFAULT_SUSPEND_GAP,
 };
 pub use event::{Event, Frame, SocketId};
 pub use failure::{Failure, FailureClass, PeerClose, Rejection, StopReason};
@@ -42,7 +43,7 @@ pub use timer::Timer;
 
 use crate::policy::{LimitDelay, Verdict};
 use crate::rng::Rng;
-use crate::time::Now;
+use crate::time::{deadline_after, Now};
 use timer::TimerTable;
 
 /// The action type of a lifecycle driven by handshake `H`.
@@ -163,6 +164,12 @@ impl<H: Handshake> Lifecycle<H> {
     /// Only caller misuse is an `Err` (and then nothing changed); whatever the peer
     /// or the transport does is reported through actions.
     pub fn handle(&mut self, now: Now, event: Event) -> Result<(), LifecycleError> {
+        // Refuse before anything moves, the clock included: a refusal changes nothing.
+        if matches!(self.state, State::Closed)
+            && matches!(event, Event::Connect | Event::Reconnect | Event::RetryNow)
+        {
+            return Err(LifecycleError::Closed);
+        }
         let now = Now::new(self.advance(now.instant), now.unix_ms);
         match event {
             Event::Connect => match self.state {
@@ -347,7 +354,7 @@ impl<H: Handshake> Lifecycle<H> {
                     headers,
                 });
                 if let Some(limit) = self.config.open_timeout {
-                    self.timers.set(Timer::Open, now.instant + limit);
+                    self.timers.set(Timer::Open, deadline_after(now.instant, limit));
                 }
             }
             Err(e) => {
@@ -376,8 +383,8 @@ impl<H: Handshake> Lifecycle<H> {
                 if let State::Connecting { phase, .. } = &mut self.state {
                     *phase = Phase::AwaitingAck { rejection: None };
                 }
-                self.timers
-                    .set(Timer::HelloAck, now.instant + self.config.hello_ack_timeout);
+                let deadline = deadline_after(now.instant, self.config.hello_ack_timeout);
+                self.timers.set(Timer::HelloAck, deadline);
                 self.notify(Notification::HelloSent {
                     attempt: self.attempt,
                 });
@@ -412,7 +419,8 @@ impl<H: Handshake> Lifecycle<H> {
             first,
             handshake,
         });
-        self.timers.set(Timer::Watchdog, now + self.config.ping_interval);
+        self.timers
+            .set(Timer::Watchdog, deadline_after(now, self.config.ping_interval));
     }
 
     fn on_frame(&mut self, now: Instant, frame: Frame) {
@@ -508,7 +516,8 @@ impl<H: Handshake> Lifecycle<H> {
     }
 
     fn on_tick(&mut self, now: Now) {
-        while let Some((due, timer)) = self.timers.pop_expired(now.instant) {
+        let mut fired = [false; Timer::COUNT];
+        while let Some((due, timer)) = self.timers.pop_expired(now.instant, &mut fired) {
             match timer {
                 Timer::Open => self.end_attempt(now.instant, Failure::OpenTimeout, SocketEnd::Terminate),
                 Timer::HelloAck => {
@@ -546,13 +555,15 @@ impl<H: Handshake> Lifecycle<H> {
 
     fn on_watchdog(&mut self, now: Instant, due: Instant) {
         let late_by = now.saturating_duration_since(due);
-        self.timers.set(Timer::Watchdog, now + self.config.ping_interval);
+        self.timers
+            .set(Timer::Watchdog, deadline_after(now, self.config.ping_interval));
         if late_by >= self.config.suspend_gap {
             // X13: the host slept through our deadlines; the silence says nothing
             // about the peer, so ask it instead of terminating.
             self.stats.suspends += 1;
             self.notify(Notification::SuspendDetected { late_by });
-            self.timers.set(Timer::Probe, now + self.config.probe_timeout);
+            self.timers
+                .set(Timer::Probe, deadline_after(now, self.config.probe_timeout));
             self.ping(now);
             return;
         }
@@ -662,7 +673,13 @@ impl<H: Handshake> Lifecycle<H> {
             );
         }
         let mut delay = self.config.jitter.apply(nominal, &mut self.rng);
-        if let Some(hint) = class.retry_after {
+        if let Some(mut hint) = class.retry_after {
+            // A peer's wish, capped: a hostile or broken broker must not park us
+            // for ever with a huge hint (X10).
+            if hint > self.config.max_retry_after {
+                hint = self.config.max_retry_after;
+                self.stats.retry_after_capped += 1;
+            }
             // X10: honour the broker's floor, jittered upwards only, so clients
             // told the same number still spread out.
             delay = delay.max(self.config.jitter.apply_above(hint, &mut self.rng));
@@ -687,7 +704,7 @@ impl<H: Handshake> Lifecycle<H> {
         self.timers.clear_all();
         self.state = State::Reconnecting;
         self.set_status(now, Status::Reconnecting);
-        self.timers.set(Timer::Reconnect, now + delay);
+        self.timers.set(Timer::Reconnect, deadline_after(now, delay));
         self.notify(Notification::ReconnectScheduled {
             attempt: self.attempt + 1,
             delay,

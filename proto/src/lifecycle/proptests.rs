@@ -48,7 +48,8 @@ const CLOSES: [(u16, &str); 9] = [
     (4002, "banned"),
     (4003, ""),
 ];
-const HINTS: [u64; 3] = [0, 1_500, 45_000];
+/// Broker hints, u64::MAX among them: that one must be cut to the cap (X10).
+const HINTS: [u64; 4] = [0, 1_500, 45_000, u64::MAX];
 
 fn op() -> impl Strategy<Value = Op> {
     let cur = prop::bool::weighted(0.9);
@@ -181,11 +182,15 @@ fn run(config: Config, seed: u64, steps: &[(u64, Op)]) -> Result<Vec<TestAction>
                 live.remove(socket);
             }
         }
+        let before = format!("{lc:?}|{:?}", lc.next_deadline());
         let result = lc.handle(
             Now::new(now, UNIX0 + (now - t0).as_millis() as u64),
             event.clone(),
         );
         if let Err(e) = result {
+            // A refusal changes nothing: not a timer, a counter or the clock.
+            prop_assert_eq!(format!("{lc:?}|{:?}", lc.next_deadline()), before);
+            prop_assert!(lc.poll_action().is_none(), "a refusal queued an action");
             prop_assert!(
                 stopped,
                 "only a closed machine refuses input, got {e:?} for {event:?}"
@@ -249,8 +254,9 @@ fn run(config: Config, seed: u64, steps: &[(u64, Op)]) -> Result<Vec<TestAction>
                         *delay >= lo && *delay <= hi
                     });
                     let in_hint = HINTS.iter().any(|h| {
-                        let (_, hi) = jitter.bounds(Duration::from_millis(*h));
-                        *delay >= Duration::from_millis(*h) && *delay <= hi
+                        let floor = Duration::from_millis(*h).min(DEFAULT_MAX_RETRY_AFTER);
+                        let (_, hi) = jitter.bounds(floor);
+                        *delay >= floor && *delay <= hi
                     });
                     prop_assert!(in_schedule || in_hint, "delay {delay:?} outside every bound");
                 }

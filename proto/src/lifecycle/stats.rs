@@ -34,6 +34,8 @@ pub struct Stats {
     pub stale_socket_events: u64,
     /// Suspends detected (X13).
     pub suspends: u64,
+    /// Broker `retryAfterMs` hints longer than `max_retry_after`, cut to it (X10).
+    pub retry_after_capped: u64,
 }
 
 impl Stats {

@@ -126,7 +126,8 @@ pub(crate) mod support {
         }
 
         pub(crate) fn at(&self) -> Now {
-            Now::new(self.now, UNIX0 + (self.now - self.t0).as_millis() as u64)
+            let elapsed = u64::try_from((self.now - self.t0).as_millis()).unwrap_or(u64::MAX);
+            Now::new(self.now, UNIX0.saturating_add(elapsed))
         }
 
         pub(crate) fn elapsed(&self) -> Duration {
@@ -1113,4 +1114,119 @@ fn invalid_config_is_refused() {
     c.ping_interval = Duration::ZERO;
     let err = Lifecycle::new(c, TestHandshake::default(), 0, Instant::now()).unwrap_err();
     assert_eq!(err, ConfigError::Zero("ping_interval"));
+}
+
+#[test]
+fn every_duration_of_the_config_has_an_upper_bound() {
+    // A duration no deadline can hold is refused at construction, naming the
+    // setting, instead of panicking with "overflow when adding duration to
+    // instant" in the first `handle` that arms it.
+    type Set = fn(&mut Config, Duration);
+    let settings: [(&str, Set); 11] = [
+        ("hello_ack_timeout", |c, d| c.hello_ack_timeout = d),
+        ("open_timeout", |c, d| c.open_timeout = Some(d)),
+        ("ping_interval", |c, d| c.ping_interval = d),
+        ("stale_after", |c, d| c.stale_after = d),
+        ("stability_window", |c, d| c.stability_window = d),
+        ("force_reconnect_delay", |c, d| c.force_reconnect_delay = d),
+        ("suspend_gap", |c, d| c.suspend_gap = d),
+        ("probe_timeout", |c, d| c.probe_timeout = d),
+        ("max_retry_after", |c, d| c.max_retry_after = d),
+        ("budget.max_elapsed", |c, d| c.budget.max_elapsed = Some(d)),
+        ("backoff", |c, d| {
+            c.backoff = crate::policy::Backoff::new(vec![d]).unwrap()
+        }),
+    ];
+    for (name, set) in settings {
+        for too_long in [Duration::MAX, crate::MAX_DURATION + Duration::from_nanos(1)] {
+            let mut c = Config::new("ws://b/ws");
+            set(&mut c, too_long);
+            let err = Lifecycle::new(c, TestHandshake::default(), 0, Instant::now()).unwrap_err();
+            assert_eq!(
+                err,
+                ConfigError::TooLong {
+                    name,
+                    max: crate::MAX_DURATION
+                },
+                "{name}"
+            );
+        }
+        // The bound itself is accepted.
+        let mut c = Config::new("ws://b/ws");
+        set(&mut c, crate::MAX_DURATION);
+        assert!(c.validate().is_ok(), "{name}");
+    }
+    let mut c = Config::new("ws://b/ws");
+    c.policy.prepend(Rule {
+        on: Match::Close(4009),
+        verdict: Verdict::Limited(Limit {
+            max_retries: 1,
+            delay: LimitDelay::Linear(Duration::MAX),
+        }),
+    });
+    assert!(matches!(c.validate(), Err(ConfigError::TooLong { .. })));
+}
+
+#[test]
+fn the_longest_timeouts_run_without_panicking_even_at_the_end_of_time() {
+    // Every timer at the bound, and a host clock that jumps as far as an Instant
+    // goes: deadlines saturate, nothing panics, the machine still decides.
+    let mut c = Config::new("ws://b/ws");
+    c.hello_ack_timeout = crate::MAX_DURATION;
+    c.open_timeout = Some(crate::MAX_DURATION);
+    c.ping_interval = crate::MAX_DURATION;
+    c.probe_timeout = crate::MAX_DURATION;
+    c.backoff = crate::policy::Backoff::new(vec![crate::MAX_DURATION]).unwrap();
+    c.first_connect = FirstConnect::Retry;
+    let mut h = Harness::new(c);
+    h.establish();
+    h.now = crate::time::deadline_after(h.now, Duration::MAX);
+    // The watchdog finds a suspend; its probe saturates to "now" and so is due at
+    // once, in the same tick: the connection is given up and a reconnect armed.
+    let (timer, a) = h.fire();
+    assert_eq!(timer, Timer::Watchdog);
+    assert!(matches!(failure(&a), Some(Failure::Stale { .. })), "{a:?}");
+    assert!(scheduled_delay(&a).is_some());
+    let (timer, a) = h.fire();
+    assert_eq!(timer, Timer::Reconnect);
+    let s = opened_socket(&a).unwrap();
+    h.open(s);
+    assert!(h.lc.next_deadline().is_some());
+}
+
+#[test]
+fn a_huge_retry_after_is_capped_and_counted() {
+    // proves X10: a broker cannot park the client for ever with a huge hint.
+    let mut h = Harness::exact();
+    let s = h.establish();
+    h.closed(s, 1006, "");
+    let (_, a) = h.fire();
+    let s = opened_socket(&a).unwrap();
+    h.open(s);
+    h.text(
+        s,
+        r#"{"type":"error","code":"capacity","message":"full","retryAfterMs":18446744073709551615}"#,
+    );
+    let a = h.closed(s, 1008, "capacity");
+    assert_eq!(scheduled_delay(&a), Some(DEFAULT_MAX_RETRY_AFTER));
+    assert_eq!(h.lc.stats(h.now).retry_after_capped, 1);
+    // A hint under the cap is honoured as it is and not counted.
+    let s = h.reestablish();
+    let a = h.closed(s, 1008, r#"{"code":"capacity","retryAfterMs":7000}"#);
+    assert_eq!(scheduled_delay(&a), Some(secs(7)));
+    assert_eq!(h.lc.stats(h.now).retry_after_capped, 1);
+}
+
+#[test]
+fn a_refused_input_changes_nothing_not_even_the_clock() {
+    let mut h = Harness::exact();
+    h.establish();
+    h.handle(Event::Close);
+    let before = format!("{:?}", h.lc);
+    h.advance(secs(60));
+    for event in [Event::Connect, Event::Reconnect, Event::RetryNow] {
+        assert_eq!(h.lc.handle(h.at(), event), Err(LifecycleError::Closed));
+        assert_eq!(h.lc.poll_action(), None);
+        assert_eq!(format!("{:?}", h.lc), before);
+    }
 }

@@ -27,7 +27,7 @@ impl std::fmt::Display for Timer {
 }
 
 impl Timer {
-    const COUNT: usize = 5;
+    pub(crate) const COUNT: usize = 5;
     const ALL: [Timer; Timer::COUNT] = [
         Timer::Open,
         Timer::HelloAck,
@@ -75,11 +75,25 @@ impl TimerTable {
             .min()
     }
 
-    /// Disarms and returns the earliest timer that is due at `now`.
-    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<(Instant, Timer)> {
-        let (at, timer) = self.next()?;
+    /// Disarms and returns the earliest timer that is due at `now`, skipping the
+    /// ones in `fired` (those that already fired in this tick) and adding it there.
+    ///
+    /// Each timer fires at most once per tick: a deadline re-armed at `now` (a
+    /// saturated one, at the very end of representable time) would otherwise fire
+    /// again and again inside one `handle`.
+    pub(crate) fn pop_expired(
+        &mut self,
+        now: Instant,
+        fired: &mut [bool; Timer::COUNT],
+    ) -> Option<(Instant, Timer)> {
+        let (at, timer) = Timer::ALL
+            .iter()
+            .filter(|&&t| !fired[t as usize])
+            .filter_map(|&t| self.slots[t as usize].map(|at| (at, t)))
+            .min()?;
         if at <= now {
             self.clear(timer);
+            fired[timer as usize] = true;
             Some((at, timer))
         } else {
             None

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::lifecycle::Config;
+use crate::lifecycle::{Config, ConfigError};
 
 /// Ack deadline of a send (`setTimeout(…, 10_000)` in broker-ws-client.ts).
 pub const DEFAULT_SEND_ACK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -77,6 +77,23 @@ impl SessionConfig {
             max_send_len: DEFAULT_MAX_SEND_LEN,
             client_ack: true,
         }
+    }
+
+    /// Rejects what [`Config::validate`] rejects, plus a zero or over-long ack or
+    /// reply deadline (zero would fail every op at once; longer than
+    /// [`MAX_DURATION`](crate::MAX_DURATION) is a deadline the session would not arm).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.lifecycle.validate()?;
+        for (name, value) in [
+            ("send_ack_timeout", self.send_ack_timeout),
+            ("request_timeout", self.request_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Zero(name));
+            }
+            crate::lifecycle::check_bound(name, value)?;
+        }
+        Ok(())
     }
 }
 

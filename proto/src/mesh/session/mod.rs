@@ -46,7 +46,7 @@ use crate::lifecycle::{
     Action, ConfigError, Event, Failure, Lifecycle, LifecycleError, Notification, Status, StopReason,
 };
 use crate::rng::Rng;
-use crate::time::Now;
+use crate::time::{deadline_after, Now};
 
 #[derive(Debug)]
 enum OpState {
@@ -140,6 +140,7 @@ impl Session {
     ) -> Result<Self, ConfigError> {
         // Two streams from one seed: the lifecycle's jitter must not shift when the
         // application sends more or fewer messages.
+        config.validate()?;
         let mut seeder = Rng::new(seed);
         let limits = Limits::from(&config);
         // The lifecycle keeps its configuration; the session only its own limits,
@@ -181,6 +182,9 @@ impl Session {
     }
 
     /// Sends a message (B1, B3, B6, X9); its result comes later as `Resolved`.
+    ///
+    /// A refusal changes nothing: every check, the size check included, runs
+    /// before anything is drawn, evicted or queued.
     pub fn send(&mut self, now: Now, outgoing: Outgoing) -> Result<OpId, SendError> {
         let refuse = |reason, outgoing: Outgoing| SendError {
             reason,
@@ -196,40 +200,43 @@ impl Session {
         if outgoing.queueing == Queueing::Never && status != Status::Open {
             return Err(refuse(SendRefusal::NotOpen, outgoing));
         }
-        let id = match &outgoing.client_message_id {
+        let queue_for = match outgoing.queueing {
+            Queueing::Queue { deadline } => deadline,
+            Queueing::Never => None,
+        };
+        if let Some(deadline) = queue_for.filter(|&d| d > crate::MAX_DURATION) {
+            let max = crate::MAX_DURATION;
+            return Err(refuse(SendRefusal::DeadlineTooLong { deadline, max }, outgoing));
+        }
+        if outgoing
+            .client_message_id
+            .as_ref()
+            .is_some_and(|id| self.send_ids.contains(id))
+        {
             // Two pending sends under one idempotency id would be one message to
             // the broker and two to us: the acks could not tell them apart.
-            Some(id) if self.send_ids.contains(id) => return Err(refuse(SendRefusal::DuplicateId, outgoing)),
-            Some(id) => id.clone(),
-            None => hex16(self.rng.next_u64()),
-        };
+            return Err(refuse(SendRefusal::DuplicateId, outgoing));
+        }
         let can_write = status == Status::Open
             && self.queue.is_empty()
             && self.in_flight.len() < self.limits.max_in_flight;
-        if !can_write && self.queue.len() >= self.limits.outbound_queue {
-            match self.limits.overflow {
-                Overflow::RefuseNew => {
-                    self.stats.queue_refused += 1;
-                    return Err(refuse(SendRefusal::QueueFull, outgoing));
-                }
-                Overflow::DropOldest => match self.queue.pop_front() {
-                    Some(oldest) => {
-                        self.stats.queue_dropped += 1;
-                        let failure = OpFailure::new(FailureKind::NeverSent, "outbound_queue_overflow");
-                        self.resolve(oldest, Err(failure));
-                    }
-                    // A queue of capacity zero has no oldest to make room with;
-                    // queueing anyway would break its cap (found by fuzzing).
-                    None => {
-                        self.stats.queue_refused += 1;
-                        return Err(refuse(SendRefusal::QueueFull, outgoing));
-                    }
-                },
-            }
+        let must_evict = !can_write && self.queue.len() >= self.limits.outbound_queue;
+        // A queue of capacity zero has no oldest to make room with; queueing
+        // anyway would break its cap (found by fuzzing).
+        if must_evict && (self.limits.overflow == Overflow::RefuseNew || self.queue.is_empty()) {
+            self.stats.queue_refused += 1;
+            return Err(refuse(SendRefusal::QueueFull, outgoing));
         }
+        // Ids and nonces come from a copy of the generator, kept only once the
+        // send is accepted.
+        let mut rng = self.rng.clone();
+        let id = match &outgoing.client_message_id {
+            Some(id) => id.clone(),
+            None => hex16(rng.next_u64()),
+        };
         let mut nonce = [0u8; 24];
         for chunk in nonce.chunks_mut(8) {
-            chunk.copy_from_slice(&self.rng.next_u64().to_le_bytes());
+            chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
         }
         let b64 = base64::engine::general_purpose::STANDARD;
         // 24 bytes are 32 base64 characters, without padding.
@@ -252,10 +259,15 @@ impl Session {
             let max = self.limits.max_send_len;
             return Err(refuse(SendRefusal::TooLarge { len: text.len(), max }, outgoing));
         }
-        let queue_for = match outgoing.queueing {
-            Queueing::Queue { deadline } => deadline,
-            Queueing::Never => None,
-        };
+        // Accepted: from here on the state moves.
+        self.rng = rng;
+        if must_evict {
+            if let Some(oldest) = self.queue.pop_front() {
+                self.stats.queue_dropped += 1;
+                let failure = OpFailure::new(FailureKind::NeverSent, "outbound_queue_overflow");
+                self.resolve(oldest, Err(failure));
+            }
+        }
         let op_id = self.next_op_id();
         let id_for_index = id.clone();
         let send = PendingSend {
@@ -284,8 +296,8 @@ impl Session {
         if self.requests.len() >= self.limits.max_pending_requests {
             return Err(RequestError::TooManyPending);
         }
-        self.next_req += 1;
-        let req_id = format!("r{}", self.next_req);
+        // The counter moves only once the request is written.
+        let req_id = format!("r{}", self.next_req + 1);
         let rid = Some(req_id.clone());
         let frame = match request {
             Request::ListPeers => ClientFrame::ListPeers(wire::ListPeersFrame { req_id: rid }),
@@ -308,8 +320,9 @@ impl Session {
         if self.lc.send(frame.encode()).is_err() {
             return Err(RequestError::NotOpen(self.lc.status()));
         }
+        self.next_req += 1;
         let op_id = self.next_op_id();
-        let deadline = now.instant + self.limits.request_timeout;
+        let deadline = deadline_after(now.instant, self.limits.request_timeout);
         self.ops.insert(
             op_id,
             Op {
@@ -694,7 +707,7 @@ impl Session {
             let id = send.id.clone();
             self.in_flight.insert(id, op_id);
             self.clear_deadline(op_id);
-            let deadline = now.instant + self.limits.send_ack_timeout;
+            let deadline = deadline_after(now.instant, self.limits.send_ack_timeout);
             if let Some(op) = self.ops.get_mut(&op_id) {
                 op.deadline = Some(deadline);
             }
@@ -711,7 +724,7 @@ impl Session {
             return;
         };
         if let Some(d) = send.queue_for {
-            let deadline = now + d;
+            let deadline = deadline_after(now, d);
             op.deadline = Some(deadline);
             self.deadlines.insert((deadline, op_id));
         }

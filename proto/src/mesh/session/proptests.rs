@@ -17,8 +17,10 @@ enum Op {
     Connect,
     Send {
         resend: bool,
-        deadline: Option<u64>,
+        deadline: Option<Duration>,
         never: bool,
+        target: &'static str,
+        body_len: usize,
     },
     Request(u8),
     Command,
@@ -34,6 +36,8 @@ enum Op {
     Disconnect(u16),
     OpenAndAck,
     Reject(&'static str),
+    /// A `capacity` refusal with this `retryAfterMs`.
+    RejectWithHint(u64),
     Advance(u64),
     TickAtDeadline,
     Close,
@@ -44,8 +48,8 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         1 => Just(Op::Connect),
-        8 => (any::<bool>(), prop::option::of(100u64..20_000), prop::bool::weighted(0.1))
-            .prop_map(|(resend, deadline, never)| Op::Send { resend, deadline, never }),
+        8 => (any::<bool>(), prop::option::of(deadline()), prop::bool::weighted(0.1), target(), body_len())
+            .prop_map(|(resend, deadline, never, target, body_len)| Op::Send { resend, deadline, never, target, body_len }),
         4 => (0u8..7).prop_map(Op::Request),
         1 => Just(Op::Command),
         6 => prop::option::of(prop::sample::select(&["rate_limit: x", "payload too large"][..]))
@@ -57,12 +61,55 @@ fn op() -> impl Strategy<Value = Op> {
         2 => prop::sample::select(&[1000u16, 1001, 1006, 4001][..]).prop_map(Op::Disconnect),
         4 => Just(Op::OpenAndAck),
         1 => prop::sample::select(&["capacity", "unauthorized"][..]).prop_map(Op::Reject),
+        1 => prop_oneof![Just(u64::MAX), Just(0u64), 0u64..100_000].prop_map(Op::RejectWithHint),
         3 => (0u64..15_000).prop_map(Op::Advance),
         4 => Just(Op::TickAtDeadline),
         1 => Just(Op::Close),
         1 => Just(Op::Reconnect),
         1 => Just(Op::RetryNow),
     ]
+}
+
+/// Offline deadlines, the extremes included: the bound is accepted, beyond it refused.
+fn deadline() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        8 => (100u64..20_000).prop_map(Duration::from_millis),
+        1 => Just(Duration::ZERO),
+        1 => Just(crate::MAX_DURATION),
+        1 => Just(Duration::MAX),
+        1 => (0u64..=u64::MAX).prop_map(Duration::from_millis),
+    ]
+}
+
+/// Mostly ordinary targets, sometimes none at all.
+fn target() -> impl Strategy<Value = &'static str> {
+    prop_oneof![8 => Just("peer"), 1 => Just(""), 1 => Just("@group")]
+}
+
+/// Mostly short bodies, sometimes one far over the session's frame limit.
+fn body_len() -> impl Strategy<Value = usize> {
+    prop_oneof![8 => 0usize..64, 1 => Just(0usize), 1 => Just(2 * DEFAULT_MAX_SEND_LEN)]
+}
+
+/// Everything observable of a session (queues, timers, counters, pending ops,
+/// the generator), with the counter a refusal is allowed to move taken out.
+fn state_of(s: &Session) -> (String, u64) {
+    let debug = format!("{s:?}|{:?}", s.next_deadline());
+    let refused = s.stats.queue_refused;
+    (
+        debug.replace(&format!("queue_refused: {refused},"), "queue_refused: _,"),
+        refused,
+    )
+}
+
+/// A refused call changes nothing: the state is as it was, no action is queued,
+/// and only a full queue's refusal counts itself.
+fn check_refusal(sim: &mut Sim, before: &(String, u64), full_queue: bool) -> Result<(), TestCaseError> {
+    let after = state_of(&sim.s);
+    prop_assert_eq!(&after.0, &before.0, "a refusal changed the session");
+    prop_assert_eq!(after.1, before.1 + u64::from(full_queue));
+    prop_assert!(sim.s.poll_action().is_none(), "a refusal queued an action");
+    Ok(())
 }
 
 const REPLIES: [(&str, RequestKind); 7] = [
@@ -198,38 +245,55 @@ fn run(steps: &[Op]) -> Result<(), TestCaseError> {
         let mut got: Vec<SessionAction> = Vec::new();
         match step.clone() {
             Op::Connect => {
-                let _ = sim.s.handle(at, Event::Connect);
+                let before = state_of(&sim.s);
+                if sim.s.handle(at, Event::Connect).is_err() {
+                    check_refusal(&mut sim, &before, false)?;
+                }
             }
             Op::Send {
                 resend,
                 deadline,
                 never,
+                target,
+                body_len,
             } => {
-                let mut out = Outgoing::new("peer", "body");
+                let mut out = Outgoing::new(target, "b".repeat(body_len));
                 out.resend_if_unknown = resend;
                 out.queueing = if never {
                     Queueing::Never
                 } else {
-                    Queueing::Queue {
-                        deadline: deadline.map(Duration::from_millis),
-                    }
+                    Queueing::Queue { deadline }
                 };
-                if let Ok(id) = sim.s.send(at, out) {
-                    issue(&mut m, id)?;
-                    // The id is generated: learn it from the write or the queue later.
-                    if resend {
-                        m.resend_ids.insert(format!("{:?}", id));
+                let before = state_of(&sim.s);
+                match sim.s.send(at, out) {
+                    Ok(id) => {
+                        prop_assert!(deadline.is_none_or(|d| d <= crate::MAX_DURATION) || never);
+                        issue(&mut m, id)?;
+                        // The id is generated: learn it from the write or the queue later.
+                        if resend {
+                            m.resend_ids.insert(format!("{:?}", id));
+                        }
+                    }
+                    Err(e) => {
+                        prop_assert_eq!(e.outgoing.body.len(), body_len, "the message is handed back");
+                        check_refusal(&mut sim, &before, e.reason == SendRefusal::QueueFull)?;
                     }
                 }
             }
             Op::Request(n) => {
-                if let Ok(id) = sim.s.request(at, request(n)) {
-                    issue(&mut m, id)?;
+                let before = state_of(&sim.s);
+                match sim.s.request(at, request(n)) {
+                    Ok(id) => issue(&mut m, id)?,
+                    Err(_) => check_refusal(&mut sim, &before, false)?,
                 }
             }
             Op::Command => {
+                let before = state_of(&sim.s);
                 let r = sim.s.command(at, Command::SetVisible { visible: true });
                 prop_assert_eq!(r.is_ok(), m.status == Status::Open);
+                if r.is_err() {
+                    check_refusal(&mut sim, &before, false)?;
+                }
             }
             Op::AckOldest { error } => {
                 if let Some(id) = m.written_sends.pop_front() {
@@ -305,6 +369,27 @@ fn run(steps: &[Op]) -> Result<(), TestCaseError> {
                     }
                 }
             }
+            Op::RejectWithHint(ms) => {
+                if let Some(socket) = sim.s.lifecycle().socket() {
+                    if m.status == Status::Connecting {
+                        got.extend(sim.handle(Event::Opened { socket }));
+                        got.extend(sim.broker(
+                            json!({"type":"error","code":"capacity","message":"full","retryAfterMs":ms}),
+                        ));
+                        got.extend(sim.handle(Event::Closed {
+                            socket,
+                            code: 1008,
+                            reason: "capacity".into(),
+                        }));
+                        if let Some((at, _)) = sim.s.next_deadline() {
+                            // The hint is obeyed up to the cap, never beyond it (X10).
+                            let cap = cfg.lifecycle.max_retry_after;
+                            let longest = cap + cap / 5 + Duration::from_millis(1);
+                            prop_assert!(at <= sim.now + longest.max(cfg.lifecycle.backoff.max() * 2));
+                        }
+                    }
+                }
+            }
             Op::Advance(ms) => {
                 sim.now += Duration::from_millis(ms);
                 got.extend(sim.handle(Event::Tick));
@@ -319,10 +404,16 @@ fn run(steps: &[Op]) -> Result<(), TestCaseError> {
                 got.extend(sim.handle(Event::Close));
             }
             Op::Reconnect => {
-                let _ = sim.s.handle(at, Event::Reconnect);
+                let before = state_of(&sim.s);
+                if sim.s.handle(at, Event::Reconnect).is_err() {
+                    check_refusal(&mut sim, &before, false)?;
+                }
             }
             Op::RetryNow => {
-                let _ = sim.s.handle(at, Event::RetryNow);
+                let before = state_of(&sim.s);
+                if sim.s.handle(at, Event::RetryNow).is_err() {
+                    check_refusal(&mut sim, &before, false)?;
+                }
             }
         }
         // Resend-flagged ids are known by op id; map them to wire ids as they are

@@ -62,7 +62,8 @@ pub(crate) mod support {
         }
 
         pub(crate) fn at(&self) -> Now {
-            Now::new(self.now, UNIX0 + (self.now - self.t0).as_millis() as u64)
+            let elapsed = u64::try_from((self.now - self.t0).as_millis()).unwrap_or(u64::MAX);
+            Now::new(self.now, UNIX0.saturating_add(elapsed))
         }
 
         pub(crate) fn drain(&mut self) -> Vec<SessionAction> {
@@ -816,4 +817,99 @@ fn push_fingerprints_depend_on_the_session_seed() {
     assert_ne!(dedupe_key(&a, &push), dedupe_key(&b, &push));
     let anonymous = PushFrame::default();
     assert_eq!(dedupe_key(&a, &anonymous), None);
+}
+
+#[test]
+fn a_send_refused_as_too_large_evicts_nothing_even_when_dropping_oldest() {
+    // proves X9: a refused call changes nothing. The oldest queued send used to
+    // be failed as "overflow" before the new one's size was checked, so the new
+    // one was refused and the old one lost anyway.
+    let mut c = config();
+    c.outbound_queue = 1;
+    c.overflow = Overflow::DropOldest;
+    c.max_send_len = 400;
+    let mut sim = Sim::new(c);
+    sim.handle(Event::Connect);
+    let (queued, _) = sim.send("alice", "waiting");
+    let before = format!("{:?}", sim.s);
+    let refused = sim
+        .s
+        .send(sim.at(), Outgoing::new("alice", "x".repeat(1000)))
+        .unwrap_err();
+    assert!(
+        matches!(refused.reason, SendRefusal::TooLarge { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(refused.outgoing.body.len(), 1000, "the message is handed back");
+    assert!(resolved(&sim.drain()).is_empty(), "nothing was evicted");
+    assert_eq!(format!("{:?}", sim.s), before);
+    let st = sim.s.stats(sim.now);
+    assert_eq!((st.queue_depth, st.queue_dropped), (1, 0));
+    // The queued send is still the one that goes out.
+    let a = sim.open_and_ack();
+    let ack = sim.broker(json!({"type":"ack","id":sends(&a)[0].id,"messageId":"m","queued":true}));
+    assert_eq!(resolved(&ack)[0].0, queued);
+}
+
+#[test]
+fn session_deadlines_have_an_upper_bound() {
+    // A deadline the session could not arm is refused where it is set: in the
+    // configuration, or at the call for a send's offline deadline.
+    for too_long in [Duration::MAX, crate::MAX_DURATION + Duration::from_millis(1)] {
+        let mut c = config();
+        c.send_ack_timeout = too_long;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::TooLong {
+                name: "send_ack_timeout",
+                ..
+            })
+        ));
+        let hs = MeshHandshake::new(Credentials::Member(member()), Default::default());
+        assert!(Session::new(c, hs, 0, Instant::now()).is_err());
+        let mut c = config();
+        c.request_timeout = too_long;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::TooLong {
+                name: "request_timeout",
+                ..
+            })
+        ));
+        let mut c = config();
+        c.lifecycle.hello_ack_timeout = too_long;
+        assert!(matches!(
+            c.validate(),
+            Err(ConfigError::TooLong {
+                name: "hello_ack_timeout",
+                ..
+            })
+        ));
+    }
+    let mut c = config();
+    c.send_ack_timeout = Duration::ZERO;
+    assert_eq!(c.validate(), Err(ConfigError::Zero("send_ack_timeout")));
+
+    let mut sim = Sim::new(config());
+    sim.handle(Event::Connect);
+    let before = format!("{:?}", sim.s);
+    let mut out = Outgoing::new("alice", "later");
+    out.queueing = Queueing::Queue {
+        deadline: Some(Duration::MAX),
+    };
+    let refused = sim.s.send(sim.at(), out).unwrap_err();
+    assert!(
+        matches!(refused.reason, SendRefusal::DeadlineTooLong { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(format!("{:?}", sim.s), before);
+    // At the bound it is accepted, and the clock may run to the end of time.
+    let mut out = Outgoing::new("alice", "much later");
+    out.queueing = Queueing::Queue {
+        deadline: Some(crate::MAX_DURATION),
+    };
+    let id = sim.s.send(sim.at(), out).unwrap();
+    sim.now = crate::time::deadline_after(sim.now, Duration::MAX);
+    let a = sim.handle(Event::Tick);
+    assert_eq!(failure_of(&a, id).kind, FailureKind::NeverSent);
 }

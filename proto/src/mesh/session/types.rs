@@ -232,6 +232,14 @@ pub enum SendRefusal {
         /// The limit.
         max: usize,
     },
+    /// The offline deadline is longer than any deadline the session arms.
+    #[error("the queue deadline of {} s is over the {} s limit", deadline.as_secs(), max.as_secs())]
+    DeadlineTooLong {
+        /// The deadline asked for.
+        deadline: Duration,
+        /// The limit ([`MAX_DURATION`](crate::MAX_DURATION)).
+        max: Duration,
+    },
     /// The target is empty.
     #[error("the target is empty")]
     NoTarget,

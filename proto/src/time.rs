@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 ///
 /// A longer timeout or delay is a mistake, not a choice, and bounding every one
 /// keeps `now + duration` representable for any instant a host can read; the
-/// machines still add through [`deadline_after`], so even an instant chosen to
-/// sit at the very end of time cannot make a step panic.
+/// machines still add with saturation, so even an instant chosen to sit at the
+/// very end of time cannot make a step panic.
 pub const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 60 * 60);
 
 /// The time at which an input happens, as the host read it.

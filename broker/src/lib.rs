@@ -12,7 +12,7 @@ pub mod core;
 pub mod server;
 
 pub use crate::core::{
-    Broker, BrokerConfig, BrokerStats, ConnId, ConnSelector, Fault, LoadError, Membership, Output,
+    Breach, Broker, BrokerConfig, BrokerStats, ConnId, ConnSelector, Fault, LoadError, Membership, Output,
     OutputKind, Refusal, SkillBook,
 };
 

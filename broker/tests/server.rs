@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use futures_util::SinkExt;
 use tether_broker::{BrokerConfig, ConnSelector, Membership};
 use tether_proto::mesh::wire::{BrokerFrame, ClientAckFrame, ListPeersFrame, SendFrame};
 use tokio_tungstenite::tungstenite::Message;
@@ -47,8 +48,9 @@ async fn a_signed_hello_is_acked_and_listed() {
     match next_frame(&mut ada).await {
         BrokerFrame::PeersList(list) => {
             assert_eq!(list.req_id.as_deref(), Some("r1"));
-            assert_eq!(list.peers.len(), 1);
-            assert_eq!(list.peers[0].pubkey, pubkey(2));
+            // The requester is listed too, as the real broker lists it.
+            let keys: Vec<&str> = list.peers.iter().map(|p| p.pubkey.as_str()).collect();
+            assert_eq!(keys, [pubkey(1), pubkey(2)]);
         }
         other => panic!("{other:?}"),
     }
@@ -118,7 +120,7 @@ async fn a_send_is_acked_and_pushed_exactly_once() {
         BrokerFrame::Ack(ack) => ack,
         other => panic!("{other:?}"),
     };
-    assert_eq!((ack.id.as_str(), ack.queued), ("c1", false));
+    assert_eq!((ack.id.as_str(), ack.queued), ("c1", true));
     let push = match next_frame(&mut bob).await {
         BrokerFrame::Push(push) => push,
         other => panic!("{other:?}"),
@@ -213,4 +215,48 @@ async fn stop_closes_everyone_and_restart_reuses_the_port() {
     broker.stop().await;
     broker.stop().await;
     assert!(tokio_tungstenite::connect_async(url.as_str()).await.is_err());
+}
+
+// proves X15 over a socket: a frame over the limit is refused with an error that says
+// so and close 1009, never a silent 1006; the broker counts it.
+#[tokio::test]
+async fn an_oversized_frame_gets_an_error_then_close_1009() {
+    let broker = start(BrokerConfig::default()).await;
+    for joined in [false, true] {
+        let mut ws = if joined {
+            join(&broker.url(), 1, "s1").await
+        } else {
+            connect(&broker.url()).await
+        };
+        let big = format!(r#"{{"type":"list_peers","pad":"{}"}}"#, "x".repeat(200 * 1024));
+        ws.send(Message::text(big)).await.unwrap();
+        match next_frame(&mut ws).await {
+            BrokerFrame::Error(e) => {
+                assert_eq!(e.code, "payload_too_large");
+                assert!(e.message.contains("bytes >"), "{}", e.message);
+            }
+            other => panic!("{other:?}"),
+        }
+        let (code, reason) = next_close(&mut ws).await;
+        assert_eq!(code, 1009);
+        assert!(reason.starts_with("message too big"), "{reason}");
+    }
+    assert_eq!(broker.stats().await.core.frames_too_large, 2);
+    broker.stop().await;
+}
+
+// proves X15 over a socket: a text frame that is not UTF-8 is closed with 1007 and a reason.
+#[tokio::test]
+async fn invalid_utf8_gets_close_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let broker = start(BrokerConfig::default()).await;
+    let mut ws = join(&broker.url(), 1, "s1").await;
+    let frame = Frame::message(vec![b'{', 0xff, 0xfe, b'}'], OpCode::Data(Data::Text), true);
+    ws.send(Message::Frame(frame)).await.unwrap();
+    assert!(matches!(next_frame(&mut ws).await, BrokerFrame::Error(e) if e.code == "malformed"));
+    let (code, reason) = next_close(&mut ws).await;
+    assert_eq!((code, reason.as_str()), (1007, "invalid UTF-8"));
+    assert_eq!(broker.stats().await.core.frames_not_utf8, 1);
+    broker.stop().await;
 }

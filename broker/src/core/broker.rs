@@ -11,8 +11,10 @@ use tether_proto::{Now, Rng};
 use super::config::BrokerConfig;
 use super::conn::{Conn, Phase};
 use super::dedupe::Dedupe;
+use super::dispatch::{Breach, CLOSE_NOT_UTF8};
 use super::faults::{ConnSelector, Fault, FaultState};
-use super::mesh::{Mesh, Queued};
+use super::lease::Lease;
+use super::mesh::Mesh;
 use super::output::{ConnId, Output, OutputKind};
 use super::stats::BrokerStats;
 
@@ -25,6 +27,11 @@ pub struct Broker {
     rng: Rng,
     pub(crate) conns: HashMap<ConnId, Conn>,
     pub(crate) meshes: HashMap<String, Mesh>,
+    /// Presences in their grace, by lease id (ids grow, so id order is age order).
+    pub(crate) leases: HashMap<u64, Lease>,
+    /// Every lease under its end, so the next one is found at once.
+    pub(crate) lease_timers: BTreeSet<(Instant, u64)>,
+    pub(crate) next_lease: u64,
     /// Every connection under its next wake-up, so `next_deadline` is O(log n).
     timers: BTreeSet<(Instant, ConnId)>,
     /// Connections whose wake-up may have changed during the current input.
@@ -47,6 +54,9 @@ impl Broker {
             config,
             conns: HashMap::new(),
             meshes: HashMap::new(),
+            leases: HashMap::new(),
+            lease_timers: BTreeSet::new(),
+            next_lease: 0,
             timers: BTreeSet::new(),
             dirty: Vec::new(),
             delayed_acks: BTreeMap::new(),
@@ -94,9 +104,32 @@ impl Broker {
         self.touch(conn);
         let decoded = decode_client_frame(text, self.config.max_frame_len);
         if open {
-            self.dispatch_open(conn, decoded, now);
+            self.dispatch_open(conn, text, decoded, now);
         } else {
             self.dispatch_pre_open(conn, decoded, now);
+        }
+        self.finish();
+    }
+
+    /// The host refused a frame it could not hand over: over its size limit (`len`
+    /// bytes, or `None` when the host does not know how many), or not UTF-8. The
+    /// connection gets an `error` saying so and the matching close (1009, 1007).
+    pub fn handle_breach(&mut self, conn: ConnId, breach: Breach, now: Now) {
+        let now = self.clamp(now);
+        if !self.conns.contains_key(&conn) {
+            return;
+        }
+        match breach {
+            Breach::TooLarge { len } => {
+                let max = self.config.max_frame_len;
+                self.too_big(conn, len, max, None, now);
+            }
+            Breach::InvalidUtf8 => {
+                self.stats.frames_not_utf8 += 1;
+                let message = "frame is not valid UTF-8".to_owned();
+                self.send_error(conn, "malformed", message, None, None);
+                self.close(conn, CLOSE_NOT_UTF8, "invalid UTF-8", now);
+            }
         }
         self.finish();
     }
@@ -117,7 +150,7 @@ impl Broker {
     pub fn handle_closed(&mut self, conn: ConnId, now: Now) {
         let now = self.clamp(now);
         if let Some(c) = self.detach(conn) {
-            self.requeue(c, now);
+            self.linger(c, now);
         }
         self.finish();
     }
@@ -134,6 +167,7 @@ impl Broker {
         for conn in due {
             self.conn_due(conn, now);
         }
+        self.expire_presences(now);
         while let Some(entry) = self.delayed_acks.first_entry() {
             if entry.key().0 > now.instant {
                 break;
@@ -169,11 +203,11 @@ impl Broker {
                 for &conn in &all {
                     self.emit_close(conn, code, &reason);
                 }
-                // Detach everyone before requeueing, so no unconfirmed push is handed
-                // to a connection that was just told to close.
+                // Each presence lingers with its unconfirmed pushes, for its own
+                // next connection only.
                 let detached: Vec<Conn> = all.into_iter().filter_map(|c| self.detach(c)).collect();
                 for c in detached {
-                    self.requeue(c, now);
+                    self.linger(c, now);
                 }
             }
             Fault::SendGarbage { to, text } => {
@@ -190,10 +224,8 @@ impl Broker {
     pub fn next_deadline(&self) -> Option<Instant> {
         let conn = self.timers.first().map(|&(at, _)| at);
         let ack = self.delayed_acks.first_key_value().map(|(&(at, _), _)| at);
-        match (conn, ack) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let lease = self.lease_timers.first().map(|&(at, _)| at);
+        [conn, ack, lease].into_iter().flatten().min()
     }
 
     /// The next instruction for the host; drain until `None` after every input.
@@ -215,6 +247,8 @@ impl Broker {
         stats.meshes = self.meshes.len() as u64;
         stats.offline_queued = self.meshes.values().map(|m| m.offline_len() as u64).sum();
         stats.unacked_pushes = self.conns.values().map(|c| c.unacked.len() as u64).sum();
+        stats.lingering_presences = self.leases.len() as u64;
+        stats.lease_queued = self.leases.values().map(|l| l.queue.len() as u64).sum();
         stats.delayed_acks = self.delayed_acks.len() as u64;
         stats.dedupe_entries = self.dedupe.len() as u64;
         stats
@@ -253,14 +287,22 @@ impl Broker {
         self.emit(conn, OutputKind::Send(frame.into().encode()));
     }
 
-    pub(crate) fn send_error(&mut self, conn: ConnId, code: &str, message: String, id: Option<String>) {
+    /// An `error` frame; `req_id` echoes the `_reqId` of the frame it answers.
+    pub(crate) fn send_error(
+        &mut self,
+        conn: ConnId,
+        code: &str,
+        message: String,
+        id: Option<String>,
+        req_id: Option<String>,
+    ) {
         self.send_frame(
             conn,
             ErrorFrame {
                 code: code.to_owned(),
                 message,
                 id,
-                req_id: None,
+                req_id,
                 retry_after_ms: None,
             },
         );
@@ -281,7 +323,7 @@ impl Broker {
     pub(crate) fn close(&mut self, conn: ConnId, code: u16, reason: &str, now: Now) {
         self.emit_close(conn, code, reason);
         if let Some(c) = self.detach(conn) {
-            self.requeue(c, now);
+            self.linger(c, now);
         }
     }
 
@@ -289,7 +331,23 @@ impl Broker {
     pub(crate) fn abort(&mut self, conn: ConnId, now: Now) {
         self.emit(conn, OutputKind::Abort);
         if let Some(c) = self.detach(conn) {
-            self.requeue(c, now);
+            self.linger(c, now);
+        }
+    }
+
+    /// Closes `old` with `session_replaced`: its session continues on `successor`,
+    /// which receives its unconfirmed pushes (moved, never copied).
+    pub(crate) fn replace(&mut self, old: ConnId, successor: ConnId, now: Now) {
+        self.emit_close(old, 1000, "session_replaced");
+        if let Some(c) = self.detach(old) {
+            for u in c.unacked {
+                let message = super::mesh::Queued {
+                    message_id: u.message_id,
+                    client_message_id: u.client_message_id,
+                    text: u.text,
+                };
+                self.push_to(successor, message, now);
+            }
         }
     }
 
@@ -308,21 +366,6 @@ impl Broker {
         Some(c)
     }
 
-    /// Hands a gone connection's unconfirmed pushes to its key's next connection.
-    fn requeue(&mut self, c: Conn, now: Now) {
-        let Phase::Open(seat) = c.phase else {
-            return;
-        };
-        for u in c.unacked {
-            let queued = Queued {
-                message_id: u.message_id,
-                client_message_id: u.client_message_id,
-                text: u.text,
-            };
-            self.deliver_to_key(&seat.mesh_id, &seat.pubkey, queued, now);
-        }
-    }
-
     /// The connections a selector names, in id order.
     fn select(&self, selector: &ConnSelector) -> Vec<ConnId> {
         let mut ids: Vec<ConnId> = match selector {
@@ -337,7 +380,7 @@ impl Broker {
                 let key = key.to_ascii_lowercase();
                 self.conns
                     .iter()
-                    .filter(|(_, c)| c.seat().is_some_and(|s| s.answers_to(&key)))
+                    .filter(|(_, c)| c.seat().is_some_and(|s| self.answers_to(s, &key)))
                     .map(|(&id, _)| id)
                     .collect()
             }

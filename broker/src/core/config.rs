@@ -13,8 +13,17 @@ pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(75);
 pub const DEFAULT_PUSH_LEASE: Duration = Duration::from_secs(30);
 /// Twice the client's default hello-ack deadline (5 s, L2), so a slow client is not cut first.
 pub const DEFAULT_HELLO_TIMEOUT: Duration = Duration::from_secs(10);
-/// The client's default inbound frame cap (`DEFAULT_MAX_FRAME_LEN`), mirrored.
-pub const DEFAULT_MAX_FRAME_LEN: usize = 1 << 20;
+/// The real broker's `MAX_MESSAGE_BYTES`: a send whose ciphertext, nonce and target
+/// are longer together is refused with an error ack `payload too large: …`.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 65_536;
+/// Largest inbound frame: a message of `DEFAULT_MAX_MESSAGE_BYTES` plus room for the
+/// envelope, so an oversized payload reaches the core and gets its error ack; a larger
+/// frame is closed with 1009.
+pub const DEFAULT_MAX_FRAME_LEN: usize = DEFAULT_MAX_MESSAGE_BYTES + 16 * 1024;
+/// The real broker's `MAX_CONNECTIONS_PER_MESH`.
+pub const DEFAULT_MAX_CONNECTIONS_PER_MESH: usize = 100;
+/// The real broker's `GRACE_MS`: a closed connection's presence lingers this long.
+pub const DEFAULT_PRESENCE_GRACE: Duration = Duration::from_secs(90);
 
 /// Everything a [`crate::core::Broker`] is configured with.
 #[derive(Debug, Clone)]
@@ -25,12 +34,15 @@ pub struct BrokerConfig {
     pub skills: SkillBook,
     /// Seed of the id generator (message, presence and memory ids).
     pub seed: u64,
-    /// Largest inbound frame decoded, in bytes; bigger ones are answered `malformed`.
+    /// Largest inbound frame, in bytes; a bigger one closes the connection with 1009.
     pub max_frame_len: usize,
-    /// Largest `ciphertext` of a `send`, counted in bytes of its base64 text.
+    /// Largest send payload: `ciphertext`, `nonce` and `targetSpec` lengths together.
     pub max_payload: usize,
-    /// Open connections allowed per mesh before hellos are refused with `capacity`.
+    /// Presences (open connections and lingering ones) allowed per mesh before hellos
+    /// are refused with `capacity`.
     pub max_connections_per_mesh: usize,
+    /// How long a closed connection's presence lingers for a reattach (zero: none).
+    pub presence_grace: Duration,
     /// `retryAfterMs` sent with a `capacity` rejection.
     pub capacity_retry_after_ms: u64,
     /// Meshes the broker keeps data for; a hello for a new mesh beyond it gets `capacity`.
@@ -47,9 +59,9 @@ pub struct BrokerConfig {
     pub max_pushes_per_message: u32,
     /// Unconfirmed pushes kept per connection; the oldest is dropped beyond it.
     pub max_unacked_per_conn: usize,
-    /// Messages kept per offline recipient key; the oldest is dropped beyond it.
+    /// Messages kept per lingering presence and per offline key; oldest dropped beyond it.
     pub offline_queue_per_key: usize,
-    /// Offline recipient keys (and, in open meshes, remembered member keys) per mesh.
+    /// Offline recipient keys per mesh.
     pub max_offline_keys_per_mesh: usize,
     /// `(sender, client_message_id)` pairs remembered for exactly-once sends.
     pub dedupe_window: usize,
@@ -68,8 +80,9 @@ impl Default for BrokerConfig {
             skills: SkillBook::default(),
             seed: 0,
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
-            max_payload: 256 * 1024,
-            max_connections_per_mesh: 1000,
+            max_payload: DEFAULT_MAX_MESSAGE_BYTES,
+            max_connections_per_mesh: DEFAULT_MAX_CONNECTIONS_PER_MESH,
+            presence_grace: DEFAULT_PRESENCE_GRACE,
             capacity_retry_after_ms: 5_000,
             max_meshes: 1024,
             hello_timeout: DEFAULT_HELLO_TIMEOUT,

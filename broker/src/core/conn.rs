@@ -17,17 +17,28 @@ pub(crate) enum Phase {
     Open(Box<Seat>),
 }
 
-/// The presence of an open connection, as `list_peers` shows it.
+/// How a connection proved who it is; decides its `peerRole` (PROTOCOL.md: by hello kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HelloKind {
+    /// A member-keyed `hello`: daemons, dashboards, automation (`control-plane`).
+    Member,
+    /// A `session_hello` with a verified parent attestation (`session`).
+    Session,
+}
+
+/// The presence of an open (or, during its grace, lingering) connection.
 #[derive(Debug, Clone)]
 pub(crate) struct Seat {
     pub mesh_id: String,
     pub member_id: String,
-    /// Key the connection speaks with (the session key for `session_hello`).
-    pub pubkey: String,
-    /// The member key behind it (equal to `pubkey` for a member `hello`).
+    /// The member key behind the connection, proven by the hello's signature.
     pub member_pubkey: String,
-    /// The unsigned `sessionPubkey` of a member hello: another key it answers to.
-    pub alias_pubkey: Option<String>,
+    /// The session key a `session_hello` proved with its attestation and signature.
+    pub session_pubkey: Option<String>,
+    /// The unsigned `sessionPubkey` of a member `hello`: only claimed, so it is used
+    /// only while no other member holds it (see `Broker::claim_holds`).
+    pub claimed_pubkey: Option<String>,
+    pub kind: HelloKind,
     pub session_id: String,
     pub display_name: String,
     pub status: String,
@@ -39,20 +50,38 @@ pub(crate) struct Seat {
     pub hostname: Option<String>,
     pub cwd: String,
     pub model: Option<String>,
-    pub peer_role: String,
     pub visible: bool,
     pub profile: Option<Value>,
 }
 
 impl Seat {
-    /// Whether a message addressed to `key` reaches this connection.
-    pub fn answers_to(&self, key: &str) -> bool {
-        self.pubkey == key || self.member_pubkey == key || self.alias_pubkey.as_deref() == Some(key)
+    /// The key the connection speaks with when only proofs count: the session key of a
+    /// `session_hello`, else the member key.
+    pub fn proven_pubkey(&self) -> &str {
+        self.session_pubkey.as_deref().unwrap_or(&self.member_pubkey)
     }
 
-    /// Whether the connection is a session acting for a member (its pushes name the member).
-    pub fn is_session(&self) -> bool {
-        self.pubkey != self.member_pubkey
+    /// `control-plane` for a member `hello`, `session` for a `session_hello`; what the
+    /// hello says of itself (`role`, `peerType`, `channel`) never changes it.
+    pub fn peer_role(&self) -> &'static str {
+        match self.kind {
+            HelloKind::Member => "control-plane",
+            HelloKind::Session => "session",
+        }
+    }
+
+    /// Whether this seat and `other` are the same logical session of the same member,
+    /// so one may take the other over: the same proven session key, or for member
+    /// hellos the same (non-empty) `sessionId`.
+    pub fn same_session(&self, other: &Seat) -> bool {
+        if self.mesh_id != other.mesh_id || self.member_pubkey != other.member_pubkey {
+            return false;
+        }
+        match (&self.session_pubkey, &other.session_pubkey) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => !self.session_id.is_empty() && self.session_id == other.session_id,
+            _ => false,
+        }
     }
 }
 

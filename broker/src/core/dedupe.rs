@@ -6,7 +6,6 @@ use std::collections::{HashMap, VecDeque};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct FirstAck {
     pub message_id: String,
-    pub queued: bool,
 }
 
 /// `(sender key, client_message_id)` → first ack, oldest evicted first.

@@ -7,25 +7,22 @@ use tether_proto::Now;
 
 use super::broker::Broker;
 use super::clock::rfc3339_from_unix_ms;
-use super::conn::{Phase, Seat};
+use super::conn::{HelloKind, Phase, Seat};
 use super::faults::Refusal;
 use super::membership::Standing;
 use super::output::{ConnId, Notice};
-
-/// The `channel` of claudemesh's daemon, whose connections are infrastructure (B11).
-pub const CONTROL_PLANE_CHANNEL: &str = "claudemesh-daemon";
 
 /// A verified hello, whichever kind it was, reduced to what admission needs.
 struct Candidate {
     mesh_id: String,
     member_id: String,
-    pubkey: String,
     member_pubkey: String,
-    alias_pubkey: Option<String>,
+    session_pubkey: Option<String>,
+    claimed_pubkey: Option<String>,
+    kind: HelloKind,
     session_id: String,
     cwd: String,
     extras: HelloExtras,
-    role: Option<String>,
 }
 
 impl Broker {
@@ -41,13 +38,16 @@ impl Broker {
         let candidate = Candidate {
             mesh_id: hello.mesh_id,
             member_id: hello.member_id,
-            member_pubkey: pubkey.clone(),
-            pubkey,
-            alias_pubkey: hello.session_pubkey.map(|k| k.to_ascii_lowercase()),
+            claimed_pubkey: hello
+                .session_pubkey
+                .map(|k| k.to_ascii_lowercase())
+                .filter(|k| !k.is_empty() && *k != pubkey),
+            member_pubkey: pubkey,
+            session_pubkey: None,
+            kind: HelloKind::Member,
             session_id: hello.session_id,
             cwd: hello.cwd,
             extras: hello.extras,
-            role: None,
         };
         self.admit(conn, candidate, now);
     }
@@ -63,13 +63,13 @@ impl Broker {
         let candidate = Candidate {
             mesh_id: hello.mesh_id,
             member_id: hello.parent_member_id,
-            pubkey: hello.session_pubkey.to_ascii_lowercase(),
             member_pubkey: hello.parent_member_pubkey.to_ascii_lowercase(),
-            alias_pubkey: None,
+            session_pubkey: Some(hello.session_pubkey.to_ascii_lowercase()),
+            claimed_pubkey: None,
+            kind: HelloKind::Session,
             session_id: hello.session_id,
             cwd: hello.cwd,
             extras: hello.extras,
-            role: hello.role,
         };
         self.admit(conn, candidate, now);
     }
@@ -119,20 +119,6 @@ impl Broker {
             Standing::Member(record) => Some(record.clone()),
         };
 
-        // A replaced connection is about to leave, so it does not count against the cap.
-        let replaced = self.same_session(&candidate.mesh_id, &candidate.session_id);
-        let open_in_mesh = self.meshes.get(&candidate.mesh_id).map_or(0, |m| m.open.len());
-        let new_mesh = !self.meshes.contains_key(&candidate.mesh_id);
-        if (new_mesh && self.meshes.len() >= self.config.max_meshes)
-            || open_in_mesh.saturating_sub(replaced.len()) >= self.config.max_connections_per_mesh
-        {
-            let refusal = Refusal::capacity(
-                format!("mesh {} is at capacity", candidate.mesh_id),
-                self.config.capacity_retry_after_ms,
-            );
-            return self.reject(conn, refusal, now);
-        }
-
         let display_name = [
             candidate.extras.display_name.as_deref(),
             record.as_ref().map(|r| r.display_name.as_str()),
@@ -153,13 +139,13 @@ impl Broker {
             .clone()
             .or_else(|| record.as_ref().map(|r| r.groups.clone()))
             .unwrap_or_default();
-        let peer_role = peer_role(&candidate.extras, candidate.role.as_deref()).to_owned();
-        let seat = Seat {
+        let mut seat = Seat {
             mesh_id: candidate.mesh_id.clone(),
             member_id: candidate.member_id,
-            pubkey: candidate.pubkey.clone(),
-            member_pubkey: candidate.member_pubkey.clone(),
-            alias_pubkey: candidate.alias_pubkey.clone(),
+            member_pubkey: candidate.member_pubkey,
+            session_pubkey: candidate.session_pubkey,
+            claimed_pubkey: candidate.claimed_pubkey,
+            kind: candidate.kind,
             session_id: candidate.session_id,
             display_name,
             status: "idle".to_owned(),
@@ -171,10 +157,44 @@ impl Broker {
             hostname: candidate.extras.hostname,
             cwd: candidate.cwd,
             model: candidate.extras.model,
-            peer_role,
             visible: true,
             profile: None,
         };
+
+        // The same session of the same member takes its older presence over: an open
+        // one is replaced, a lingering one reattached; neither counts against the cap.
+        let replaced = self.same_session(&seat);
+        let reattaches = self.has_lease_for(&seat);
+        let presences = self.meshes.get(&seat.mesh_id).map_or(0, |m| m.presences());
+        let new_mesh = !self.meshes.contains_key(&seat.mesh_id);
+        let leaving = replaced.len() + usize::from(reattaches);
+        if (new_mesh && self.meshes.len() >= self.config.max_meshes)
+            || presences.saturating_sub(leaving) >= self.config.max_connections_per_mesh
+        {
+            let refusal = Refusal::capacity(
+                format!("mesh {} is at capacity", seat.mesh_id),
+                self.config.capacity_retry_after_ms,
+            );
+            return self.reject(conn, refusal, now);
+        }
+        let lease = self.take_lease(&seat);
+        if let Some(lease) = &lease {
+            // A silent reattach: to everyone else the presence never left.
+            let old = &lease.seat;
+            seat.connected_at.clone_from(&old.connected_at);
+            seat.status.clone_from(&old.status);
+            seat.summary.clone_from(&old.summary);
+            seat.visible = old.visible;
+            seat.profile.clone_from(&old.profile);
+            self.stats.presences_reattached += 1;
+        }
+        let keys = {
+            let mut keys = vec![seat.proven_pubkey().to_owned(), seat.member_pubkey.clone()];
+            keys.dedup();
+            keys
+        };
+        let mesh_id = seat.mesh_id.clone();
+        let notice_key = seat.proven_pubkey().to_owned();
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -182,14 +202,7 @@ impl Broker {
         c.last_activity = now.instant;
         c.next_ping = now.instant + self.config.ping_interval;
         self.touch(conn);
-
-        let cap = self.config.max_offline_keys_per_mesh;
-        let listed = record.is_some();
-        let mesh = self.meshes.entry(candidate.mesh_id.clone()).or_default();
-        mesh.open.insert(conn);
-        if !listed {
-            self.stats.offline_dropped += mesh.remember_member(&candidate.member_pubkey, cap);
-        }
+        self.meshes.entry(mesh_id.clone()).or_default().open.insert(conn);
 
         let presence_id = self.new_id("presence");
         self.send_frame(
@@ -204,26 +217,23 @@ impl Broker {
         self.notice(
             conn,
             Notice::HelloAccepted {
-                mesh_id: candidate.mesh_id.clone(),
-                pubkey: candidate.pubkey.clone(),
+                mesh_id: mesh_id.clone(),
+                pubkey: notice_key,
             },
         );
         for old in replaced {
             self.stats.sessions_replaced += 1;
-            self.close(old, 1000, "session_replaced", now);
+            self.replace(old, conn, now);
         }
-        let mut keys = vec![candidate.pubkey, candidate.member_pubkey];
-        keys.extend(candidate.alias_pubkey);
-        keys.dedup();
-        self.deliver_offline(conn, &candidate.mesh_id, &keys, now);
+        for message in lease.map(|l| l.queue).unwrap_or_default() {
+            self.push_to(conn, message, now);
+        }
+        self.deliver_offline(conn, &mesh_id, &keys, now);
     }
 
-    /// Open connections of this mesh with this (non-empty) session id.
-    fn same_session(&self, mesh_id: &str, session_id: &str) -> Vec<ConnId> {
-        if session_id.is_empty() {
-            return Vec::new();
-        }
-        let Some(mesh) = self.meshes.get(mesh_id) else {
+    /// Open connections that are the same session as `seat` (same member).
+    fn same_session(&self, seat: &Seat) -> Vec<ConnId> {
+        let Some(mesh) = self.meshes.get(&seat.mesh_id) else {
             return Vec::new();
         };
         mesh.open
@@ -233,9 +243,17 @@ impl Broker {
                 self.conns
                     .get(id)
                     .and_then(|c| c.seat())
-                    .is_some_and(|s| s.session_id == session_id)
+                    .is_some_and(|s| s.same_session(seat))
             })
             .collect()
+    }
+
+    fn has_lease_for(&self, seat: &Seat) -> bool {
+        self.meshes.get(&seat.mesh_id).is_some_and(|mesh| {
+            mesh.lingering
+                .iter()
+                .any(|id| self.leases.get(id).is_some_and(|l| l.seat.same_session(seat)))
+        })
     }
 
     /// Sends the `error` frame, then the close the refusal names.
@@ -257,21 +275,5 @@ impl Broker {
             .or_default() += 1;
         self.notice(conn, Notice::HelloRejected { code: refusal.code });
         self.close(conn, refusal.close_code, &refusal.close_reason, now);
-    }
-}
-
-/// `control-plane` for claudemesh's daemon or a peer that says it is one, `service`
-/// for a peer that says so, `session` otherwise (PROTOCOL.md: the default).
-fn peer_role(extras: &HelloExtras, role: Option<&str>) -> &'static str {
-    let peer_type = extras.peer_type.as_deref();
-    if extras.channel.as_deref() == Some(CONTROL_PLANE_CHANNEL)
-        || peer_type == Some("control-plane")
-        || role == Some("control-plane")
-    {
-        "control-plane"
-    } else if peer_type == Some("service") || role == Some("service") {
-        "service"
-    } else {
-        "session"
     }
 }

@@ -1,4 +1,5 @@
-//! What the broker keeps per mesh: who is open, shared state, memories, offline queues.
+//! What the broker keeps per mesh: who is open or lingering, shared state, memories,
+//! and messages kept for presences that are gone.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -20,35 +21,22 @@ pub(crate) struct Queued {
 pub(crate) struct Mesh {
     /// Open connections, in id order so broadcasts are deterministic.
     pub open: BTreeSet<ConnId>,
+    /// Presences in their grace after their connection closed, by lease id (= age order).
+    pub lingering: BTreeSet<u64>,
     pub state: BTreeMap<String, StateRow>,
     pub memories: VecDeque<MemoryRow>,
-    /// Offline messages by recipient key.
+    /// Messages of presences whose grace ran out, by the key they were for; handed to
+    /// the next connection that speaks with that key.
     pub offline: HashMap<String, VecDeque<Queued>>,
-    /// Member keys seen in accepted hellos, so an open mesh can queue for them; oldest first.
-    pub known_members: VecDeque<String>,
 }
 
 impl Mesh {
-    pub fn knows_member(&self, pubkey: &str) -> bool {
-        self.known_members.iter().any(|k| k == pubkey)
-    }
-
-    /// Remembers a member key, forgetting the oldest (and its queue) beyond `cap`.
-    pub fn remember_member(&mut self, pubkey: &str, cap: usize) -> u64 {
-        if self.knows_member(pubkey) {
-            return 0;
-        }
-        self.known_members.push_back(pubkey.to_owned());
-        let mut dropped = 0;
-        while self.known_members.len() > cap {
-            if let Some(old) = self.known_members.pop_front() {
-                dropped += self.offline.remove(&old).map_or(0, |q| q.len() as u64);
-            }
-        }
-        dropped
-    }
-
     pub fn offline_len(&self) -> usize {
         self.offline.values().map(VecDeque::len).sum()
+    }
+
+    /// Presences that count against the mesh's capacity: open and lingering.
+    pub fn presences(&self) -> usize {
+        self.open.len() + self.lingering.len()
     }
 }

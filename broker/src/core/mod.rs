@@ -28,6 +28,8 @@ mod dedupe;
 mod dispatch;
 mod faults;
 mod hello;
+mod keys;
+mod lease;
 mod liveness;
 mod load_error;
 mod membership;
@@ -44,14 +46,16 @@ mod tests;
 pub use broker::Broker;
 pub use clock::rfc3339_from_unix_ms;
 pub use config::{
-    BrokerConfig, DEFAULT_HELLO_TIMEOUT, DEFAULT_MAX_FRAME_LEN, DEFAULT_PING_INTERVAL, DEFAULT_PUSH_LEASE,
+    BrokerConfig, DEFAULT_HELLO_TIMEOUT, DEFAULT_MAX_CONNECTIONS_PER_MESH, DEFAULT_MAX_FRAME_LEN,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_PRESENCE_GRACE, DEFAULT_PUSH_LEASE,
     DEFAULT_STALE_AFTER,
 };
+pub use dispatch::{Breach, CLOSE_NOT_UTF8, CLOSE_TOO_BIG};
 pub use faults::{ConnSelector, Fault, Refusal, SHUTTING_DOWN};
-pub use hello::CONTROL_PLANE_CHANNEL;
 pub use liveness::HELLO_TIMEOUT_REASON;
 pub use load_error::LoadError;
 pub use membership::{MemberRecord, Membership, Roster};
 pub use output::{ConnId, Notice, Output, OutputKind};
+pub use routing::NO_CONNECTED_PEER;
 pub use skills::SkillBook;
 pub use stats::BrokerStats;

@@ -3,8 +3,9 @@
 
 use serde_json::{Map, Value};
 use tether_proto::mesh::wire::{
-    MemoryResultsFrame, MemoryRow, MemoryStoredFrame, Peer, PeersListFrame, SetProfileFrame, SkillDataFrame,
-    SkillListFrame, StateChangeFrame, StateListFrame, StateResultFrame, StateRow,
+    AckFrame, BrokerFrame, MemoryResultsFrame, MemoryRow, MemoryStoredFrame, Peer, PeersListFrame,
+    SetProfileFrame, SkillDataFrame, SkillListFrame, StateChangeFrame, StateListFrame, StateResultFrame,
+    StateRow,
 };
 use tether_proto::Now;
 
@@ -22,24 +23,25 @@ impl Broker {
         self.conns.get_mut(&conn).and_then(Conn::seat_mut)
     }
 
-    /// Visible peers of the requester's mesh, the requester itself left out.
+    /// Every presence of the requester's mesh, open or lingering in its grace, the
+    /// requester included; hidden ones only to their own member (as the real broker).
     pub(crate) fn list_peers(&mut self, conn: ConnId, req_id: Option<String>) {
-        let Some(mesh_id) = self.seat_of(conn).map(|s| s.mesh_id.clone()) else {
+        let Some(me) = self.seat_of(conn).cloned() else {
             return;
         };
-        let peers = self
-            .meshes
-            .get(&mesh_id)
-            .map(|mesh| {
-                mesh.open
-                    .iter()
-                    .filter(|&&id| id != conn)
-                    .filter_map(|&id| self.seat_of(id))
-                    .filter(|s| s.visible)
-                    .map(peer_row)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let Some(mesh) = self.meshes.get(&me.mesh_id) else {
+            return;
+        };
+        let open = mesh.open.iter().filter_map(|&id| self.seat_of(id));
+        let lingering = mesh
+            .lingering
+            .iter()
+            .filter_map(|id| self.leases.get(id).map(|l| &l.seat));
+        let peers = open
+            .chain(lingering)
+            .filter(|s| s.visible || s.member_pubkey == me.member_pubkey)
+            .map(|s| self.peer_row(s))
+            .collect();
         self.send_frame(conn, PeersListFrame { peers, req_id });
     }
 
@@ -76,7 +78,14 @@ impl Broker {
     }
 
     /// Stores the value and tells every other open connection of the mesh.
-    pub(crate) fn set_state(&mut self, conn: ConnId, key: String, value: Value, now: Now) {
+    pub(crate) fn set_state(
+        &mut self,
+        conn: ConnId,
+        key: String,
+        value: Value,
+        req_id: Option<String>,
+        now: Now,
+    ) {
         let Some(seat) = self.seat_of(conn) else {
             return;
         };
@@ -88,7 +97,7 @@ impl Broker {
         if !mesh.state.contains_key(&key) && mesh.state.len() >= cap {
             self.stats.state_refused += 1;
             let message = format!("state_full: mesh already holds {cap} keys");
-            return self.send_error(conn, "state_full", message, None);
+            return self.send_error(conn, "state_full", message, None, req_id);
         }
         let row = StateRow {
             key: key.clone(),
@@ -163,13 +172,23 @@ impl Broker {
         self.send_frame(conn, MemoryResultsFrame { memories, req_id });
     }
 
-    pub(crate) fn forget_memory(&mut self, conn: ConnId, memory_id: &str) {
+    /// Deletes the memory and answers as the real broker does: an `ack` whose `id` and
+    /// `messageId` are the memory id, `queued: false`, `_reqId` echoed.
+    pub(crate) fn forget_memory(&mut self, conn: ConnId, memory_id: String, req_id: Option<String>) {
         let Some(mesh_id) = self.seat_of(conn).map(|s| s.mesh_id.clone()) else {
             return;
         };
         if let Some(mesh) = self.meshes.get_mut(&mesh_id) {
             mesh.memories.retain(|row| row.id != memory_id);
         }
+        let ack = AckFrame {
+            id: memory_id.clone(),
+            message_id: memory_id,
+            queued: false,
+            error: None,
+            req_id,
+        };
+        self.send_frame(conn, BrokerFrame::Ack(ack));
     }
 
     pub(crate) fn list_skills(&mut self, conn: ConnId, query: Option<&str>, req_id: Option<String>) {
@@ -230,25 +249,27 @@ impl Broker {
     }
 }
 
-fn peer_row(seat: &Seat) -> Peer {
-    Peer {
-        pubkey: seat.pubkey.clone(),
-        display_name: seat.display_name.clone(),
-        status: seat.status.clone(),
-        summary: seat.summary.clone(),
-        groups: seat.groups.clone(),
-        session_id: seat.session_id.clone(),
-        connected_at: seat.connected_at.clone(),
-        member_pubkey: seat.is_session().then(|| seat.member_pubkey.clone()),
-        cwd: Some(seat.cwd.clone()),
-        hostname: seat.hostname.clone(),
-        peer_type: seat.peer_type.clone(),
-        channel: seat.channel.clone(),
-        model: seat.model.clone(),
-        peer_role: Some(seat.peer_role.clone()),
-        role: None,
-        visible: Some(seat.visible),
-        stats: None,
-        profile: seat.profile.clone(),
+impl Broker {
+    fn peer_row(&self, seat: &Seat) -> Peer {
+        Peer {
+            pubkey: self.speaking_key(seat).to_owned(),
+            display_name: seat.display_name.clone(),
+            status: seat.status.clone(),
+            summary: seat.summary.clone(),
+            groups: seat.groups.clone(),
+            session_id: seat.session_id.clone(),
+            connected_at: seat.connected_at.clone(),
+            member_pubkey: Some(seat.member_pubkey.clone()),
+            cwd: Some(seat.cwd.clone()),
+            hostname: seat.hostname.clone(),
+            peer_type: seat.peer_type.clone(),
+            channel: seat.channel.clone(),
+            model: seat.model.clone(),
+            peer_role: Some(seat.peer_role().to_owned()),
+            role: None,
+            visible: Some(seat.visible),
+            stats: None,
+            profile: seat.profile.clone(),
+        }
     }
 }

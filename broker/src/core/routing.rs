@@ -1,12 +1,14 @@
-//! Messages: `send` → targets → `push`, exactly-once by idempotency id, offline
-//! queues, and leases that re-push until a `client_ack` confirms.
+//! Messages: `send` → targets → `push`, exactly-once by idempotency id, and leases
+//! that re-push until a `client_ack` confirms.
 //!
-//! Target specs: a pubkey (64 hex; a member key reaches all of that member's
-//! connections, a session key that one session), a display name, `@group`, or `*`
-//! (everyone in the mesh but the sending connection). `#topic` and `tag:x` are
-//! delivered like `*` (a `#topic` push names its topic). Only a known member that
-//! is offline gets its messages queued: a listed, unrevoked member, or in an open
-//! mesh a member key that has said hello before.
+//! Target specs, as the real broker reads them: a 64-hex pubkey is direct (a member
+//! key reaches every connection of that member, a session key that session, each also
+//! while its presence lingers in its grace); `@group`, `@all`, `*` and `#topic` reach
+//! the visible connections of the other members (`@group` those in the group, a
+//! `#topic` push names its topic). A direct target nobody holds is refused with an
+//! error ack, as the real broker does; multicasts are accepted even when nobody is
+//! there. tether's extension: a display name reaches the live connections showing it.
+//! An accepted send is acked `queued: true`.
 
 use tether_proto::mesh::wire::{AckFrame, BrokerFrame, ClientAckFrame, PushFrame, SendFrame};
 use tether_proto::Now;
@@ -15,14 +17,18 @@ use super::broker::Broker;
 use super::clock::rfc3339_from_unix_ms;
 use super::conn::{Conn, Seat, Unacked};
 use super::dedupe::FirstAck;
-use super::mesh::{Mesh, Queued};
+use super::mesh::Queued;
 use super::output::{ConnId, OutputKind};
 
-/// Where a message goes: connections now, and keys to queue for.
+/// The real broker's error for a direct target with no connected (or lingering) peer.
+pub const NO_CONNECTED_PEER: &str =
+    "no connected peer for target (not online, or targetSpec is your own key without another session)";
+
+/// Where a message goes: connections now, and lingering presences.
 #[derive(Debug, Default)]
 struct Targets {
     live: Vec<ConnId>,
-    offline: Vec<String>,
+    leases: Vec<u64>,
 }
 
 impl Broker {
@@ -31,45 +37,39 @@ impl Broker {
         let Some(sender) = self.conns.get(&conn).and_then(Conn::seat).cloned() else {
             return;
         };
-        let len = send.ciphertext.len();
+        // The real broker's measure: ciphertext, nonce and target together.
+        let len = send.ciphertext.len() + send.nonce.len() + send.target_spec.len();
         if len > self.config.max_payload {
             self.stats.payloads_too_large += 1;
-            let ack = AckFrame {
-                id: send.id,
-                message_id: String::new(),
-                queued: false,
-                error: Some(format!(
-                    "payload too large: {len} bytes > {}",
-                    self.config.max_payload
-                )),
-                req_id: None,
-            };
-            return self.send_ack(conn, BrokerFrame::Ack(ack).encode(), now);
+            let error = format!(
+                "payload too large: {len} bytes > MAX_MESSAGE_BYTES={}",
+                self.config.max_payload
+            );
+            return self.refuse_send(conn, send.id, error, now);
         }
         let dedupe_key = send
             .client_message_id
             .clone()
-            .map(|id| (sender.pubkey.clone(), id));
+            .map(|id| (sender.proven_pubkey().to_owned(), id));
         if let Some(first) = dedupe_key.as_ref().and_then(|k| self.dedupe.get(k)).cloned() {
             self.stats.duplicate_sends += 1;
             return self.ack(conn, send.id, first, now);
         }
         let Some(targets) = self.resolve(&sender, conn, &send.target_spec) else {
             self.stats.targets_not_found += 1;
-            let message = format!("target_not_found: no peer matches {}", send.target_spec);
-            return self.send_error(conn, "target_not_found", message, Some(send.id));
+            return self.refuse_send(conn, send.id, NO_CONNECTED_PEER.to_owned(), now);
         };
 
         let message_id = self.new_id("msg");
         let push = PushFrame {
             message_id: message_id.clone(),
             mesh_id: sender.mesh_id.clone(),
-            sender_pubkey: sender.pubkey.clone(),
+            sender_pubkey: self.speaking_key(&sender).to_owned(),
             priority: send.priority,
             nonce: send.nonce,
             ciphertext: send.ciphertext,
             created_at: rfc3339_from_unix_ms(now.unix_ms),
-            sender_member_pubkey: sender.is_session().then(|| sender.member_pubkey.clone()),
+            sender_member_pubkey: Some(sender.member_pubkey.clone()),
             sender_member_id: Some(sender.member_id.clone()),
             sender_name: Some(sender.display_name.clone()),
             topic: send.target_spec.strip_prefix('#').map(str::to_owned),
@@ -86,13 +86,10 @@ impl Broker {
         for &target in &targets.live {
             self.push_to(target, queued.clone(), now);
         }
-        for key in &targets.offline {
-            self.enqueue_offline(&sender.mesh_id, key, queued.clone());
+        for &lease in &targets.leases {
+            self.queue_on_lease(lease, queued.clone());
         }
-        let first = FirstAck {
-            message_id,
-            queued: targets.live.is_empty() && !targets.offline.is_empty(),
-        };
+        let first = FirstAck { message_id };
         if let Some(key) = dedupe_key {
             self.stats.dedupe_evicted += self.dedupe.insert(key, first.clone(), self.config.dedupe_window);
         }
@@ -103,94 +100,78 @@ impl Broker {
         let ack = AckFrame {
             id,
             message_id: first.message_id,
-            queued: first.queued,
+            queued: true,
             error: None,
             req_id: None,
         };
         self.send_ack(conn, BrokerFrame::Ack(ack).encode(), now);
     }
 
-    /// `None` when the spec names nobody (`target_not_found`).
+    /// A failed send: an ack with `queued: false` and the error, as the real broker sends.
+    fn refuse_send(&mut self, conn: ConnId, id: String, error: String, now: Now) {
+        let ack = AckFrame {
+            id,
+            message_id: String::new(),
+            queued: false,
+            error: Some(error),
+            req_id: None,
+        };
+        self.send_ack(conn, BrokerFrame::Ack(ack).encode(), now);
+    }
+
+    /// `None` when a direct target (or a name) names nobody.
     fn resolve(&self, sender: &Seat, from: ConnId, spec: &str) -> Option<Targets> {
         let mesh = self.meshes.get(&sender.mesh_id)?;
-        let roster = self.config.membership.roster(&sender.mesh_id);
-        let others = |keep: &dyn Fn(&Seat) -> bool| -> Vec<ConnId> {
+        let live = |keep: &dyn Fn(&Seat) -> bool| -> Vec<ConnId> {
             mesh.open
                 .iter()
                 .copied()
                 .filter(|&id| id != from && self.seat(id).is_some_and(keep))
                 .collect()
         };
-        if spec == "*" || spec.starts_with('#') || spec.starts_with("tag:") {
+        // Multicasts skip the sender's own member (its sessions could not open a box
+        // meant for others anyway) and hidden peers, like the real broker.
+        let multicast = |s: &Seat| s.member_pubkey != sender.member_pubkey && s.visible;
+        if spec == "*" || spec == "@all" || spec.starts_with('#') || spec.starts_with("tag:") {
             return Some(Targets {
-                live: others(&|_| true),
-                offline: Vec::new(),
+                live: live(&multicast),
+                leases: Vec::new(),
             });
         }
         if let Some(group) = spec.strip_prefix('@') {
-            let in_group = |s: &Seat| s.groups.iter().any(|g| g.name == group);
-            let listed: Vec<&str> = roster
-                .map(|r| r.members())
-                .unwrap_or_default()
-                .iter()
-                .filter(|m| !m.revoked && m.groups.iter().any(|g| g.name == group))
-                .map(|m| m.pubkey.as_str())
-                .collect();
-            let exists = !listed.is_empty() || sender_or_any(mesh, self, &in_group);
-            let offline = listed
-                .into_iter()
-                .filter(|key| !self.key_is_open(mesh, key))
-                .map(str::to_owned)
-                .collect();
-            return exists.then(|| Targets {
-                live: others(&in_group),
-                offline,
-            });
-        }
-        if is_pubkey(spec) {
-            let key = spec.to_ascii_lowercase();
-            let live = others(&|s| s.answers_to(&key));
-            let known = match roster {
-                Some(r) => r.by_pubkey(&key).is_some_and(|m| !m.revoked),
-                None => mesh.knows_member(&key),
-            };
-            return if !live.is_empty() || sender.answers_to(&key) {
-                Some(Targets {
-                    live,
-                    offline: Vec::new(),
-                })
-            } else {
-                known.then(|| Targets {
-                    live,
-                    offline: vec![key],
-                })
-            };
-        }
-        let live = others(&|s| s.display_name == spec);
-        if !live.is_empty() || sender.display_name == spec {
+            let in_group = |s: &Seat| multicast(s) && s.groups.iter().any(|g| g.name == group);
             return Some(Targets {
-                live,
-                offline: Vec::new(),
+                live: live(&in_group),
+                leases: Vec::new(),
             });
         }
-        let member = roster?
-            .members()
-            .iter()
-            .find(|m| !m.revoked && m.display_name == spec)?;
-        Some(Targets {
-            live,
-            offline: vec![member.pubkey.clone()],
-        })
+        let targets = if is_pubkey(spec) {
+            let key = spec.to_ascii_lowercase();
+            let leases = mesh
+                .lingering
+                .iter()
+                .copied()
+                .filter(|id| {
+                    self.leases
+                        .get(id)
+                        .is_some_and(|l| self.answers_to(&l.seat, &key))
+                })
+                .collect();
+            Targets {
+                live: live(&|s| self.answers_to(s, &key)),
+                leases,
+            }
+        } else {
+            Targets {
+                live: live(&|s| s.display_name == spec),
+                leases: Vec::new(),
+            }
+        };
+        (!targets.live.is_empty() || !targets.leases.is_empty()).then_some(targets)
     }
 
     fn seat(&self, conn: ConnId) -> Option<&Seat> {
         self.conns.get(&conn).and_then(Conn::seat)
-    }
-
-    fn key_is_open(&self, mesh: &Mesh, key: &str) -> bool {
-        mesh.open
-            .iter()
-            .any(|&id| self.seat(id).is_some_and(|s| s.answers_to(key)))
     }
 
     /// Pushes a message to an open connection and starts its lease.
@@ -216,7 +197,7 @@ impl Broker {
         self.emit(conn, OutputKind::Send(message.text));
     }
 
-    fn enqueue_offline(&mut self, mesh_id: &str, key: &str, message: Queued) {
+    pub(crate) fn enqueue_offline(&mut self, mesh_id: &str, key: &str, message: Queued) {
         let per_key = self.config.offline_queue_per_key;
         let max_keys = self.config.max_offline_keys_per_mesh;
         let Some(mesh) = self.meshes.get_mut(mesh_id) else {
@@ -232,25 +213,6 @@ impl Broker {
         if queue.len() > per_key {
             queue.pop_front();
             self.stats.offline_dropped += 1;
-        }
-    }
-
-    /// Gives a message to the open connections speaking with `key`, or queues it.
-    pub(crate) fn deliver_to_key(&mut self, mesh_id: &str, key: &str, message: Queued, now: Now) {
-        let live: Vec<ConnId> = match self.meshes.get(mesh_id) {
-            Some(mesh) => mesh
-                .open
-                .iter()
-                .copied()
-                .filter(|&id| self.seat(id).is_some_and(|s| s.pubkey == key))
-                .collect(),
-            None => return,
-        };
-        if live.is_empty() {
-            return self.enqueue_offline(mesh_id, key, message);
-        }
-        for conn in live {
-            self.push_to(conn, message.clone(), now);
         }
     }
 
@@ -285,11 +247,6 @@ impl Broker {
             None => self.stats.client_acks_unmatched += 1,
         }
     }
-}
-
-/// Whether anyone open in the mesh (the sender included) passes `keep`.
-fn sender_or_any(mesh: &Mesh, broker: &Broker, keep: &dyn Fn(&Seat) -> bool) -> bool {
-    mesh.open.iter().any(|&id| broker.seat(id).is_some_and(keep))
 }
 
 fn is_pubkey(spec: &str) -> bool {

@@ -19,8 +19,20 @@ pub struct BrokerStats {
     pub hello_timeouts: u64,
     /// Connections closed with `session_replaced`.
     pub sessions_replaced: u64,
+    /// Presences that entered their grace when their connection closed.
+    pub presences_lingered: u64,
+    /// Lingering presences taken over by a new hello of the same session.
+    pub presences_reattached: u64,
+    /// Lingering presences whose grace ran out.
+    pub presences_expired: u64,
+    /// Messages kept on a lingering presence for its reattach.
+    pub queued_on_lease: u64,
     /// Frames received from connections the core knows.
     pub frames_in: u64,
+    /// Frames over `max_frame_len`, each closed with 1009.
+    pub frames_too_large: u64,
+    /// Text frames that were not UTF-8, each closed with 1007.
+    pub frames_not_utf8: u64,
     /// Frames that could not be decoded.
     pub malformed_frames: u64,
     /// Frames with a `type` the broker does not handle.
@@ -31,7 +43,7 @@ pub struct BrokerStats {
     pub sends: u64,
     /// Sends answered from the dedupe window instead of delivered again.
     pub duplicate_sends: u64,
-    /// Sends refused with `target_not_found`.
+    /// Sends refused with an error ack: no connected peer for the direct target.
     pub targets_not_found: u64,
     /// Sends refused for a too large payload.
     pub payloads_too_large: u64,
@@ -47,9 +59,9 @@ pub struct BrokerStats {
     pub client_acks_unmatched: u64,
     /// Unconfirmed pushes dropped because a connection's lease table was full.
     pub unacked_dropped: u64,
-    /// Messages put in an offline queue (new sends and requeued pushes).
+    /// Messages put in an offline queue (those of presences whose grace ran out).
     pub queued_offline: u64,
-    /// Offline messages dropped (queue full or too many offline keys).
+    /// Kept messages dropped (a lease's or an offline queue full, too many offline keys).
     pub offline_dropped: u64,
     /// Dedupe entries evicted to stay within the window.
     pub dedupe_evicted: u64,
@@ -75,6 +87,10 @@ pub struct BrokerStats {
     pub meshes: u64,
     /// Gauge: messages waiting in offline queues.
     pub offline_queued: u64,
+    /// Gauge: presences in their grace.
+    pub lingering_presences: u64,
+    /// Gauge: messages kept on lingering presences.
+    pub lease_queued: u64,
     /// Gauge: pushes waiting for a `client_ack`.
     pub unacked_pushes: u64,
     /// Gauge: acks held back by the delay fault.

@@ -10,7 +10,7 @@ use tether_proto::Now;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{Broker, BrokerStats, ConnId, Fault, Notice, OutputKind};
+use crate::core::{Breach, Broker, BrokerStats, ConnId, Fault, Notice, OutputKind};
 
 /// What a connection task is told to do.
 #[derive(Debug)]
@@ -36,6 +36,10 @@ pub(crate) enum Event {
     },
     Activity {
         conn: ConnId,
+    },
+    Breach {
+        conn: ConnId,
+        breach: Breach,
     },
     Closed {
         conn: ConnId,
@@ -131,6 +135,7 @@ impl Actor {
             }
             Event::Frame { conn, text } => self.broker.handle_frame(conn, &text, now),
             Event::Activity { conn } => self.broker.handle_activity(conn, now),
+            Event::Breach { conn, breach } => self.broker.handle_breach(conn, breach, now),
             Event::Closed { conn } => {
                 if self.links.remove(&conn).is_some() {
                     tracing::debug!(%conn, "connection lost");

@@ -5,13 +5,14 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::actor::{Command, Event};
-use crate::core::ConnId;
+use crate::core::{Breach, ConnId};
 
 /// The longest close reason that fits a close frame (125 bytes less the code).
 const MAX_CLOSE_REASON: usize = 123;
@@ -31,6 +32,9 @@ pub(crate) async fn serve<S>(
     // The actor drops the kill switch when it lets a connection go after a close;
     // only an explicit kill ends the task, a dropped switch is ignored from then on.
     let mut kill_dropped = false;
+    // Cleared after a frame the core must refuse: the stream may be cut mid-message,
+    // so nothing more is read while the core's error and close go out.
+    let mut reading = true;
     loop {
         tokio::select! {
             biased;
@@ -75,13 +79,21 @@ pub(crate) async fn serve<S>(
                     break;
                 }
             },
-            message = stream.next() => {
+            message = stream.next(), if reading => {
                 let event = match message {
                     Some(Ok(Message::Text(text))) => Event::Frame { conn, text: text.as_str().to_owned() },
                     Some(Ok(Message::Binary(bytes))) => Event::Frame {
                         conn,
                         text: String::from_utf8_lossy(&bytes).into_owned(),
                     },
+                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, .. }))) => {
+                        reading = false;
+                        Event::Breach { conn, breach: Breach::TooLarge { len: size } }
+                    }
+                    Some(Err(WsError::Utf8(_))) => {
+                        reading = false;
+                        Event::Breach { conn, breach: Breach::InvalidUtf8 }
+                    }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => Event::Activity { conn },
                     Some(Ok(Message::Frame(_))) => continue,
                     Some(Ok(Message::Close(_))) => {

@@ -49,9 +49,9 @@ impl Default for ServerConfig {
     fn default() -> Self {
         let broker = BrokerConfig::default();
         ServerConfig {
-            // A little above the core's frame cap so oversized frames reach the core
-            // and are answered `malformed` instead of killing the socket.
-            max_message_size: broker.max_frame_len + 64 * 1024,
+            // The core's frame cap: a bigger message is not buffered; the core is
+            // told and answers with an error and close 1009.
+            max_message_size: broker.max_frame_len,
             broker,
             outbound_capacity: 1024,
             handshake_timeout: Duration::from_secs(10),

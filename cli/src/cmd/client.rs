@@ -226,15 +226,8 @@ pub async fn send(
     let result = client.send(target, message, priority.into()).await;
     client.close().await;
     let sent = result.map_err(|e| Failure::client("send", e))?;
-    println!(
-        "sent {}{}",
-        sent.message_id,
-        if sent.queued {
-            " (queued for an offline peer)"
-        } else {
-            ""
-        }
-    );
+    // `queued: true` is how brokers say "accepted" (PROTOCOL.md), not "offline".
+    println!("sent {}", sent.message_id);
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use super::*;
+use crate::core::DEFAULT_PRESENCE_GRACE;
 
 // proves L9 (broker side): pings every 30 s; a pong keeps the connection; 75 s of silence drops it.
 #[test]
@@ -26,6 +27,13 @@ fn pings_keep_a_live_connection_and_drop_a_dead_one() {
     assert_eq!(h.take(conn), vec![OutputKind::Abort]);
     assert!(!h.broker.is_open(conn));
     assert_eq!(h.broker.stats().stale_dropped, 1);
+    // Its presence lingers for the grace, then nothing is left to wake for.
+    assert_eq!(
+        h.broker.next_deadline(),
+        Some(h.instant_in(DEFAULT_PRESENCE_GRACE))
+    );
+    h.run_for(DEFAULT_PRESENCE_GRACE);
+    assert_eq!(h.broker.stats().lingering_presences, 0);
     assert_eq!(h.broker.next_deadline(), None);
 }
 

@@ -20,15 +20,22 @@ fn one(h: &mut Harness, conn: ConnId) -> BrokerFrame {
     frames.remove(0)
 }
 
-// proves B8, B11 (broker side): peers carry presence, role and profile; hidden ones are not listed.
+// proves B8, B11 (broker side): peers carry presence, role by hello kind and profile,
+// the requester is listed too, and hidden peers only to their own member.
 #[test]
 fn list_peers_shows_presence_and_hides_the_invisible() {
     let mut h = Harness::open_broker();
     let ada = h.join_with(&member(1), presence("s1", Some("Ada")));
+    // What a member hello says of itself never makes it a session (issue 14).
     let mut daemon = presence("d", Some("daemon"));
-    daemon.extras.channel = Some(crate::core::CONTROL_PLANE_CHANNEL.into());
+    daemon.extras.peer_type = Some("session".into());
     let d = h.join_with(&member(2), daemon);
     let cy = h.join_with(&member(3), presence("s3", Some("Cy")));
+    let session_key = SecretKey::from_seed([43; 32]);
+    let conn = h.open();
+    let hello = member(4).session_hello(&session_key, &presence("s4", Some("Dee")), T0_MS, 3_600_000);
+    h.client(conn, hello);
+    h.frames(conn);
 
     h.client(
         d,
@@ -55,10 +62,15 @@ fn list_peers_shows_presence_and_hides_the_invisible() {
         panic!("not a peers_list")
     };
     assert_eq!(list.req_id.as_deref(), Some("r1"));
-    assert_eq!(list.peers.len(), 1, "self and invisible peers are left out");
-    let peer = &list.peers[0];
+    let names: Vec<&str> = list.peers.iter().map(|p| p.display_name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["Ada", "daemon", "Dee"],
+        "the requester is listed, the hidden peer is not"
+    );
+    let peer = &list.peers[1];
     assert_eq!(peer.pubkey, pubkey(2));
-    assert_eq!(peer.display_name, "daemon");
+    assert_eq!(peer.member_pubkey.as_deref(), Some(pubkey(2).as_str()));
     assert_eq!(
         (peer.status.as_str(), peer.summary.as_deref()),
         ("working", Some("indexing"))
@@ -69,6 +81,21 @@ fn list_peers_shows_presence_and_hides_the_invisible() {
     assert_eq!(peer.connected_at, "2023-11-14T22:13:20.000Z");
     assert_eq!(peer.cwd.as_deref(), Some("/work"));
     assert_eq!(peer.profile, Some(json!({"title": "ops bot"})));
+    let session = &list.peers[2];
+    assert_eq!(
+        session.pubkey,
+        session_key.public_key().to_hex(),
+        "pubkey is the session key"
+    );
+    assert_eq!(session.member_pubkey.as_deref(), Some(pubkey(4).as_str()));
+    assert_eq!(session.peer_role.as_deref(), Some("session"));
+
+    // Cy still sees itself.
+    h.client(cy, ListPeersFrame { req_id: None });
+    let BrokerFrame::PeersList(list) = one(&mut h, cy) else {
+        panic!("not a peers_list")
+    };
+    assert!(list.peers.iter().any(|p| p.display_name == "Cy"));
 }
 
 #[test]
@@ -186,11 +213,24 @@ fn memories_are_stored_recalled_forgotten_and_capped() {
         "content and tag match, case-insensitively"
     );
     assert_eq!(found.memories[0].remembered_by, "Ada");
-    h.client(
-        ada,
-        ForgetFrame {
-            memory_id: ids[1].clone(),
-        },
+    // forget is answered as the real broker answers it: an ack naming the memory.
+    let forget = ClientFrame::from(ForgetFrame {
+        memory_id: ids[1].clone(),
+    });
+    let mut forget: serde_json::Value = serde_json::from_str(&forget.encode()).unwrap();
+    forget["_reqId"] = json!("r3");
+    h.frame(ada, &forget.to_string());
+    let BrokerFrame::Ack(ack) = one(&mut h, ada) else {
+        panic!("forget is not acked")
+    };
+    assert_eq!(
+        (
+            ack.id.as_str(),
+            ack.message_id.as_str(),
+            ack.queued,
+            ack.req_id.as_deref()
+        ),
+        (ids[1].as_str(), ids[1].as_str(), false, Some("r3"))
     );
     h.client(
         ada,
@@ -267,12 +307,17 @@ fn skills_are_listed_and_fetched() {
 fn unknown_and_malformed_frames_keep_the_connection() {
     let mut h = Harness::open_broker();
     let ada = h.join(&member(1), "s1");
-    h.frame(ada, r#"{"type":"topic_create","name":"x"}"#);
-    assert!(matches!(one(&mut h, ada), BrokerFrame::Error(e) if e.code == "unknown_message_type"));
+    h.frame(ada, r#"{"type":"topic_create","name":"x","_reqId":"r9"}"#);
+    assert!(matches!(one(&mut h, ada), BrokerFrame::Error(e)
+        if e.code == "unknown_message_type" && e.req_id.as_deref() == Some("r9")));
     h.frame(ada, "not json");
     assert!(matches!(one(&mut h, ada), BrokerFrame::Error(e) if e.code == "malformed"));
-    h.frame(ada, r#"{"type":"send","id":5}"#);
-    assert!(matches!(one(&mut h, ada), BrokerFrame::Error(e) if e.code == "malformed"));
+    h.frame(ada, r#"{"type":"get_state","key":5,"_reqId":"r10"}"#);
+    assert!(
+        matches!(one(&mut h, ada), BrokerFrame::Error(e)
+        if e.code == "malformed" && e.req_id.as_deref() == Some("r10")),
+        "errors echo _reqId"
+    );
     assert!(h.broker.is_open(ada));
     let stats = h.broker.stats();
     assert_eq!((stats.unknown_types, stats.malformed_frames), (1, 2));

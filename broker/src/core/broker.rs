@@ -8,11 +8,12 @@ use tether_proto::mesh::wire::{decode_client_frame, BrokerFrame, ErrorFrame};
 use tether_proto::policy::is_sendable_close_code;
 use tether_proto::{Now, Rng};
 
+use super::bounds::has_duplicate_type;
 use super::config::BrokerConfig;
 use super::conn::{Conn, Phase};
 use super::dedupe::Dedupe;
 use super::dispatch::{Breach, CLOSE_NOT_UTF8};
-use super::faults::{ConnSelector, Fault, FaultState};
+use super::faults::{ConnSelector, Fault, FaultState, Refusal};
 use super::lease::Lease;
 use super::mesh::Mesh;
 use super::output::{ConnId, Output, OutputKind};
@@ -32,6 +33,10 @@ pub struct Broker {
     /// Every lease under its end, so the next one is found at once.
     pub(crate) lease_timers: BTreeSet<(Instant, u64)>,
     pub(crate) next_lease: u64,
+    /// Bytes of the messages kept on leases and in offline queues, against `max_kept_bytes`.
+    pub(crate) kept_bytes: usize,
+    /// Connections still waiting for their hello to be accepted, against `max_pending_hellos`.
+    pub(crate) pending_hellos: usize,
     /// Every connection under its next wake-up, so `next_deadline` is O(log n).
     timers: BTreeSet<(Instant, ConnId)>,
     /// Connections whose wake-up may have changed during the current input.
@@ -57,6 +62,8 @@ impl Broker {
             leases: HashMap::new(),
             lease_timers: BTreeSet::new(),
             next_lease: 0,
+            kept_bytes: 0,
+            pending_hellos: 0,
             timers: BTreeSet::new(),
             dirty: Vec::new(),
             delayed_acks: BTreeMap::new(),
@@ -80,10 +87,21 @@ impl Broker {
         if self.conns.contains_key(&conn) {
             return;
         }
+        let crowded = self.conns.len() >= self.config.max_connections
+            || self.pending_hellos >= self.config.max_pending_hellos;
         self.conns
             .insert(conn, Conn::new(now.instant, self.config.hello_timeout));
+        self.pending_hellos += 1;
         self.stats.connections_opened += 1;
         self.touch(conn);
+        if crowded {
+            self.stats.connections_refused += 1;
+            let refusal = Refusal::capacity(
+                "broker at connection capacity",
+                self.config.capacity_retry_after_ms,
+            );
+            self.reject(conn, refusal, now);
+        }
         self.finish();
     }
 
@@ -102,6 +120,16 @@ impl Broker {
         let open = matches!(c.phase, Phase::Open(_));
         self.stats.frames_in += 1;
         self.touch(conn);
+        if text.len() <= self.config.max_frame_len && has_duplicate_type(text) {
+            self.stats.duplicate_type_keys += 1;
+            let message = "malformed: duplicate key `type`".to_owned();
+            if open {
+                self.send_error(conn, "malformed", message, None, None);
+            } else {
+                self.reject(conn, Refusal::for_code("malformed", message), now);
+            }
+            return self.finish();
+        }
         let decoded = decode_client_frame(text, self.config.max_frame_len);
         if open {
             self.dispatch_open(conn, text, decoded, now);
@@ -248,6 +276,9 @@ impl Broker {
         stats.offline_queued = self.meshes.values().map(|m| m.offline_len() as u64).sum();
         stats.unacked_pushes = self.conns.values().map(|c| c.unacked.len() as u64).sum();
         stats.lingering_presences = self.leases.len() as u64;
+        stats.kept_bytes = self.kept_bytes as u64;
+        stats.unacked_bytes = self.conns.values().map(|c| c.unacked_bytes as u64).sum();
+        stats.pending_hellos = self.pending_hellos as u64;
         stats.lease_queued = self.leases.values().map(|l| l.queue.len() as u64).sum();
         stats.delayed_acks = self.delayed_acks.len() as u64;
         stats.dedupe_entries = self.dedupe.len() as u64;
@@ -354,6 +385,9 @@ impl Broker {
     /// Removes `conn` from every index; its unconfirmed pushes are the caller's.
     fn detach(&mut self, conn: ConnId) -> Option<Conn> {
         let c = self.conns.remove(&conn)?;
+        if c.seat().is_none() {
+            self.pending_hellos = self.pending_hellos.saturating_sub(1);
+        }
         if let Some(at) = c.indexed_wake {
             self.timers.remove(&(at, conn));
         }
@@ -364,6 +398,27 @@ impl Broker {
         }
         self.stats.connections_closed += 1;
         Some(c)
+    }
+
+    /// In an open broker, a mesh nobody is in (open or lingering) is forgotten with
+    /// everything it held, so throwaway meshes cannot lock new ones out. Listed meshes
+    /// are bounded by the members file and keep their data.
+    pub(crate) fn free_if_empty(&mut self, mesh_id: &str) {
+        if !matches!(self.config.membership, super::Membership::Open) {
+            return;
+        }
+        let empty = self
+            .meshes
+            .get(mesh_id)
+            .is_some_and(|m| m.open.is_empty() && m.lingering.is_empty());
+        if !empty {
+            return;
+        }
+        if let Some(mesh) = self.meshes.remove(mesh_id) {
+            let kept: usize = mesh.offline.values().flatten().map(|q| q.text.len()).sum();
+            self.kept_bytes = self.kept_bytes.saturating_sub(kept);
+            self.stats.meshes_freed += 1;
+        }
     }
 
     /// The connections a selector names, in id order.

@@ -22,6 +22,9 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 65_536;
 pub const DEFAULT_MAX_FRAME_LEN: usize = DEFAULT_MAX_MESSAGE_BYTES + 16 * 1024;
 /// The real broker's `MAX_CONNECTIONS_PER_MESH`.
 pub const DEFAULT_MAX_CONNECTIONS_PER_MESH: usize = 100;
+/// The clients' inbound frame cap (tether's `DEFAULT_MAX_FRAME_LEN`, 1 MiB) less room
+/// to spare: no reply the broker sends is larger.
+pub const DEFAULT_MAX_REPLY_LEN: usize = (1 << 20) - 1024;
 /// The real broker's `GRACE_MS`: a closed connection's presence lingers this long.
 pub const DEFAULT_PRESENCE_GRACE: Duration = Duration::from_secs(90);
 
@@ -43,6 +46,36 @@ pub struct BrokerConfig {
     pub max_connections_per_mesh: usize,
     /// How long a closed connection's presence lingers for a reattach (zero: none).
     pub presence_grace: Duration,
+    /// Presences (open and lingering) one member may hold per mesh.
+    pub max_connections_per_member: usize,
+    /// Connections the core knows at once, hello or not; more are refused at open.
+    pub max_connections: usize,
+    /// Connections waiting for their hello at once; more are refused at open.
+    pub max_pending_hellos: usize,
+    /// Longest id, name or label in a hello or presence update (`displayName`,
+    /// `sessionId`, `cwd`, a group name, a status …), in bytes.
+    pub max_field_len: usize,
+    /// Most entries of a list in a hello or profile (`groups`, `capabilities`).
+    pub max_list_len: usize,
+    /// Longest free text of a presence (`summary`, each profile field), in bytes.
+    pub max_text_len: usize,
+    /// Longest shared-state key, in bytes.
+    pub max_state_key_len: usize,
+    /// Largest shared-state value, in bytes of its JSON.
+    pub max_state_value_len: usize,
+    /// Shared state per mesh, keys and values together, in bytes.
+    pub max_state_bytes_per_mesh: usize,
+    /// Largest memory (`content` and tags), in bytes.
+    pub max_memory_len: usize,
+    /// Memories per mesh, in bytes; the oldest are evicted beyond it.
+    pub max_memory_bytes_per_mesh: usize,
+    /// Largest reply frame; longer lists are cut and marked `truncated: true`.
+    pub max_reply_len: usize,
+    /// Bytes of unconfirmed pushes kept per connection; the oldest dropped beyond it.
+    pub max_unacked_bytes_per_conn: usize,
+    /// Bytes of messages kept for lingering presences and offline keys, broker-wide;
+    /// a message beyond it is not kept (counted).
+    pub max_kept_bytes: usize,
     /// `retryAfterMs` sent with a `capacity` rejection.
     pub capacity_retry_after_ms: u64,
     /// Meshes the broker keeps data for; a hello for a new mesh beyond it gets `capacity`.
@@ -83,14 +116,28 @@ impl Default for BrokerConfig {
             max_payload: DEFAULT_MAX_MESSAGE_BYTES,
             max_connections_per_mesh: DEFAULT_MAX_CONNECTIONS_PER_MESH,
             presence_grace: DEFAULT_PRESENCE_GRACE,
+            max_connections_per_member: 10,
+            max_connections: 10_000,
+            max_pending_hellos: 1_024,
+            max_field_len: 256,
+            max_list_len: 32,
+            max_text_len: 4 * 1024,
+            max_state_key_len: 256,
+            max_state_value_len: 16 * 1024,
+            max_state_bytes_per_mesh: 256 * 1024,
+            max_memory_len: 16 * 1024,
+            max_memory_bytes_per_mesh: 512 * 1024,
+            max_reply_len: DEFAULT_MAX_REPLY_LEN,
+            max_unacked_bytes_per_conn: 2 * 1024 * 1024,
+            max_kept_bytes: 64 * 1024 * 1024,
             capacity_retry_after_ms: 5_000,
-            max_meshes: 1024,
+            max_meshes: 256,
             hello_timeout: DEFAULT_HELLO_TIMEOUT,
             ping_interval: DEFAULT_PING_INTERVAL,
             stale_after: DEFAULT_STALE_AFTER,
             push_lease: DEFAULT_PUSH_LEASE,
             max_pushes_per_message: 10,
-            max_unacked_per_conn: 1000,
+            max_unacked_per_conn: 256,
             offline_queue_per_key: 100,
             max_offline_keys_per_mesh: 1000,
             dedupe_window: 10_000,

@@ -105,6 +105,8 @@ pub(crate) struct Conn {
     pub silent_since: Option<Instant>,
     /// In push order, so in lease order: the lease is a constant added to a non-decreasing now.
     pub unacked: VecDeque<Unacked>,
+    /// Bytes of the push texts in `unacked`.
+    pub unacked_bytes: usize,
     /// The wake-up time under which the connection sits in the broker's timer index.
     pub indexed_wake: Option<Instant>,
 }
@@ -119,6 +121,7 @@ impl Conn {
             next_ping: now,
             silent_since: None,
             unacked: VecDeque::new(),
+            unacked_bytes: 0,
             indexed_wake: None,
         }
     }

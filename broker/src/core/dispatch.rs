@@ -90,9 +90,9 @@ impl Broker {
             ClientFrame::GetSkill(f) => self.get_skill(conn, &f.name, f.req_id),
             ClientFrame::SetState(f) => self.set_state(conn, f.key, f.value, req_id_of(text), now),
             ClientFrame::Forget(f) => self.forget_memory(conn, f.memory_id, req_id_of(text)),
-            ClientFrame::SetProfile(f) => self.set_profile(conn, f),
-            ClientFrame::SetSummary(f) => self.set_summary(conn, f.summary),
-            ClientFrame::SetStatus(f) => self.set_status(conn, f.status),
+            ClientFrame::SetProfile(f) => self.set_profile(conn, f, req_id_of(text)),
+            ClientFrame::SetSummary(f) => self.set_summary(conn, f.summary, req_id_of(text)),
+            ClientFrame::SetStatus(f) => self.set_status(conn, f.status, req_id_of(text)),
             ClientFrame::SetVisible(f) => self.set_visible(conn, f.visible),
             ClientFrame::Unknown { kind, .. } => {
                 self.stats.unknown_types += 1;

@@ -5,6 +5,7 @@ use tether_proto::mesh::identity::{verify_hello, verify_session_hello};
 use tether_proto::mesh::wire::{ErrorFrame, HelloAckFrame, HelloExtras, HelloFrame, SessionHelloFrame};
 use tether_proto::Now;
 
+use super::bounds::TooLong;
 use super::broker::Broker;
 use super::clock::rfc3339_from_unix_ms;
 use super::conn::{HelloKind, Phase, Seat};
@@ -29,6 +30,20 @@ impl Broker {
     pub(crate) fn handle_hello(&mut self, conn: ConnId, hello: HelloFrame, now: Now) {
         if self.hello_preempted(conn, now) {
             return;
+        }
+        let ids = [
+            ("meshId", hello.mesh_id.as_str()),
+            ("memberId", hello.member_id.as_str()),
+            ("sessionId", hello.session_id.as_str()),
+            ("cwd", hello.cwd.as_str()),
+        ];
+        if let Err(TooLong(what)) = self.check_hello_fields(&ids, &hello.extras) {
+            self.stats.fields_too_large += 1;
+            return self.reject(
+                conn,
+                Refusal::for_code("malformed", format!("malformed: {what}")),
+                now,
+            );
         }
         if let Err(e) = verify_hello(&hello, now.unix_ms) {
             self.reject(conn, Refusal::for_code(e.code(), e.to_string()), now);
@@ -55,6 +70,21 @@ impl Broker {
     pub(crate) fn handle_session_hello(&mut self, conn: ConnId, hello: SessionHelloFrame, now: Now) {
         if self.hello_preempted(conn, now) {
             return;
+        }
+        let ids = [
+            ("meshId", hello.mesh_id.as_str()),
+            ("parentMemberId", hello.parent_member_id.as_str()),
+            ("sessionId", hello.session_id.as_str()),
+            ("cwd", hello.cwd.as_str()),
+            ("role", hello.role.as_deref().unwrap_or_default()),
+        ];
+        if let Err(TooLong(what)) = self.check_hello_fields(&ids, &hello.extras) {
+            self.stats.fields_too_large += 1;
+            return self.reject(
+                conn,
+                Refusal::for_code("malformed", format!("malformed: {what}")),
+                now,
+            );
         }
         if let Err(e) = verify_session_hello(&hello, now.unix_ms) {
             self.reject(conn, Refusal::for_code(e.code(), e.to_string()), now);
@@ -119,26 +149,29 @@ impl Broker {
             Standing::Member(record) => Some(record.clone()),
         };
 
-        let display_name = [
-            candidate.extras.display_name.as_deref(),
-            record.as_ref().map(|r| r.display_name.as_str()),
-        ]
-        .into_iter()
-        .flatten()
-        .find(|name| !name.is_empty())
-        .unwrap_or(&candidate.member_id)
-        .to_owned();
-        let member_display_name = record
-            .as_ref()
-            .map(|r| r.display_name.clone())
-            .filter(|name| !name.is_empty())
-            .unwrap_or_else(|| display_name.clone());
-        let groups = candidate
-            .extras
-            .groups
-            .clone()
-            .or_else(|| record.as_ref().map(|r| r.groups.clone()))
-            .unwrap_or_default();
+        // With a members file, names and groups are the file's: a hello can neither
+        // grant itself a group nor take another member's name (X15).
+        let roster = self.config.membership.roster(&candidate.mesh_id);
+        let hello_name = candidate.extras.display_name.as_deref().filter(|n| !n.is_empty());
+        let display_name = match &record {
+            Some(r) if !r.display_name.is_empty() => r.display_name.clone(),
+            Some(_) => hello_name
+                .filter(|n| {
+                    roster.is_none_or(|r| {
+                        r.members().iter().all(|m| {
+                            m.pubkey == candidate.member_pubkey || !m.display_name.eq_ignore_ascii_case(n)
+                        })
+                    })
+                })
+                .unwrap_or(&candidate.member_id)
+                .to_owned(),
+            None => hello_name.unwrap_or(&candidate.member_id).to_owned(),
+        };
+        let member_display_name = display_name.clone();
+        let groups = match &record {
+            Some(r) => r.groups.clone(),
+            None => candidate.extras.groups.clone().unwrap_or_default(),
+        };
         let mut seat = Seat {
             mesh_id: candidate.mesh_id.clone(),
             member_id: candidate.member_id,
@@ -168,13 +201,21 @@ impl Broker {
         let presences = self.meshes.get(&seat.mesh_id).map_or(0, |m| m.presences());
         let new_mesh = !self.meshes.contains_key(&seat.mesh_id);
         let leaving = replaced.len() + usize::from(reattaches);
-        if (new_mesh && self.meshes.len() >= self.config.max_meshes)
-            || presences.saturating_sub(leaving) >= self.config.max_connections_per_mesh
-        {
-            let refusal = Refusal::capacity(
-                format!("mesh {} is at capacity", seat.mesh_id),
-                self.config.capacity_retry_after_ms,
-            );
+        let mine = self.presences_of(&seat.mesh_id, &seat.member_pubkey);
+        let full = if new_mesh && self.meshes.len() >= self.config.max_meshes {
+            Some(format!("broker serves {} meshes already", self.meshes.len()))
+        } else if presences.saturating_sub(leaving) >= self.config.max_connections_per_mesh {
+            Some(format!("mesh {} is at capacity", seat.mesh_id))
+        } else if mine.saturating_sub(leaving) >= self.config.max_connections_per_member {
+            Some(format!(
+                "member {} holds {mine} connections, the most one member may",
+                seat.member_id
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = full {
+            let refusal = Refusal::capacity(message, self.config.capacity_retry_after_ms);
             return self.reject(conn, refusal, now);
         }
         let lease = self.take_lease(&seat);
@@ -194,15 +235,20 @@ impl Broker {
             keys
         };
         let mesh_id = seat.mesh_id.clone();
+        let member_pubkey = seat.member_pubkey.clone();
         let notice_key = seat.proven_pubkey().to_owned();
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         c.phase = Phase::Open(Box::new(seat));
+        self.pending_hellos = self.pending_hellos.saturating_sub(1);
         c.last_activity = now.instant;
         c.next_ping = now.instant + self.config.ping_interval;
         self.touch(conn);
-        self.meshes.entry(mesh_id.clone()).or_default().open.insert(conn);
+        let cap = self.config.max_offline_keys_per_mesh;
+        let mesh = self.meshes.entry(mesh_id.clone()).or_default();
+        mesh.open.insert(conn);
+        mesh.remember_member(&member_pubkey, cap);
 
         let presence_id = self.new_id("presence");
         self.send_frame(
@@ -225,7 +271,9 @@ impl Broker {
             self.stats.sessions_replaced += 1;
             self.replace(old, conn, now);
         }
-        for message in lease.map(|l| l.queue).unwrap_or_default() {
+        let kept = lease.map(|l| l.queue).unwrap_or_default();
+        self.release_kept(&kept);
+        for message in kept {
             self.push_to(conn, message, now);
         }
         self.deliver_offline(conn, &mesh_id, &keys, now);
@@ -246,6 +294,33 @@ impl Broker {
                     .is_some_and(|s| s.same_session(seat))
             })
             .collect()
+    }
+
+    /// Presences (open and lingering) of one member in a mesh.
+    fn presences_of(&self, mesh_id: &str, member_pubkey: &str) -> usize {
+        let Some(mesh) = self.meshes.get(mesh_id) else {
+            return 0;
+        };
+        let open = mesh
+            .open
+            .iter()
+            .filter(|id| {
+                self.conns
+                    .get(id)
+                    .and_then(|c| c.seat())
+                    .is_some_and(|s| s.member_pubkey == member_pubkey)
+            })
+            .count();
+        let lingering = mesh
+            .lingering
+            .iter()
+            .filter(|id| {
+                self.leases
+                    .get(id)
+                    .is_some_and(|l| l.seat.member_pubkey == member_pubkey)
+            })
+            .count();
+        open + lingering
     }
 
     fn has_lease_for(&self, seat: &Seat) -> bool {

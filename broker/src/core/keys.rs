@@ -6,8 +6,8 @@
 //! `BrokerClient` does, and encrypts its direct messages with that key — but nothing
 //! proves it. tether's broker honours such a claim (routes to it, names it as
 //! `senderPubkey` and as the peer's `pubkey`) only while it is uncontested: no other
-//! member's presence holds, proves or claims the same key, and it is no member's key
-//! on the roster. A contested claim is void for every claimant (counted), so claiming
+//! member's presence holds, proves or claims the same key, no member ever said hello
+//! with it here, and it is no member's key on the roster. A contested claim is void for every claimant (counted), so claiming
 //! someone else's key can at most stop the claim path, never receive their messages.
 
 use super::broker::Broker;
@@ -54,6 +54,10 @@ impl Broker {
         let Some(mesh) = self.meshes.get(&seat.mesh_id) else {
             return true;
         };
+        // A key some member said hello with is that member's, even while it is away.
+        if mesh.member_keys.iter().any(|k| k == key) {
+            return false;
+        }
         let open = mesh
             .open
             .iter()

@@ -21,19 +21,6 @@ pub(crate) struct Lease {
     pub queue: VecDeque<Queued>,
 }
 
-impl Lease {
-    /// Adds a message, dropping the oldest beyond `cap`; returns how many were dropped.
-    fn add(&mut self, message: Queued, cap: usize) -> u64 {
-        self.queue.push_back(message);
-        let mut dropped = 0;
-        while self.queue.len() > cap {
-            self.queue.pop_front();
-            dropped += 1;
-        }
-        dropped
-    }
-}
-
 impl Broker {
     /// A gone connection's presence starts its grace, keeping its unconfirmed pushes.
     /// Without a grace window (or with a clock at its end) the pushes go to the
@@ -51,12 +38,11 @@ impl Broker {
                 text: u.text,
             })
             .collect();
-        let Some(until) = now.instant.checked_add(self.config.presence_grace) else {
-            return self.keep_offline(&seat, queue);
+        let until = now.instant.checked_add(self.config.presence_grace);
+        let Some(until) = until.filter(|_| !self.config.presence_grace.is_zero()) else {
+            self.keep_offline(&seat, queue);
+            return self.free_if_empty(&seat.mesh_id);
         };
-        if self.config.presence_grace.is_zero() {
-            return self.keep_offline(&seat, queue);
-        }
         let id = self.next_lease;
         self.next_lease += 1;
         let Some(mesh) = self.meshes.get_mut(&seat.mesh_id) else {
@@ -65,26 +51,38 @@ impl Broker {
         mesh.lingering.insert(id);
         self.lease_timers.insert((until, id));
         self.stats.presences_lingered += 1;
-        let mut lease = Lease {
+        let lease = Lease {
             seat: *seat,
             until,
             queue: VecDeque::new(),
         };
-        for message in queue {
-            self.stats.offline_dropped += lease.add(message, self.config.offline_queue_per_key);
-        }
         self.leases.insert(id, lease);
+        for message in queue {
+            self.queue_on_lease(id, message);
+        }
     }
 
-    /// Queues a message on lease `id`; false when there is no such lease.
-    pub(crate) fn queue_on_lease(&mut self, id: u64, message: Queued) -> bool {
+    /// Queues a message on lease `id` within the per-presence cap (oldest dropped) and
+    /// the broker-wide budget of kept bytes (the new one refused); all counted.
+    pub(crate) fn queue_on_lease(&mut self, id: u64, message: Queued) {
         let cap = self.config.offline_queue_per_key;
+        let len = message.text.len();
+        if self.kept_bytes + len > self.config.max_kept_bytes {
+            self.stats.offline_dropped += 1;
+            return;
+        }
         let Some(lease) = self.leases.get_mut(&id) else {
-            return false;
+            return;
         };
-        self.stats.offline_dropped += lease.add(message, cap);
+        self.kept_bytes += len;
+        lease.queue.push_back(message);
         self.stats.queued_on_lease += 1;
-        true
+        while lease.queue.len() > cap {
+            if let Some(old) = lease.queue.pop_front() {
+                self.kept_bytes = self.kept_bytes.saturating_sub(old.text.len());
+            }
+            self.stats.offline_dropped += 1;
+        }
     }
 
     /// The lease, if any, that a new hello of `seat` takes over (the same session of
@@ -117,11 +115,19 @@ impl Broker {
             }
             if let Some(lease) = self.remove_lease(id) {
                 self.stats.presences_expired += 1;
+                self.release_kept(&lease.queue);
                 self.keep_offline(&lease.seat, lease.queue);
+                self.free_if_empty(&lease.seat.mesh_id);
             } else {
                 self.lease_timers.remove(&(until, id));
             }
         }
+    }
+
+    /// Gives back the kept-bytes budget of messages leaving a lease or a queue.
+    pub(crate) fn release_kept<'a>(&mut self, queue: impl IntoIterator<Item = &'a Queued>) {
+        let bytes: usize = queue.into_iter().map(|q| q.text.len()).sum();
+        self.kept_bytes = self.kept_bytes.saturating_sub(bytes);
     }
 
     fn keep_offline(&mut self, seat: &Seat, queue: VecDeque<Queued>) {

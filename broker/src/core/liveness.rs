@@ -66,6 +66,7 @@ impl Broker {
                 break;
             };
             if u.pushes >= max_pushes {
+                c.unacked_bytes = c.unacked_bytes.saturating_sub(u.text.len());
                 self.stats.pushes_given_up += 1;
                 continue;
             }

@@ -20,6 +20,7 @@
 //!
 //! Every buffer is bounded by a [`BrokerConfig`] cap and counted in [`BrokerStats`].
 
+mod bounds;
 mod broker;
 mod clock;
 mod config;
@@ -47,8 +48,8 @@ pub use broker::Broker;
 pub use clock::rfc3339_from_unix_ms;
 pub use config::{
     BrokerConfig, DEFAULT_HELLO_TIMEOUT, DEFAULT_MAX_CONNECTIONS_PER_MESH, DEFAULT_MAX_FRAME_LEN,
-    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_PING_INTERVAL, DEFAULT_PRESENCE_GRACE, DEFAULT_PUSH_LEASE,
-    DEFAULT_STALE_AFTER,
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_REPLY_LEN, DEFAULT_PING_INTERVAL, DEFAULT_PRESENCE_GRACE,
+    DEFAULT_PUSH_LEASE, DEFAULT_STALE_AFTER,
 };
 pub use dispatch::{Breach, CLOSE_NOT_UTF8, CLOSE_TOO_BIG};
 pub use faults::{ConnSelector, Fault, Refusal, SHUTTING_DOWN};

@@ -37,12 +37,18 @@ impl Broker {
             .lingering
             .iter()
             .filter_map(|id| self.leases.get(id).map(|l| &l.seat));
-        let peers = open
+        let peers: Vec<Peer> = open
             .chain(lingering)
             .filter(|s| s.visible || s.member_pubkey == me.member_pubkey)
             .map(|s| self.peer_row(s))
             .collect();
-        self.send_frame(conn, PeersListFrame { peers, req_id });
+        self.send_list(conn, peers, |peers| {
+            PeersListFrame {
+                peers,
+                req_id: req_id.clone(),
+            }
+            .into()
+        });
     }
 
     pub(crate) fn get_state(&mut self, conn: ConnId, key: String, req_id: Option<String>) {
@@ -74,7 +80,13 @@ impl Broker {
             .and_then(|s| self.meshes.get(&s.mesh_id))
             .map(|m| m.state.values().cloned().collect())
             .unwrap_or_default();
-        self.send_frame(conn, StateListFrame { entries, req_id });
+        self.send_list(conn, entries, |entries| {
+            StateListFrame {
+                entries,
+                req_id: req_id.clone(),
+            }
+            .into()
+        });
     }
 
     /// Stores the value and tells every other open connection of the mesh.
@@ -90,15 +102,33 @@ impl Broker {
             return;
         };
         let (mesh_id, updated_by) = (seat.mesh_id.clone(), seat.display_name.clone());
+        let value_len = serde_json::to_string(&value).map_or(usize::MAX, |t| t.len());
+        let checked = self
+            .check_len("key", &key, self.config.max_state_key_len)
+            .and_then(|()| self.check_len_n("value", value_len, self.config.max_state_value_len));
+        if let Err(e) = checked {
+            return self.refuse_field(conn, e, req_id);
+        }
         let cap = self.config.max_state_keys_per_mesh;
+        let cap_bytes = self.config.max_state_bytes_per_mesh;
         let Some(mesh) = self.meshes.get_mut(&mesh_id) else {
             return;
         };
-        if !mesh.state.contains_key(&key) && mesh.state.len() >= cap {
+        let old = mesh
+            .state
+            .get(&key)
+            .map_or(0, |row| state_cost(&row.key, &row.value));
+        let after = mesh.state_bytes.saturating_sub(old) + key.len() + value_len;
+        if (old == 0 && mesh.state.len() >= cap) || after > cap_bytes {
             self.stats.state_refused += 1;
-            let message = format!("state_full: mesh already holds {cap} keys");
+            let message = format!(
+                "state_full: mesh holds {} keys, {} bytes",
+                mesh.state.len(),
+                mesh.state_bytes
+            );
             return self.send_error(conn, "state_full", message, None, req_id);
         }
+        mesh.state_bytes = after;
         let row = StateRow {
             key: key.clone(),
             value: value.clone(),
@@ -129,18 +159,31 @@ impl Broker {
             return;
         };
         let (mesh_id, by) = (seat.mesh_id.clone(), seat.display_name.clone());
+        let len = content.len() + tags.iter().map(String::len).sum::<usize>();
+        let checked = self
+            .check_len_n("memory", len, self.config.max_memory_len)
+            .and_then(|()| self.check_list("tags", tags.iter().map(String::as_str)));
+        if let Err(e) = checked {
+            return self.refuse_field(conn, e, req_id);
+        }
         let id = self.new_id("mem");
         let cap = self.config.max_memories_per_mesh;
+        let cap_bytes = self.config.max_memory_bytes_per_mesh;
         if let Some(mesh) = self.meshes.get_mut(&mesh_id) {
-            mesh.memories.push_back(MemoryRow {
+            let row = MemoryRow {
                 id: id.clone(),
                 content,
                 tags,
                 remembered_by: by,
                 remembered_at: rfc3339_from_unix_ms(now.unix_ms),
-            });
-            while mesh.memories.len() > cap {
-                mesh.memories.pop_front();
+            };
+            mesh.memory_bytes += memory_cost(&row);
+            mesh.memories.push_back(row);
+            while mesh.memories.len() > cap || mesh.memory_bytes > cap_bytes {
+                let Some(old) = mesh.memories.pop_front() else {
+                    break;
+                };
+                mesh.memory_bytes = mesh.memory_bytes.saturating_sub(memory_cost(&old));
                 self.stats.memories_evicted += 1;
             }
         }
@@ -169,7 +212,13 @@ impl Broker {
                     .collect()
             })
             .unwrap_or_default();
-        self.send_frame(conn, MemoryResultsFrame { memories, req_id });
+        self.send_list(conn, memories, |memories| {
+            MemoryResultsFrame {
+                memories,
+                req_id: req_id.clone(),
+            }
+            .into()
+        });
     }
 
     /// Deletes the memory and answers as the real broker does: an `ack` whose `id` and
@@ -179,7 +228,15 @@ impl Broker {
             return;
         };
         if let Some(mesh) = self.meshes.get_mut(&mesh_id) {
-            mesh.memories.retain(|row| row.id != memory_id);
+            let mut freed = 0;
+            mesh.memories.retain(|row| {
+                let keep = row.id != memory_id;
+                if !keep {
+                    freed += memory_cost(row);
+                }
+                keep
+            });
+            mesh.memory_bytes = mesh.memory_bytes.saturating_sub(freed);
         }
         let ack = AckFrame {
             id: memory_id.clone(),
@@ -193,7 +250,13 @@ impl Broker {
 
     pub(crate) fn list_skills(&mut self, conn: ConnId, query: Option<&str>, req_id: Option<String>) {
         let skills = self.config.skills.list(query);
-        self.send_frame(conn, SkillListFrame { skills, req_id });
+        self.send_list(conn, skills, |skills| {
+            SkillListFrame {
+                skills,
+                req_id: req_id.clone(),
+            }
+            .into()
+        });
     }
 
     pub(crate) fn get_skill(&mut self, conn: ConnId, name: &str, req_id: Option<String>) {
@@ -201,13 +264,19 @@ impl Broker {
         self.send_frame(conn, SkillDataFrame { skill, req_id });
     }
 
-    pub(crate) fn set_status(&mut self, conn: ConnId, status: String) {
+    pub(crate) fn set_status(&mut self, conn: ConnId, status: String, req_id: Option<String>) {
+        if let Err(e) = self.check_len("status", &status, self.config.max_field_len) {
+            return self.refuse_field(conn, e, req_id);
+        }
         if let Some(seat) = self.seat_mut_of(conn) {
             seat.status = status;
         }
     }
 
-    pub(crate) fn set_summary(&mut self, conn: ConnId, summary: String) {
+    pub(crate) fn set_summary(&mut self, conn: ConnId, summary: String, req_id: Option<String>) {
+        if let Err(e) = self.check_len("summary", &summary, self.config.max_text_len) {
+            return self.refuse_field(conn, e, req_id);
+        }
         if let Some(seat) = self.seat_mut_of(conn) {
             seat.summary = Some(summary);
         }
@@ -220,7 +289,24 @@ impl Broker {
     }
 
     /// Merges the given fields into the profile; fields left out keep their value.
-    pub(crate) fn set_profile(&mut self, conn: ConnId, update: SetProfileFrame) {
+    pub(crate) fn set_profile(&mut self, conn: ConnId, update: SetProfileFrame, req_id: Option<String>) {
+        let max = self.config.max_text_len;
+        let texts = [
+            ("avatar", &update.avatar),
+            ("title", &update.title),
+            ("bio", &update.bio),
+        ];
+        let checked = texts
+            .into_iter()
+            .filter_map(|(name, v)| v.as_deref().map(|v| (name, v)))
+            .try_for_each(|(name, v)| self.check_len(name, v, max))
+            .and_then(|()| match &update.capabilities {
+                Some(caps) => self.check_list("capabilities", caps.iter().map(String::as_str)),
+                None => Ok(()),
+            });
+        if let Err(e) = checked {
+            return self.refuse_field(conn, e, req_id);
+        }
         let Some(seat) = self.seat_mut_of(conn) else {
             return;
         };
@@ -247,6 +333,19 @@ impl Broker {
         }
         seat.profile = Some(Value::Object(profile));
     }
+}
+
+/// What a state row costs against `max_state_bytes_per_mesh`.
+pub(crate) fn state_cost(key: &str, value: &Value) -> usize {
+    key.len() + serde_json::to_string(value).map_or(0, |t| t.len())
+}
+
+/// What a memory costs against `max_memory_bytes_per_mesh`.
+fn memory_cost(row: &MemoryRow) -> usize {
+    row.id.len()
+        + row.content.len()
+        + row.tags.iter().map(String::len).sum::<usize>()
+        + row.remembered_by.len()
 }
 
 impl Broker {

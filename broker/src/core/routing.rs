@@ -47,6 +47,23 @@ impl Broker {
             );
             return self.refuse_send(conn, send.id, error, now);
         }
+        // Ids are kept (dedupe window) and echoed on pushes: bounded like every field.
+        let max = self.config.max_field_len;
+        let ids = [
+            ("id", Some(send.id.as_str())),
+            ("client_message_id", send.client_message_id.as_deref()),
+            ("request_fingerprint", send.request_fingerprint.as_deref()),
+            ("replyToId", send.reply_to_id.as_deref()),
+        ];
+        if let Some((name, v)) = ids
+            .into_iter()
+            .find_map(|(n, v)| v.filter(|v| v.len() > max).map(|v| (n, v)))
+        {
+            self.stats.fields_too_large += 1;
+            let error = format!("payload too large: {name}: {} bytes > {max}", v.len());
+            let id: String = send.id.chars().take(max).collect();
+            return self.refuse_send(conn, id, error, now);
+        }
         let dedupe_key = send
             .client_message_id
             .clone()
@@ -162,8 +179,19 @@ impl Broker {
                 leases,
             }
         } else {
+            // A name reaches its holder only when one member holds it: a second member
+            // showing the same name makes it nobody's, never a way to receive another's mail.
+            let live = live(&|s| s.display_name == spec);
+            let mut holders = live
+                .iter()
+                .filter_map(|&id| self.seat(id))
+                .map(|s| &s.member_pubkey);
+            let first = holders.next();
+            if holders.any(|k| Some(k) != first) {
+                return None;
+            }
             Targets {
-                live: live(&|s| s.display_name == spec),
+                live,
                 leases: Vec::new(),
             }
         };
@@ -178,9 +206,11 @@ impl Broker {
     pub(crate) fn push_to(&mut self, conn: ConnId, message: Queued, now: Now) {
         let lease = self.config.push_lease;
         let cap = self.config.max_unacked_per_conn;
+        let cap_bytes = self.config.max_unacked_bytes_per_conn;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        c.unacked_bytes += message.text.len();
         c.unacked.push_back(Unacked {
             message_id: message.message_id,
             client_message_id: message.client_message_id,
@@ -188,9 +218,12 @@ impl Broker {
             due: now.instant + lease,
             pushes: 1,
         });
-        if c.unacked.len() > cap {
-            c.unacked.pop_front();
-            self.stats.unacked_dropped += 1;
+        // Oldest first, never the one just pushed: it is on its way anyway.
+        while c.unacked.len() > cap || (c.unacked_bytes > cap_bytes && c.unacked.len() > 1) {
+            if let Some(old) = c.unacked.pop_front() {
+                c.unacked_bytes = c.unacked_bytes.saturating_sub(old.text.len());
+                self.stats.unacked_dropped += 1;
+            }
         }
         self.stats.pushes += 1;
         self.touch(conn);
@@ -203,15 +236,19 @@ impl Broker {
         let Some(mesh) = self.meshes.get_mut(mesh_id) else {
             return;
         };
-        if !mesh.offline.contains_key(key) && mesh.offline.len() >= max_keys {
+        let full = !mesh.offline.contains_key(key) && mesh.offline.len() >= max_keys;
+        if full || self.kept_bytes + message.text.len() > self.config.max_kept_bytes {
             self.stats.offline_dropped += 1;
             return;
         }
+        self.kept_bytes += message.text.len();
         let queue = mesh.offline.entry(key.to_owned()).or_default();
         queue.push_back(message);
         self.stats.queued_offline += 1;
         if queue.len() > per_key {
-            queue.pop_front();
+            if let Some(old) = queue.pop_front() {
+                self.kept_bytes = self.kept_bytes.saturating_sub(old.text.len());
+            }
             self.stats.offline_dropped += 1;
         }
     }
@@ -225,6 +262,7 @@ impl Broker {
                 .and_then(|mesh| mesh.offline.remove(key))
                 .unwrap_or_default();
             for message in queued {
+                self.kept_bytes = self.kept_bytes.saturating_sub(message.text.len());
                 self.push_to(conn, message, now);
             }
         }
@@ -240,7 +278,9 @@ impl Broker {
         });
         match position {
             Some(i) => {
-                c.unacked.remove(i);
+                if let Some(u) = c.unacked.remove(i) {
+                    c.unacked_bytes = c.unacked_bytes.saturating_sub(u.text.len());
+                }
                 self.stats.client_acks += 1;
                 self.touch(conn);
             }

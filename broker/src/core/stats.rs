@@ -87,6 +87,22 @@ pub struct BrokerStats {
     pub meshes: u64,
     /// Gauge: messages waiting in offline queues.
     pub offline_queued: u64,
+    /// Empty meshes forgotten (open membership).
+    pub meshes_freed: u64,
+    /// Connections refused at open: too many waiting for their hello, or too many in all.
+    pub connections_refused: u64,
+    /// Hello fields, presence updates, state or memories refused for their size.
+    pub fields_too_large: u64,
+    /// Replies cut to fit `max_reply_len` (they carry `truncated: true`).
+    pub replies_truncated: u64,
+    /// Frames refused for a duplicate `type` key.
+    pub duplicate_type_keys: u64,
+    /// Gauge: bytes of messages kept on leases and in offline queues.
+    pub kept_bytes: u64,
+    /// Gauge: bytes of pushes waiting for a `client_ack`.
+    pub unacked_bytes: u64,
+    /// Gauge: connections waiting for their hello to be accepted.
+    pub pending_hellos: u64,
     /// Gauge: presences in their grace.
     pub lingering_presences: u64,
     /// Gauge: messages kept on lingering presences.

@@ -2,6 +2,7 @@
 
 mod faults;
 mod hello;
+mod hostile;
 mod liveness;
 mod requests;
 mod routing;
@@ -119,6 +120,20 @@ impl Harness {
             .partition(|o| o.conn == conn && !matches!(o.kind, OutputKind::Notice(_)));
         self.outbox = rest;
         mine.into_iter().map(|o| o.kind).collect()
+    }
+
+    /// Takes the frames sent to `conn` and the close that ended it, if any.
+    pub fn frames_and_close(&mut self, conn: ConnId) -> (Vec<BrokerFrame>, Option<(u16, String)>) {
+        let mut frames = Vec::new();
+        let mut close = None;
+        for kind in self.take(conn) {
+            match kind {
+                OutputKind::Send(text) => frames.push(decode(&text)),
+                OutputKind::Close { code, reason } => close = Some((code, reason)),
+                _ => {}
+            }
+        }
+        (frames, close)
     }
 
     /// Takes the frames sent to `conn`, decoded; panics on anything else sent to it.

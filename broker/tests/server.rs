@@ -260,3 +260,60 @@ async fn invalid_utf8_gets_close_1007() {
     assert_eq!(broker.stats().await.core.frames_not_utf8, 1);
     broker.stop().await;
 }
+
+// proves X15 over a socket: a member that never reads pins neither the task nor more
+// than `max_outbound_bytes` of queue; it is dropped and its queue freed at once.
+#[tokio::test]
+async fn a_reader_that_never_reads_is_dropped_within_its_byte_bound() {
+    let max_outbound_bytes = 256 * 1024;
+    let config = tether_broker::ServerConfig {
+        max_outbound_bytes,
+        write_timeout: std::time::Duration::from_millis(500),
+        close_linger: std::time::Duration::from_millis(100),
+        ..tether_broker::ServerConfig::default()
+    };
+    let broker = tether_broker::BrokerServer::start(config, loopback(), None)
+        .await
+        .unwrap();
+    let mut ada = join(&broker.url(), 1, "s1").await;
+    // Bob joins, then never reads again.
+    let _bob = join(&broker.url(), 2, "s2").await;
+    let body = "A".repeat(60 * 1024);
+    let mut dropped = false;
+    for i in 0..400 {
+        let mut frame = send_to(&pubkey(2), &format!("c{i}"));
+        frame.ciphertext = body.clone();
+        send(&mut ada, frame).await;
+        let BrokerFrame::Ack(ack) = next_frame(&mut ada).await else {
+            panic!("no ack")
+        };
+        let stats = broker.stats().await;
+        assert!(
+            stats.peak_outbound_bytes <= max_outbound_bytes as u64,
+            "{stats:?}"
+        );
+        if ack.error.is_some() {
+            // Bob is gone and his presence lingers: the broker refuses nothing yet.
+            panic!("{ack:?}");
+        }
+        if stats.slow_consumers + stats.write_timeouts > 0 {
+            dropped = true;
+            break;
+        }
+    }
+    assert!(dropped, "the reader that never reads was never dropped");
+    let stats = broker.stats().await;
+    eprintln!(
+        "peak queued for the non-reader: {} bytes (bound {max_outbound_bytes}); slow consumers {}, write timeouts {}",
+        stats.peak_outbound_bytes, stats.slow_consumers, stats.write_timeouts
+    );
+    assert!(
+        stats.outbound_queued_bytes < max_outbound_bytes as u64,
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.core.lingering_presences, 1,
+        "bob's presence lingers, his socket is gone"
+    );
+    broker.stop().await;
+}

@@ -39,7 +39,13 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         from: u64,
     },
-    /// Run the reference broker until Ctrl-C.
+    /// Run the reference broker until Ctrl-C or SIGTERM.
+    ///
+    /// Everything is kept in memory only: presences, shared state, memories, queued
+    /// and unconfirmed messages, dedupe ids. A restart loses all of it (clients
+    /// reconnect on their own: every connection is closed with 1001). Every buffer is
+    /// bounded; see RELIABILITY.md for the bounds and what breaching one does.
+    #[command(verbatim_doc_comment)]
     Broker(cmd::broker::BrokerArgs),
     /// Write a new member identity (secret + public key) to a file with mode 0600.
     Keygen {

@@ -1,7 +1,7 @@
 //! Binding, the accept loop, and each new connection's TLS and WebSocket handshakes.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +40,7 @@ pub(crate) struct ConnSetup {
     pub handshake_timeout: Duration,
     pub outbound_capacity: usize,
     pub close_linger: Duration,
+    pub write_timeout: Duration,
 }
 
 /// Accepts until `shutdown` flips (or its sender is gone), then releases the port and
@@ -114,21 +115,25 @@ where
     };
     let (outbound, commands) = mpsc::channel(setup.outbound_capacity);
     let (kill, killed) = oneshot::channel();
-    if setup
-        .events
-        .send(Event::Open { conn, outbound, kill })
-        .await
-        .is_err()
-    {
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
+    let open = Event::Open {
+        conn,
+        outbound,
+        kill,
+        queued_bytes: queued_bytes.clone(),
+    };
+    if setup.events.send(open).await.is_err() {
         return;
     }
-    connection::serve(
-        ws,
+    let wiring = connection::Wiring {
         conn,
-        setup.events.clone(),
+        events: setup.events.clone(),
         commands,
-        killed,
-        setup.close_linger,
-    )
-    .await;
+        kill: killed,
+        queued_bytes,
+        counters: setup.counters.clone(),
+        linger: setup.close_linger,
+        write_timeout: setup.write_timeout,
+    };
+    connection::serve(ws, wiring).await;
 }

@@ -2,7 +2,7 @@
 //! into connection commands, and sleeps until the core's next deadline.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -29,6 +29,7 @@ pub(crate) enum Event {
         conn: ConnId,
         outbound: mpsc::Sender<Command>,
         kill: oneshot::Sender<()>,
+        queued_bytes: Arc<AtomicUsize>,
     },
     Frame {
         conn: ConnId,
@@ -49,7 +50,7 @@ pub(crate) enum Event {
         done: oneshot::Sender<()>,
     },
     Stats {
-        reply: oneshot::Sender<BrokerStats>,
+        reply: oneshot::Sender<(BrokerStats, u64)>,
     },
     Shutdown {
         code: u16,
@@ -65,16 +66,22 @@ pub(crate) struct Counters {
     pub accepted: AtomicU64,
     pub handshake_failures: AtomicU64,
     pub slow_consumers: AtomicU64,
+    pub write_timeouts: AtomicU64,
+    /// The most bytes ever queued for one connection.
+    pub peak_queued_bytes: AtomicU64,
 }
 
 /// The way to one connection task.
 struct Link {
     outbound: mpsc::Sender<Command>,
     kill: oneshot::Sender<()>,
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 pub(crate) struct Actor {
     broker: Broker,
+    /// Bytes queued per connection before it is dropped as a slow consumer.
+    max_queued_bytes: usize,
     links: HashMap<ConnId, Link>,
     counters: Arc<Counters>,
     /// Set by a shutdown: connections that finish their handshake afterwards are closed at once.
@@ -93,9 +100,10 @@ pub(crate) fn unix_ms() -> u64 {
 }
 
 impl Actor {
-    pub fn new(broker: Broker, counters: Arc<Counters>) -> Self {
+    pub fn new(broker: Broker, counters: Arc<Counters>, max_queued_bytes: usize) -> Self {
         Actor {
             broker,
+            max_queued_bytes,
             links: HashMap::new(),
             counters,
             closing: None,
@@ -122,7 +130,12 @@ impl Actor {
     fn handle(&mut self, event: Event) {
         let now = now();
         match event {
-            Event::Open { conn, outbound, kill } => {
+            Event::Open {
+                conn,
+                outbound,
+                kill,
+                queued_bytes,
+            } => {
                 if let Some((code, reason)) = &self.closing {
                     let _ = outbound.try_send(Command::Close {
                         code: *code,
@@ -130,7 +143,14 @@ impl Actor {
                     });
                     return;
                 }
-                self.links.insert(conn, Link { outbound, kill });
+                self.links.insert(
+                    conn,
+                    Link {
+                        outbound,
+                        kill,
+                        queued_bytes,
+                    },
+                );
                 self.broker.handle_open(conn, now);
             }
             Event::Frame { conn, text } => self.broker.handle_frame(conn, &text, now),
@@ -148,7 +168,12 @@ impl Actor {
                 let _ = done.send(());
             }
             Event::Stats { reply } => {
-                let _ = reply.send(self.broker.stats());
+                let queued = self
+                    .links
+                    .values()
+                    .map(|l| l.queued_bytes.load(Ordering::Relaxed) as u64)
+                    .sum();
+                let _ = reply.send((self.broker.stats(), queued));
             }
             Event::Shutdown { code, reason, done } => {
                 self.closing = Some((code, reason.clone()));
@@ -185,7 +210,24 @@ impl Actor {
             let Some(link) = self.links.get(&conn) else {
                 continue;
             };
-            match link.outbound.try_send(command) {
+            // Bounded in bytes as well as frames: a few huge pushes must not pin memory.
+            let len = match &command {
+                Command::Send(text) => text.len(),
+                _ => 0,
+            };
+            let queued = link.queued_bytes.load(Ordering::Relaxed);
+            let sent = if queued.saturating_add(len) > self.max_queued_bytes && len > 0 {
+                Err(TrySendError::Full(command))
+            } else {
+                link.outbound.try_send(command)
+            };
+            if sent.is_ok() && len > 0 {
+                let now_queued = link.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
+                self.counters
+                    .peak_queued_bytes
+                    .fetch_max(now_queued as u64, Ordering::Relaxed);
+            }
+            match sent {
                 Ok(()) if last => {
                     self.links.remove(&conn);
                 }

@@ -1,7 +1,10 @@
 //! One WebSocket connection: frames and pongs up to the actor, commands down to the socket.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::stream::SplitSink;
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, oneshot};
@@ -11,23 +14,42 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use super::actor::{Command, Event};
+use super::actor::{Command, Counters, Event};
 use crate::core::{Breach, ConnId};
 
 /// The longest close reason that fits a close frame (125 bytes less the code).
 const MAX_CLOSE_REASON: usize = 123;
 
+/// What one connection task is given besides its socket.
+pub(crate) struct Wiring {
+    pub conn: ConnId,
+    pub events: mpsc::Sender<Event>,
+    pub commands: mpsc::Receiver<Command>,
+    pub kill: oneshot::Receiver<()>,
+    /// Bytes of frames queued for this connection and not yet written; the actor adds,
+    /// this task subtracts once a frame is written.
+    pub queued_bytes: Arc<AtomicUsize>,
+    pub counters: Arc<Counters>,
+    pub linger: Duration,
+    /// A write that does not finish within this ends the connection.
+    pub write_timeout: Duration,
+}
+
 /// Serves one upgraded connection until either side ends it.
-pub(crate) async fn serve<S>(
-    ws: WebSocketStream<S>,
-    conn: ConnId,
-    events: mpsc::Sender<Event>,
-    mut commands: mpsc::Receiver<Command>,
-    mut kill: oneshot::Receiver<()>,
-    linger: Duration,
-) where
+pub(crate) async fn serve<S>(ws: WebSocketStream<S>, wiring: Wiring)
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let Wiring {
+        conn,
+        events,
+        mut commands,
+        mut kill,
+        queued_bytes,
+        counters,
+        linger,
+        write_timeout,
+    } = wiring;
     let (mut sink, mut stream) = ws.split();
     // The actor drops the kill switch when it lets a connection go after a close;
     // only an explicit kill ends the task, a dropped switch is ignored from then on.
@@ -45,12 +67,16 @@ pub(crate) async fn serve<S>(
             command = commands.recv() => match command {
                 None | Some(Command::Abort) => break,
                 Some(Command::Send(text)) => {
-                    if sink.send(Message::text(text)).await.is_err() {
+                    let len = text.len();
+                    let written = write(&mut sink, Message::text(text), write_timeout, &mut kill, &mut kill_dropped).await;
+                    queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                    if !written.ok(&counters) {
                         break;
                     }
                 }
                 Some(Command::Ping) => {
-                    if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    let ping = Message::Ping(Default::default());
+                    if !write(&mut sink, ping, write_timeout, &mut kill, &mut kill_dropped).await.ok(&counters) {
                         break;
                     }
                 }
@@ -59,7 +85,8 @@ pub(crate) async fn serve<S>(
                         code: CloseCode::from(code),
                         reason: truncate(&reason, MAX_CLOSE_REASON).to_owned().into(),
                     };
-                    if sink.send(Message::Close(Some(frame))).await.is_ok() {
+                    let close = Message::Close(Some(frame));
+                    if write(&mut sink, close, write_timeout, &mut kill, &mut kill_dropped).await.ok(&counters) {
                         // Wait briefly for the peer's close reply so it reads ours cleanly.
                         let _ = tokio::time::timeout(linger, async {
                             while let Some(Ok(message)) = stream.next().await {
@@ -109,8 +136,64 @@ pub(crate) async fn serve<S>(
             }
         }
     }
+    // Whatever was still queued is dropped with the receiver: its bytes are free now.
+    drop(commands);
+    queued_bytes.store(0, Ordering::Relaxed);
     // The actor ignores this for connections it already let go.
     let _ = events.send(Event::Closed { conn }).await;
+}
+
+/// How a write ended.
+enum Written {
+    Done,
+    Failed,
+    TimedOut,
+    Killed,
+}
+
+impl Written {
+    /// Whether the connection goes on; a timed-out write is counted.
+    fn ok(&self, counters: &Counters) -> bool {
+        match self {
+            Written::Done => true,
+            Written::TimedOut => {
+                counters.write_timeouts.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Written::Failed | Written::Killed => false,
+        }
+    }
+}
+
+/// Writes one message, giving up when the peer does not take it within `timeout` or
+/// the actor kills the connection meanwhile: a reader that never reads cannot hold
+/// the task (and its queue) forever.
+async fn write<S>(
+    sink: &mut SplitSink<WebSocketStream<S>, Message>,
+    message: Message,
+    timeout: Duration,
+    kill: &mut oneshot::Receiver<()>,
+    kill_dropped: &mut bool,
+) -> Written
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let send = tokio::time::timeout(timeout, sink.send(message));
+    tokio::pin!(send);
+    loop {
+        tokio::select! {
+            biased;
+            killed = &mut *kill, if !*kill_dropped => match killed {
+                Ok(()) => return Written::Killed,
+                Err(_) => *kill_dropped = true,
+            },
+            sent = &mut send => return match sent {
+                Ok(Ok(())) => Written::Done,
+                Ok(Err(_)) => Written::Failed,
+                Err(_) => Written::TimedOut,
+            },
+        }
+    }
 }
 
 async fn hold_silently(

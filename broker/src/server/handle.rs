@@ -31,6 +31,12 @@ pub struct ServerStats {
     pub handshake_failures: u64,
     /// Connections dropped because they did not drain their outbound queue.
     pub slow_consumers: u64,
+    /// Connections closed because one write did not finish within `write_timeout`.
+    pub write_timeouts: u64,
+    /// Gauge: bytes queued for all connections and not yet written.
+    pub outbound_queued_bytes: u64,
+    /// The most bytes ever queued for one connection (bounded by `max_outbound_bytes`).
+    pub peak_outbound_bytes: u64,
 }
 
 /// A running broker; clones share it. After [`BrokerHandle::stop`] it is inert.
@@ -74,7 +80,11 @@ pub(crate) async fn start(
     // Reseeded per start so a restarted broker never reissues an old message id.
     let mut core_config = config.broker.clone();
     core_config.seed ^= unix_ms().rotate_left(17) ^ u64::from(local_addr.port());
-    let actor = Actor::new(Broker::new(core_config), counters.clone());
+    let actor = Actor::new(
+        Broker::new(core_config),
+        counters.clone(),
+        config.max_outbound_bytes,
+    );
     let actor_task = tokio::spawn(actor.run(events_rx));
 
     let ws_config = WebSocketConfig::default()
@@ -88,6 +98,7 @@ pub(crate) async fn start(
         handshake_timeout: config.handshake_timeout,
         outbound_capacity: config.outbound_capacity.max(1),
         close_linger: config.close_linger,
+        write_timeout: config.write_timeout,
     });
     let (shutdown, shutdown_rx) = watch::channel(false);
     let acceptor = tls.clone().map(TlsAcceptor::from);
@@ -183,10 +194,10 @@ impl BrokerHandle {
     /// The current counters.
     pub async fn stats(&self) -> ServerStats {
         let (reply, answer) = oneshot::channel();
-        let core = if self.inner.events.send(Event::Stats { reply }).await.is_ok() {
+        let (core, outbound_queued_bytes) = if self.inner.events.send(Event::Stats { reply }).await.is_ok() {
             answer.await.unwrap_or_default()
         } else {
-            BrokerStats::default()
+            (BrokerStats::default(), 0)
         };
         let counters = &self.inner.counters;
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
@@ -195,6 +206,9 @@ impl BrokerHandle {
             accepted: load(&counters.accepted),
             handshake_failures: load(&counters.handshake_failures),
             slow_consumers: load(&counters.slow_consumers),
+            write_timeouts: load(&counters.write_timeouts),
+            outbound_queued_bytes,
+            peak_outbound_bytes: load(&counters.peak_queued_bytes),
         }
     }
 

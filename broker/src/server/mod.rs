@@ -7,7 +7,9 @@
 //!
 //! Connection tasks only move bytes: inbound frames and pongs become events, the
 //! actor's outputs become WebSocket messages. Each connection's outbound queue is
-//! bounded; a consumer too slow to drain it is disconnected and counted.
+//! bounded in frames and in bytes; a consumer too slow to drain it, or one whose
+//! socket does not take a write within `write_timeout`, is disconnected at once (its
+//! task ends and its queue is freed) and counted.
 
 mod accept;
 mod actor;
@@ -34,6 +36,11 @@ pub struct ServerConfig {
     pub max_message_size: usize,
     /// Commands queued per connection before it is dropped as a slow consumer.
     pub outbound_capacity: usize,
+    /// Bytes of frames queued per connection before it is dropped as a slow consumer.
+    pub max_outbound_bytes: usize,
+    /// A write to a socket that does not finish within this closes the connection
+    /// and frees its queue at once (a peer that never reads).
+    pub write_timeout: Duration,
     /// Time allowed for the TLS and WebSocket handshakes of a new connection.
     pub handshake_timeout: Duration,
     /// How long to wait for the peer's close frame after sending ours.
@@ -54,6 +61,8 @@ impl Default for ServerConfig {
             max_message_size: broker.max_frame_len,
             broker,
             outbound_capacity: 1024,
+            max_outbound_bytes: 4 * 1024 * 1024,
+            write_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             close_linger: Duration::from_secs(1),
             read_buffer_size: 4 * 1024,

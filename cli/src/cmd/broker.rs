@@ -30,9 +30,18 @@ pub struct BrokerArgs {
     /// PEM private key for wss://.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Presences (open and in their 90 s grace) allowed per mesh.
+    #[arg(long, default_value_t = tether_broker::core::DEFAULT_MAX_CONNECTIONS_PER_MESH)]
+    pub max_connections_per_mesh: usize,
+    /// Presences one member may hold per mesh.
+    #[arg(long, default_value_t = BrokerConfig::default().max_connections_per_member)]
+    pub max_connections_per_member: usize,
+    /// Largest send payload (ciphertext, nonce and target), in bytes.
+    #[arg(long, default_value_t = tether_broker::core::DEFAULT_MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
 }
 
-/// Runs until Ctrl-C, then closes every connection with 1001 and exits.
+/// Runs until Ctrl-C or SIGTERM, then closes every connection with 1001 and exits.
 pub async fn run(args: BrokerArgs) -> Result<(), Failure> {
     let membership = match &args.members {
         Some(path) => Membership::from_file(path)
@@ -56,9 +65,18 @@ pub async fn run(args: BrokerArgs) -> Result<(), Failure> {
             membership,
             skills,
             seed: seed(),
+            max_connections_per_mesh: args.max_connections_per_mesh,
+            max_connections_per_member: args.max_connections_per_member,
+            max_payload: args.max_message_bytes,
+            // The envelope around a full payload still fits a frame.
+            max_frame_len: args.max_message_bytes.saturating_add(16 * 1024),
             ..BrokerConfig::default()
         },
         ..ServerConfig::default()
+    };
+    let config = ServerConfig {
+        max_message_size: config.broker.max_frame_len,
+        ..config
     };
     let handle = BrokerServer::start(config, args.listen, tls).await.map_err(|e| {
         Failure::local(
@@ -67,11 +85,37 @@ pub async fn run(args: BrokerArgs) -> Result<(), Failure> {
         )
     })?;
     info!(url = %handle.url(), "broker listening");
-    eprintln!("broker listening on {} (Ctrl-C to stop)", handle.url());
-    let _ = tokio::signal::ctrl_c().await;
+    eprintln!(
+        "broker listening on {} (Ctrl-C or SIGTERM to stop; everything is kept in memory and lost on restart)",
+        handle.url()
+    );
+    stop_signal().await;
     eprintln!("stopping: closing every connection with 1001");
     handle.stop().await;
     Ok(())
+}
+
+/// Ctrl-C, or SIGTERM (what service managers and `docker stop` send).
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn seed() -> u64 {

@@ -1,8 +1,33 @@
 //! One-line errors with an exit code that says whose fault it was.
+//!
+//! Every failure has a kind; the library's policy decides whether it stops or
+//! retries, and the CLI maps the outcome to an exit code and a true hint:
+//!
+//! | failure kind | policy (default) | exit |
+//! |---|---|---|
+//! | invalid setting, `--ca` file unreadable or without a certificate | refused before connecting | 2 |
+//! | connect: configuration (bad URL or scheme, header, TLS set-up) | stop | 2 |
+//! | connect: TLS certificate (unknown issuer, wrong name, expired) | stop | 3 |
+//! | connect: DNS, refused, TLS other, HTTP status, upgrade, timeout, network | retry (first connect: fail fast) | 4 |
+//! | rejection `bad_signature`, `malformed`, `unauthorized`, `revoked`, `session_replaced`, 4002/4003 | stop | 3 |
+//! | rejection `timestamp_skew` | 2 retries with a fresh timestamp, then stop (first connect too) | 3 |
+//! | rejection `bad_session_pubkey`, `bad_parent_pubkey`, `attestation_mismatch`, `expired` | 1 retry with a re-minted attestation, then stop | 3 |
+//! | rejection `capacity`, closes 1001/1006, hello-ack timeout, stale | retry (honouring `retryAfterMs` up to 5 min) | 4 when the budget is spent |
+//! | frame over the size limit (1009), again after a reconnect | retry at the longest backoff delay | 4 when the budget is spent |
+//! | send/request: broker code in PROTOCOL.md's permanent list | permanent | 3 |
+//! | send/request: other broker code (`rate_limit`, `no connected peer …`) | transient | 4 |
+//! | send/request: never sent (queue full, deadline) | safe to retry | 4 |
+//! | send/request: outcome unknown, timed out | may have been delivered — check before sending again | 4 |
+//!
+//! Configuration and certificate errors stop because the next attempt would
+//! fail the same way: retrying would only hide a typo, and a certificate that
+//! starts to verify by itself is what verification exists to notice.
 
 use std::fmt;
 use std::process::ExitCode;
 
+use tether_proto::lifecycle::{ConnectFailureKind, Failure as Ended, StopReason};
+use tether_proto::mesh::session::FailureKind;
 use tether_tokio::{ClientError, ConnectError};
 
 /// Exit code: the command line or a file was wrong.
@@ -44,34 +69,54 @@ impl Failure {
         }
     }
 
-    /// A connect failure, permanent or transient.
+    /// A connect failure: the exit code and hint follow its kind (see the table
+    /// in the crate docs).
     pub fn connect(e: ConnectError) -> Self {
-        let code = if e.is_permanent() {
-            EXIT_REJECTED
-        } else {
-            EXIT_TRANSIENT
+        let what = e.to_string();
+        let (code, hint) = match &e {
+            ConnectError::Config(c) => (EXIT_USAGE, format!("fix the setting named above ({c})")),
+            ConnectError::Tls(t) => (EXIT_USAGE, format!("check the --ca file ({t})")),
+            ConnectError::Failed(reason) => stop_hint(reason),
+            ConnectError::Io(_) | ConnectError::Shutdown => (
+                EXIT_LOCAL,
+                "the client could not run here; check the system's limits".into(),
+            ),
         };
-        let hint = if code == EXIT_REJECTED {
-            "the broker will not accept this identity: check the mesh membership and the key"
-        } else {
-            "check that the broker is running and reachable, then retry"
-        };
+        Failure { what, hint, code }
+    }
+
+    /// The session stopped for good while running (`listen`): why, and the exit
+    /// code of the same table.
+    pub fn stopped(reason: &StopReason) -> Self {
+        let (code, hint) = stop_hint(reason);
         Failure {
-            what: e.to_string(),
-            hint: hint.into(),
+            what: format!("the session stopped: {reason}"),
+            hint,
             code,
         }
     }
 
     /// A failed send, request or command.
     pub fn client(what: &str, e: ClientError) -> Self {
-        let code = match &e {
-            ClientError::Failed(f) if f.permanent => EXIT_REJECTED,
-            _ => EXIT_TRANSIENT,
+        let (code, hint) = match &e {
+            ClientError::Failed(f) if f.permanent => (
+                EXIT_REJECTED,
+                "the broker refused it for good: fix the target or the message".into(),
+            ),
+            ClientError::Failed(f) if f.may_have_been_delivered() => (
+                EXIT_TRANSIENT,
+                "it may have been delivered — check before sending again".into(),
+            ),
+            ClientError::Failed(f) if f.kind == FailureKind::Rejected => (
+                EXIT_TRANSIENT,
+                "the broker refused it for now; retry later".into(),
+            ),
+            ClientError::Failed(_) => (EXIT_TRANSIENT, "it was never sent: safe to retry".into()),
+            _ => (EXIT_TRANSIENT, "it was never sent: safe to retry".into()),
         };
         Failure {
             what: format!("{what} failed: {e}"),
-            hint: "retry; if it keeps failing, check the broker's logs".into(),
+            hint,
             code,
         }
     }
@@ -87,4 +132,60 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({})", self.what, self.hint)
     }
+}
+
+/// The exit code and a true hint for a stop: by the kind of its failure.
+fn stop_hint(reason: &StopReason) -> (u8, String) {
+    let code = match reason {
+        StopReason::BudgetExhausted { .. } => EXIT_TRANSIENT,
+        StopReason::Permanent { .. }
+        | StopReason::RetriesExhausted { .. }
+        | StopReason::NeverOpened { .. } => EXIT_REJECTED,
+        StopReason::FirstConnectFailed { .. } | StopReason::User => EXIT_TRANSIENT,
+    };
+    let hint = match reason.failure() {
+        Some(Ended::ConnectFailed { kind, .. }) => {
+            let hint = match kind {
+                ConnectFailureKind::Configuration => {
+                    return (
+                        EXIT_USAGE,
+                        "check the --url (ws:// or wss://, a host, a port)".into(),
+                    );
+                }
+                ConnectFailureKind::TlsCertificate => {
+                    "the broker's certificate did not verify: pass its CA with --ca FILE, \
+                     and check that the --url host is the certificate's name"
+                }
+                ConnectFailureKind::Dns => "the host name in --url does not resolve: check it",
+                ConnectFailureKind::Refused => {
+                    "nothing listens there: check that the broker is running and the --url port"
+                }
+                ConnectFailureKind::Tls => "the TLS handshake failed: check that the broker speaks wss://",
+                ConnectFailureKind::HttpStatus(_) | ConnectFailureKind::Upgrade => {
+                    "the server did not accept a WebSocket there: check the --url path"
+                }
+                ConnectFailureKind::Timeout | ConnectFailureKind::Network => {
+                    "the network failed: check that the broker is reachable, then retry"
+                }
+            };
+            hint.to_owned()
+        }
+        Some(Ended::Rejected { rejection, .. }) => match rejection.code.as_str() {
+            "timestamp_skew" => "the broker says our clock is wrong: fix the system clock".into(),
+            "capacity" => "the mesh is full: retry later".into(),
+            _ if code == EXIT_REJECTED => {
+                "the broker will not accept this identity: check the mesh membership and the key".into()
+            }
+            _ => "retry later".into(),
+        },
+        Some(Ended::Closed(c)) if c.reason == "session_replaced" => {
+            "another connection took this session over: stop the other one first".into()
+        }
+        Some(Ended::TooLarge(_)) => {
+            "a message larger than the client accepts keeps arriving: raise the size limit".into()
+        }
+        _ if code == EXIT_REJECTED => "the broker stopped us for good; see the reason above".into(),
+        _ => "check that the broker is running and reachable, then retry".into(),
+    };
+    (code, hint)
 }

@@ -196,6 +196,34 @@ fn an_unreachable_broker_is_a_transient_failure_in_one_line() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("error: "), "{err}");
+    assert!(err.contains("nothing listens there"), "{err}");
+}
+
+#[test]
+fn a_bad_url_scheme_or_ca_file_is_a_usage_error_naming_the_flag() {
+    let dir = TempDir::new("badflags");
+    let alice = keygen(&dir, "alice.json", "alice");
+    let out = tether()
+        .args(["send", "--url", "http://127.0.0.1:1/ws", "--identity"])
+        .arg(&alice)
+        .args(["bob", "hi"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--url"), "{err}");
+    let missing = dir.path("no-such-ca.pem");
+    let out = tether()
+        .args(["send", "--url", "wss://127.0.0.1:1/ws", "--ca"])
+        .arg(&missing)
+        .arg("--identity")
+        .arg(&alice)
+        .args(["bob", "hi"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--ca") && err.contains("no-such-ca.pem"), "{err}");
 }
 
 #[test]

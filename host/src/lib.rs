@@ -26,8 +26,8 @@ pub use log::{log_open, log_overflow, log_step};
 pub use mesh::MeshConfig;
 pub use queue::{QueueFull, WriteQueue};
 pub use socket::{
-    close_message, closed_by, inbound, is_secure, message_len, outbound, queue_overflowed, stream_ended,
-    Target, WRITE_QUEUE_FULL,
+    close_message, closed_by, connect_failed, connect_failure_kind, inbound, is_secure, message_len,
+    misconfigured, outbound, queue_overflowed, stream_ended, Target, WRITE_QUEUE_FULL,
 };
 pub use tls::{Roots, TlsError, TlsOptions};
 pub use transport::{

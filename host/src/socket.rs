@@ -3,7 +3,7 @@
 //! tungstenite message or error means to the machine, and what the machine's
 //! socket work means to tungstenite.
 
-use tether_proto::lifecycle::{Event, Frame, Io, SocketId};
+use tether_proto::lifecycle::{ConnectFailureKind, Event, Frame, Io, SocketId};
 use tungstenite::client::IntoClientRequest;
 use tungstenite::handshake::client::Request;
 use tungstenite::http::{HeaderName, HeaderValue};
@@ -149,9 +149,130 @@ pub fn message_len(message: &Message) -> usize {
     }
 }
 
+/// What kind of connect failure a transport error is: the one classification
+/// both hosts use, so the same broken URL, dead port or bad certificate gets
+/// the same verdict from the policy whichever host ran into it.
+///
+/// rustls errors arrive wrapped in an IO error (tokio-rustls, and rustls'
+/// own `StreamOwned` under the blocking host); an invalid certificate is told
+/// apart from every other TLS failure because it stops by default. A failed
+/// name lookup is recognised by the text the standard library gives it, the
+/// only mark `getaddrinfo`'s errors carry.
+pub fn connect_failure_kind(error: &tungstenite::Error) -> ConnectFailureKind {
+    use tungstenite::Error;
+    match error {
+        Error::Url(_) => ConnectFailureKind::Configuration,
+        Error::Http(response) => ConnectFailureKind::HttpStatus(response.status().as_u16()),
+        Error::HttpFormat(_) | Error::Protocol(_) | Error::Utf8(_) | Error::AttackAttempt => {
+            ConnectFailureKind::Upgrade
+        }
+        Error::Tls(_) => ConnectFailureKind::Tls,
+        Error::Io(io) => io_failure_kind(io),
+        Error::ConnectionClosed | Error::AlreadyClosed | Error::Capacity(_) | Error::WriteBufferFull(_) => {
+            ConnectFailureKind::Network
+        }
+    }
+}
+
+fn io_failure_kind(io: &std::io::Error) -> ConnectFailureKind {
+    use std::io::ErrorKind;
+    if let Some(tls) = io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+        return match tls {
+            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented => {
+                ConnectFailureKind::TlsCertificate
+            }
+            _ => ConnectFailureKind::Tls,
+        };
+    }
+    match io.kind() {
+        ErrorKind::ConnectionRefused => ConnectFailureKind::Refused,
+        ErrorKind::TimedOut => ConnectFailureKind::Timeout,
+        ErrorKind::InvalidInput if io.to_string().contains("invalid socket address") => {
+            ConnectFailureKind::Configuration
+        }
+        _ if io.to_string().starts_with("failed to lookup address information") => ConnectFailureKind::Dns,
+        _ => ConnectFailureKind::Network,
+    }
+}
+
+/// The event for a socket that could not be opened because of `error`.
+pub fn connect_failed(socket: SocketId, error: &tungstenite::Error) -> Event {
+    Event::ConnectFailed {
+        socket,
+        kind: connect_failure_kind(error),
+        reason: error.to_string(),
+    }
+}
+
+/// The event for a socket that was never tried: the URL, a header or the TLS
+/// set-up is unusable (the reason says which).
+pub fn misconfigured(socket: SocketId, reason: String) -> Event {
+    Event::ConnectFailed {
+        socket,
+        kind: ConnectFailureKind::Configuration,
+        reason,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transport_errors_are_classified_by_kind() {
+        use std::io;
+        use std::net::{TcpListener, ToSocketAddrs};
+        // A port nobody listens on: refused, from the real socket call.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let refused = tungstenite::Error::Io(std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_err());
+        assert_eq!(
+            connect_failure_kind(&refused),
+            ConnectFailureKind::Refused,
+            "{refused}"
+        );
+        // A name that cannot resolve (RFC 6761 reserves .invalid), from the real lookup.
+        let lookup = ("tether-test.invalid", 80).to_socket_addrs().unwrap_err();
+        let dns = tungstenite::Error::Io(lookup);
+        assert_eq!(connect_failure_kind(&dns), ConnectFailureKind::Dns, "{dns}");
+        // A bad scheme: tungstenite refuses the URL itself.
+        let url = tungstenite::connect("http://127.0.0.1:1/").unwrap_err();
+        assert_eq!(
+            connect_failure_kind(&url),
+            ConnectFailureKind::Configuration,
+            "{url}"
+        );
+        // rustls' errors come wrapped in IO errors (tokio-rustls, StreamOwned).
+        let tls = |e: rustls::Error| tungstenite::Error::Io(io::Error::new(io::ErrorKind::InvalidData, e));
+        let unknown_issuer = tls(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+        assert_eq!(
+            connect_failure_kind(&unknown_issuer),
+            ConnectFailureKind::TlsCertificate
+        );
+        let alert = tls(rustls::Error::AlertReceived(
+            rustls::AlertDescription::HandshakeFailure,
+        ));
+        assert_eq!(connect_failure_kind(&alert), ConnectFailureKind::Tls);
+        let timeout = tungstenite::Error::Io(io::Error::from(io::ErrorKind::TimedOut));
+        assert_eq!(connect_failure_kind(&timeout), ConnectFailureKind::Timeout);
+        let reset = tungstenite::Error::Io(io::Error::from(io::ErrorKind::ConnectionReset));
+        assert_eq!(connect_failure_kind(&reset), ConnectFailureKind::Network);
+        let status = tungstenite::Error::Http(Box::new(
+            tungstenite::http::Response::builder()
+                .status(503)
+                .body(None)
+                .unwrap(),
+        ));
+        assert_eq!(connect_failure_kind(&status), ConnectFailureKind::HttpStatus(503));
+        let upgrade =
+            tungstenite::Error::Protocol(tungstenite::error::ProtocolError::SecWebSocketAcceptKeyMismatch);
+        assert_eq!(connect_failure_kind(&upgrade), ConnectFailureKind::Upgrade);
+    }
 
     #[test]
     fn wss_is_detected_whatever_its_case() {

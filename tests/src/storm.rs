@@ -95,6 +95,7 @@ pub fn run(clients: u64, jitter: Jitter, down_for: Duration) -> Storm {
             let event = if since < down_for {
                 Event::ConnectFailed {
                     socket,
+                    kind: tether_proto::lifecycle::ConnectFailureKind::Refused,
                     reason: "connection refused".into(),
                 }
             } else {

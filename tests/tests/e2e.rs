@@ -8,7 +8,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use tether_broker::core::{ConnSelector, Refusal};
 use tether_broker::TlsSetup;
-use tether_proto::lifecycle::{Failure, Notification, Status, StopReason};
+use tether_proto::lifecycle::{ConnectFailureKind, Failure, Notification, Status, StopReason};
 use tether_proto::mesh::session::SendRefusal;
 use tether_proto::mesh::wire::{PeerRole, Priority, PushFrame};
 use tether_tests::e2e::*;
@@ -42,7 +42,39 @@ on_both_hosts!(
     garbage_frames_are_counted_and_survived,
     oversized_frames_are_refused_with_a_clear_error,
     wss_with_a_self_signed_certificate_needs_its_ca,
+    connect_failures_say_what_they_are,
 );
+
+async fn connect_failures_say_what_they_are(host: Host) {
+    // Both hosts classify with tether-host's one function: a dead port is
+    // refused (transient: the broker may come up), a bad scheme is a
+    // configuration error (permanent: retrying a typo helps nobody), even with
+    // a first connect that would retry.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kind_of = |f: &ConnectFailure| match f.reason.as_ref().and_then(StopReason::failure) {
+        Some(Failure::ConnectFailed { kind, .. }) => Some(*kind),
+        _ => None,
+    };
+    let f = match AnyClient::connect(host, spec(&format!("ws://127.0.0.1:{port}/ws"), 1, "s1")).await {
+        Err(f) => f,
+        Ok(_) => panic!("connected to a closed port"),
+    };
+    assert_eq!(kind_of(&f), Some(ConnectFailureKind::Refused), "{f:?}");
+    assert!(!f.permanent, "{f:?}");
+    let mut s = spec("http://127.0.0.1:1/ws", 1, "s1");
+    s.session.lifecycle.first_connect = tether_proto::lifecycle::FirstConnect::Retry;
+    let f = match AnyClient::connect(host, s).await {
+        Err(f) => f,
+        Ok(_) => panic!("connected with an http:// URL"),
+    };
+    assert_eq!(kind_of(&f), Some(ConnectFailureKind::Configuration), "{f:?}");
+    assert!(matches!(f.reason, Some(StopReason::Permanent { .. })), "{f:?}");
+    assert!(f.permanent);
+}
 
 async fn connected(host: Host, url: &str, n: u8) -> AnyClient {
     match AnyClient::connect(host, spec(url, n, &format!("s{n}"))).await {
@@ -396,9 +428,25 @@ async fn wss_with_a_self_signed_certificate_needs_its_ca(host: Host) {
     let broker = start_broker(broker_config(membership(1, &[])), tls).await;
     let url = broker.url();
     assert!(url.starts_with("wss://"), "{url}");
-    // Verification is on by default: the unknown issuer is refused.
+    // Verification is on by default: the unknown issuer is refused, as a
+    // certificate failure, which stops (it will not verify next time either).
     match AnyClient::connect(host, spec(&url, 1, "s1")).await {
-        Err(f) => assert!(f.text.contains("certificate"), "{}", f.text),
+        Err(f) => {
+            assert!(f.text.contains("certificate"), "{}", f.text);
+            assert!(
+                matches!(
+                    f.reason.as_ref(),
+                    Some(StopReason::Permanent {
+                        failure: Failure::ConnectFailed {
+                            kind: ConnectFailureKind::TlsCertificate,
+                            ..
+                        }
+                    })
+                ),
+                "{f:?}"
+            );
+            assert!(f.permanent);
+        }
         Ok(_) => panic!("a self-signed broker was trusted without its CA"),
     }
     let mut s = spec(&url, 1, "s1");

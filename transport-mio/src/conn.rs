@@ -17,7 +17,7 @@ use mio::{Interest, Registry, Token};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
 use tether_host::{now, Target as Request, Transport, WriteQueue};
-use tether_proto::lifecycle::{Event, Io, LifecycleError, SocketId};
+use tether_proto::lifecycle::{ConnectFailureKind, Event, Io, LifecycleError, SocketId};
 use tether_proto::mesh::session::{
     Command, OpId, OpResult, Outgoing, Request as BrokerRequest, RequestError, SendError, Session,
     SessionAction, SessionEvent,
@@ -107,7 +107,7 @@ struct Target {
     tls_name: Option<ServerName<'static>>,
     /// Addresses not tried yet, in the resolver's order.
     addrs: VecDeque<SocketAddr>,
-    last_error: Option<String>,
+    last_error: Option<Fail>,
 }
 
 struct Open {
@@ -124,8 +124,16 @@ enum Step {
     Wait(Stage),
     /// Moved on; try the next stage at once.
     Next(Stage),
-    /// The attempt failed, with the reason the session gets.
-    Failed(String),
+    /// The attempt failed, with the kind and reason the session gets.
+    Failed(Fail),
+}
+
+/// Why an attempt failed: the kind the policy decides on, and the text.
+type Fail = (ConnectFailureKind, String);
+
+/// A failure of the attempt's own set-up (URL, TLS, server name).
+fn misconfigured(reason: impl Into<String>) -> Fail {
+    (ConnectFailureKind::Configuration, reason.into())
 }
 
 impl Conn {
@@ -275,7 +283,7 @@ impl Conn {
                 self.drop_socket(ctx);
                 match self.open(ctx, socket, &url, &headers) {
                     Ok(stage) => self.socket = Some(Socket { id: socket, stage }),
-                    Err(reason) => inbox.push_back(Event::ConnectFailed { socket, reason }),
+                    Err((kind, reason)) => inbox.push_back(Event::ConnectFailed { socket, kind, reason }),
                 }
             }
             Io::SendText { .. } | Io::SendPing { .. } => {}
@@ -370,19 +378,19 @@ impl Conn {
         socket: SocketId,
         url: &str,
         headers: &[(String, String)],
-    ) -> Result<Stage, String> {
+    ) -> Result<Stage, Fail> {
         let Request {
             request,
             secure,
             host,
             port,
-        } = Request::new(url, headers)?;
+        } = Request::new(url, headers).map_err(misconfigured)?;
         let tls_name = if secure {
             if self.tls.is_none() {
-                return Err("wss:// needs a TLS configuration".into());
+                return Err(misconfigured("wss:// needs a TLS configuration"));
             }
-            let name =
-                ServerName::try_from(host.clone()).map_err(|e| format!("bad server name {host}: {e}"))?;
+            let name = ServerName::try_from(host.clone())
+                .map_err(|e| misconfigured(format!("bad server name {host}: {e}")))?;
             Some(name)
         } else {
             None
@@ -397,10 +405,14 @@ impl Conn {
             target.addrs.push_back(SocketAddr::new(ip, port));
             return match connect_next(ctx, target) {
                 Step::Wait(stage) | Step::Next(stage) => Ok(stage),
-                Step::Failed(reason) => Err(reason),
+                Step::Failed(fail) => Err(fail),
             };
         }
-        ctx.dns.resolve(self.id, socket, &host, port)?;
+        // Only the resolver threads themselves can fail here (they stopped, or
+        // could not start): a local condition, not the name's.
+        ctx.dns
+            .resolve(self.id, socket, &host, port)
+            .map_err(|reason| (ConnectFailureKind::Network, reason))?;
         Ok(Stage::Resolving(target))
     }
 
@@ -427,7 +439,8 @@ impl Conn {
                 target.addrs = addrs.into();
                 connect_next(ctx, target)
             }
-            Err(reason) => Step::Failed(reason),
+            // The resolver's own answer: the name did not resolve.
+            Err(reason) => Step::Failed((ConnectFailureKind::Dns, reason)),
         };
         self.apply(ctx, socket, step) && self.ready(ctx)
     }
@@ -473,8 +486,15 @@ impl Conn {
                 }
                 true
             }
-            Step::Failed(reason) => {
-                self.feed(ctx, Event::ConnectFailed { socket: id, reason });
+            Step::Failed((kind, reason)) => {
+                self.feed(
+                    ctx,
+                    Event::ConnectFailed {
+                        socket: id,
+                        kind,
+                        reason,
+                    },
+                );
                 false
             }
         }
@@ -514,11 +534,11 @@ impl Conn {
             );
         };
         let Some(config) = &self.tls else {
-            return Step::Failed("wss:// needs a TLS configuration".into());
+            return Step::Failed(misconfigured("wss:// needs a TLS configuration"));
         };
         match ClientConnection::new(Arc::clone(config), name) {
             Ok(conn) => Step::Next(Stage::Tls(Box::new(StreamOwned::new(conn, tcp)), target)),
-            Err(e) => Step::Failed(format!("TLS error: {e}")),
+            Err(e) => Step::Failed((ConnectFailureKind::Tls, format!("TLS error: {e}"))),
         }
     }
 
@@ -666,12 +686,10 @@ fn connect_next(ctx: &mut Ctx<'_>, mut target: Box<Target>) -> Step {
             Err(e) => target.last_error = Some(io_reason(e)),
         }
     }
-    Step::Failed(
-        target
-            .last_error
-            .take()
-            .unwrap_or_else(|| "IO error: no address to connect to".into()),
-    )
+    Step::Failed(target.last_error.take().unwrap_or_else(|| {
+        let reason = "IO error: no address to connect to".to_owned();
+        (ConnectFailureKind::Dns, reason)
+    }))
 }
 
 fn upgraded(
@@ -681,13 +699,16 @@ fn upgraded(
     match result {
         Ok((ws, _response)) => Step::Next(Stage::Open(Open::new(ws, queue))),
         Err(HandshakeError::Interrupted(mid)) => Step::Wait(Stage::Upgrading(Box::new(mid))),
-        Err(HandshakeError::Failure(e)) => Step::Failed(e.to_string()),
+        Err(HandshakeError::Failure(e)) => {
+            Step::Failed((tether_host::connect_failure_kind(&e), e.to_string()))
+        }
     }
 }
 
-/// The same text the async host reports for an IO error (tungstenite's).
-fn io_reason(e: io::Error) -> String {
-    tungstenite::Error::Io(e).to_string()
+/// The same kind and text the async host reports for an IO error (tungstenite's).
+fn io_reason(e: io::Error) -> Fail {
+    let error = tungstenite::Error::Io(e);
+    (tether_host::connect_failure_kind(&error), error.to_string())
 }
 
 fn would_block(e: &tungstenite::Error) -> bool {

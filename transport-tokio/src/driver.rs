@@ -230,7 +230,7 @@ where
                 tether_host::log_open(&"", &url, socket.0);
                 match self.open(&url, &headers) {
                     Ok(fut) => self.connecting = Some((socket, fut)),
-                    Err(reason) => self.inbox.push_back(Event::ConnectFailed { socket, reason }),
+                    Err(reason) => self.inbox.push_back(tether_host::misconfigured(socket, reason)),
                 }
             }
             Io::CloseSocket { socket, code, reason } => {
@@ -319,10 +319,7 @@ where
                 });
                 self.feed(Event::Opened { socket });
             }
-            Err(e) => {
-                let reason = e.to_string();
-                self.feed(Event::ConnectFailed { socket, reason });
-            }
+            Err(e) => self.feed(tether_host::connect_failed(socket, &e)),
         }
     }
 

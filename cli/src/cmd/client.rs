@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use clap::{Args, Subcommand};
-use tether_proto::lifecycle::{Notification, Status};
+use tether_proto::lifecycle::{Notification, Status, StopReason};
 use tether_proto::mesh::handshake::Credentials;
 use tether_proto::mesh::identity::Presence;
 use tether_proto::mesh::wire::{HelloExtras, Priority, PushFrame};
@@ -235,9 +235,21 @@ pub async fn send(
 pub async fn listen(args: &ConnectArgs, json: bool, count: Option<usize>) -> Result<(), Failure> {
     let client = connect(args, "listen").await?;
     let mut pushes = client.subscribe();
+    let mut events = client.events();
     let mut seen = 0usize;
     loop {
         tokio::select! {
+            // A session that stops for good (a rejection while reconnecting,
+            // session_replaced, the budget spent) ends `listen` with its reason
+            // and exit code, instead of waiting for ever on a dead client.
+            event = events.recv() => match event {
+                Some(ClientEvent::Lifecycle(Notification::Closed { reason })) if reason != StopReason::User => {
+                    client.close().await;
+                    return Err(Failure::stopped(&reason));
+                }
+                Some(_) => {}
+                None => break,
+            },
             push = pushes.recv() => {
                 let Some(push) = push else { break };
                 if json {

@@ -7,8 +7,8 @@ use arbitrary::Unstructured;
 
 use super::{extreme_or, legal_transition, member, presence, short_text, time_step, Clock, MAX_STEPS};
 use crate::lifecycle::{
-    Action, Config, Event, FirstConnect, Frame, Io, Lifecycle, Notification, SocketId, Status,
-    DEFAULT_FORCE_RECONNECT_DELAY, DEFAULT_OPEN_TIMEOUT,
+    Action, Config, ConnectFailureKind, Event, FirstConnect, Frame, Io, Lifecycle, Notification, SocketId,
+    Status, DEFAULT_FORCE_RECONNECT_DELAY, DEFAULT_OPEN_TIMEOUT,
 };
 use crate::mesh::handshake::{Credentials, MeshHandshake, DEFAULT_MAX_FRAME_LEN};
 use crate::mesh::identity::SecretKey;
@@ -159,6 +159,22 @@ fn option<T>(
         f(u).ok()
     } else {
         None
+    }
+}
+
+/// Any kind of connect failure, the ones that stop included.
+fn connect_kind(u: &mut Unstructured<'_>) -> ConnectFailureKind {
+    use ConnectFailureKind::*;
+    match u.int_in_range(0u8..=8).unwrap_or(1) {
+        0 => Configuration,
+        1 => Dns,
+        2 => Refused,
+        3 => TlsCertificate,
+        4 => Tls,
+        5 => HttpStatus(u.arbitrary().unwrap_or(502)),
+        6 => Upgrade,
+        7 => Timeout,
+        _ => Network,
     }
 }
 
@@ -406,6 +422,7 @@ impl Run {
             }
             Kind::ConnectFailed => Event::ConnectFailed {
                 socket: self.socket(u),
+                kind: connect_kind(u),
                 reason: "refused".into(),
             },
             Kind::Tick => Event::Tick,

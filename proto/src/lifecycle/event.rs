@@ -52,6 +52,8 @@ pub enum Event {
     ConnectFailed {
         /// Which socket.
         socket: SocketId,
+        /// What kind of failure (the host classifies its transport's error).
+        kind: crate::lifecycle::ConnectFailureKind,
         /// The host's description of the error.
         reason: String,
     },

@@ -3,6 +3,54 @@
 use std::fmt;
 use std::time::Duration;
 
+/// Why the host could not open a socket, as a kind a policy can decide on.
+///
+/// The host classifies its transport's error (tether-host has the one function
+/// both hosts use); the close policy gives every kind a verdict. By default
+/// [`Configuration`](Self::Configuration) and [`TlsCertificate`](Self::TlsCertificate)
+/// stop: a malformed URL or a certificate that does not verify will be the same
+/// on the next attempt, so retrying only hides the mistake (and a certificate
+/// that "fixes itself" is exactly what verification is there to notice). Every
+/// other kind is a network condition that can pass, and reconnects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ConnectFailureKind {
+    /// The URL, a header or the TLS set-up is unusable: nothing was sent.
+    Configuration,
+    /// The host name did not resolve.
+    Dns,
+    /// The peer refused the TCP connection (nothing listens there).
+    Refused,
+    /// The server's certificate did not verify (unknown issuer, wrong name, expired).
+    TlsCertificate,
+    /// Any other TLS failure (handshake, protocol, alert).
+    Tls,
+    /// The upgrade was answered with an HTTP status other than 101.
+    HttpStatus(u16),
+    /// The WebSocket upgrade itself failed (bad accept key, not a WebSocket server).
+    Upgrade,
+    /// The transport timed out while connecting.
+    Timeout,
+    /// Any other network error (reset, unreachable, …).
+    Network,
+}
+
+impl ConnectFailureKind {
+    /// A stable lower-case name for logs, metrics and exit hints.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnectFailureKind::Configuration => "configuration",
+            ConnectFailureKind::Dns => "dns",
+            ConnectFailureKind::Refused => "refused",
+            ConnectFailureKind::TlsCertificate => "tls_certificate",
+            ConnectFailureKind::Tls => "tls",
+            ConnectFailureKind::HttpStatus(_) => "http_status",
+            ConnectFailureKind::Upgrade => "upgrade",
+            ConnectFailureKind::Timeout => "timeout",
+            ConnectFailureKind::Network => "network",
+        }
+    }
+}
+
 /// What the broker said when it refused a hello: the `error` frame it sent first.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rejection {
@@ -28,6 +76,8 @@ pub struct PeerClose {
 pub enum Failure {
     /// The host could not open the socket (DNS, TCP, TLS, HTTP upgrade).
     ConnectFailed {
+        /// What kind of failure, for the policy.
+        kind: ConnectFailureKind,
         /// The host's description of the error.
         reason: String,
     },
@@ -49,6 +99,11 @@ pub enum Failure {
     },
     /// The peer closed the socket, or the transport lost it (1006).
     Closed(PeerClose),
+    /// A frame over a size limit ended the connection (close code 1009): the
+    /// peer sent one larger than our `max_message_size`, or refused one of ours.
+    /// A broker re-pushes an unconfirmed message on reconnect, so this repeats;
+    /// the lifecycle then waits the longest backoff delay instead of spinning.
+    TooLarge(PeerClose),
     /// Nothing arrived for longer than the stale threshold, or a probe after a
     /// suspend went unanswered (L9, X13).
     Stale {
@@ -76,11 +131,13 @@ pub enum FailureClass {
     Forced,
     /// The hello could not be built.
     HelloBuild,
+    /// A frame over the size limit ended the connection (1009).
+    TooLarge,
 }
 
 impl FailureClass {
     /// Every class, in counter order.
-    pub const ALL: [FailureClass; 7] = [
+    pub const ALL: [FailureClass; 8] = [
         FailureClass::Transport,
         FailureClass::Timeout,
         FailureClass::Rejected,
@@ -88,6 +145,7 @@ impl FailureClass {
         FailureClass::Stale,
         FailureClass::Forced,
         FailureClass::HelloBuild,
+        FailureClass::TooLarge,
     ];
 
     /// A stable lower-case name for logs and metrics.
@@ -100,6 +158,7 @@ impl FailureClass {
             FailureClass::Stale => "stale",
             FailureClass::Forced => "forced",
             FailureClass::HelloBuild => "hello_build",
+            FailureClass::TooLarge => "too_large",
         }
     }
 }
@@ -113,6 +172,7 @@ impl Failure {
             Failure::HelloBuild { .. } => FailureClass::HelloBuild,
             Failure::Rejected { .. } => FailureClass::Rejected,
             Failure::Closed(_) => FailureClass::PeerClosed,
+            Failure::TooLarge(_) => FailureClass::TooLarge,
             Failure::Stale { .. } => FailureClass::Stale,
             Failure::Forced => FailureClass::Forced,
         }
@@ -122,7 +182,7 @@ impl Failure {
     /// the peer's code when there was one, else 1006 (no close frame).
     pub fn close_code(&self) -> u16 {
         match self {
-            Failure::Closed(c) => c.code,
+            Failure::Closed(c) | Failure::TooLarge(c) => c.code,
             Failure::Rejected { close: Some(c), .. } => c.code,
             _ => 1006,
         }
@@ -132,12 +192,13 @@ impl Failure {
     /// (`hello_ack_timeout`, `closed_before_hello_<code>` …).
     pub fn tag(&self) -> String {
         match self {
-            Failure::ConnectFailed { .. } => "connect_failed".into(),
+            Failure::ConnectFailed { kind, .. } => format!("connect_failed_{}", kind.name()),
             Failure::OpenTimeout => "open_timeout".into(),
             Failure::HelloBuild { .. } => "hello_build_failed".into(),
             Failure::HelloAckTimeout => "hello_ack_timeout".into(),
             Failure::Rejected { rejection, .. } => rejection.code.clone(),
             Failure::Closed(c) => format!("closed_{}", c.code),
+            Failure::TooLarge(_) => "frame_too_large".into(),
             Failure::Stale { .. } => "stale".into(),
             Failure::Forced => "forced_reconnect".into(),
         }
@@ -147,7 +208,7 @@ impl Failure {
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::ConnectFailed { reason } => write!(f, "could not connect: {reason}"),
+            Failure::ConnectFailed { reason, .. } => write!(f, "could not connect: {reason}"),
             Failure::OpenTimeout => f.write_str("the socket did not open in time"),
             Failure::HelloBuild { reason } => write!(f, "could not build the hello: {reason}"),
             Failure::HelloAckTimeout => f.write_str("the broker did not acknowledge the hello in time"),
@@ -166,6 +227,14 @@ impl fmt::Display for Failure {
             }
             Failure::Closed(c) if c.reason.is_empty() => write!(f, "closed with code {}", c.code),
             Failure::Closed(c) => write!(f, "closed with code {} ({})", c.code, c.reason),
+            Failure::TooLarge(c) if c.reason.is_empty() => {
+                f.write_str("a frame over the size limit ended the connection (1009)")
+            }
+            Failure::TooLarge(c) => write!(
+                f,
+                "a frame over the size limit ended the connection (1009: {})",
+                c.reason
+            ),
             Failure::Stale { idle } => write!(f, "no sign of life for {} ms", idle.as_millis()),
             Failure::Forced => f.write_str("reconnect requested"),
         }

@@ -36,7 +36,7 @@ pub use config::{
     DEFAULT_STABILITY_WINDOW, DEFAULT_STALE_AFTER, DEFAULT_SUSPEND_GAP,
 };
 pub use event::{Event, Frame, SocketId};
-pub use failure::{Failure, FailureClass, PeerClose, Rejection, StopReason};
+pub use failure::{ConnectFailureKind, Failure, FailureClass, PeerClose, Rejection, StopReason};
 pub use handshake::{Handshake, HelloError, PreOpen};
 pub use stats::Stats;
 pub use timer::Timer;
@@ -128,6 +128,9 @@ pub struct Lifecycle<H: Handshake> {
     /// Since when the connection has been down (X11 budget).
     outage_since: Option<Instant>,
     ever_opened: bool,
+    /// Whether the last ending was a frame over the size limit (a poison frame
+    /// the broker re-pushes after every reconnect).
+    last_too_large: bool,
     stop_reason: Option<StopReason>,
     stats: Stats,
 }
@@ -154,6 +157,7 @@ impl<H: Handshake> Lifecycle<H> {
             reconnects_since_open: 0,
             outage_since: None,
             ever_opened: false,
+            last_too_large: false,
             stop_reason: None,
             stats: Stats::default(),
         })
@@ -195,13 +199,13 @@ impl<H: Handshake> Lifecycle<H> {
                     self.on_closed(now.instant, PeerClose { code, reason });
                 }
             }
-            Event::ConnectFailed { socket, reason } => {
+            Event::ConnectFailed { socket, kind, reason } => {
                 if self.is_current(socket, false) {
                     let failure = match self.state {
                         State::Connecting {
                             phase: Phase::Opening,
                             ..
-                        } => Failure::ConnectFailed { reason },
+                        } => Failure::ConnectFailed { kind, reason },
                         _ => Failure::Closed(PeerClose { code: 1006, reason }),
                     };
                     self.end_attempt(now.instant, failure, SocketEnd::Gone);
@@ -512,6 +516,10 @@ impl<H: Handshake> Lifecycle<H> {
             },
             _ => Failure::Closed(close),
         };
+        let failure = match failure {
+            Failure::Closed(close) if close.code == 1009 => Failure::TooLarge(close),
+            other => other,
+        };
         self.end_attempt(now, failure, SocketEnd::Gone);
     }
 
@@ -628,10 +636,18 @@ impl<H: Handshake> Lifecycle<H> {
 
     fn decide(&mut self, now: Instant, failure: Failure, was_open: bool, outage_since: Instant) {
         let class = self.config.policy.classify(&failure);
+        let too_large = matches!(failure, Failure::TooLarge(_));
+        let repeated_too_large = too_large && self.last_too_large;
+        self.last_too_large = too_large;
         if class.verdict == Verdict::Stop {
             return self.stop(now, StopReason::Permanent { failure });
         }
-        if !self.ever_opened && self.config.first_connect == FirstConnect::FailFast {
+        // A limited rule (timestamp_skew, the attestation codes) is a refusal that
+        // fresh material may fix: the next hello carries a new timestamp and a
+        // re-minted attestation, so even a first connect spends the rule's small
+        // budget. Anything else fails a first connect fast (L8, D1).
+        let limited = matches!(class.verdict, Verdict::Limited(_));
+        if !self.ever_opened && self.config.first_connect == FirstConnect::FailFast && !limited {
             return self.stop(now, StopReason::FirstConnectFailed { failure });
         }
         let nominal = match (class.verdict, class.rule) {
@@ -651,7 +667,14 @@ impl<H: Handshake> Lifecycle<H> {
                 if self.config.budget.only_after_open && !was_open {
                     return self.stop(now, StopReason::NeverOpened { failure });
                 }
-                self.next_backoff()
+                let nominal = self.next_backoff();
+                if repeated_too_large {
+                    // The same poison frame again: reconnecting quickly only
+                    // fetches it again. Wait the longest delay of the schedule.
+                    self.config.backoff.max()
+                } else {
+                    nominal
+                }
             }
         };
         self.reconnects_since_open = self.reconnects_since_open.saturating_add(1);

@@ -20,7 +20,7 @@ enum Op {
     Ping(bool),
     Pong(bool),
     Closed(bool, u16, &'static str),
-    ConnectFailed(bool),
+    ConnectFailed(bool, ConnectFailureKind),
     Tick,
     TickAtDeadline,
     Close,
@@ -64,13 +64,23 @@ fn op() -> impl Strategy<Value = Op> {
         1 => cur.prop_map(Op::Ping),
         2 => cur.prop_map(Op::Pong),
         4 => (cur, prop::sample::select(&CLOSES[..])).prop_map(|(c, (code, r))| Op::Closed(c, code, r)),
-        2 => cur.prop_map(Op::ConnectFailed),
+        2 => (cur, connect_kind()).prop_map(|(c, k)| Op::ConnectFailed(c, k)),
         3 => Just(Op::Tick),
         8 => Just(Op::TickAtDeadline),
         1 => Just(Op::Close),
         1 => Just(Op::Reconnect),
         1 => Just(Op::RetryNow),
         3 => Just(Op::Send),
+    ]
+}
+
+/// Every kind of connect failure, the stopping ones included.
+fn connect_kind() -> impl Strategy<Value = ConnectFailureKind> {
+    use ConnectFailureKind::*;
+    prop_oneof![
+        6 => prop::sample::select(vec![Dns, Refused, Tls, Upgrade, Timeout, Network]),
+        1 => prop::sample::select(vec![Configuration, TlsCertificate]),
+        1 => any::<u16>().prop_map(HttpStatus),
     ]
 }
 
@@ -155,8 +165,9 @@ fn run(config: Config, seed: u64, steps: &[(u64, Op)]) -> Result<Vec<TestAction>
                 code,
                 reason: reason.into(),
             },
-            Op::ConnectFailed(c) => Event::ConnectFailed {
+            Op::ConnectFailed(c, kind) => Event::ConnectFailed {
                 socket: pick(c),
+                kind,
                 reason: "refused".into(),
             },
             Op::Tick => Event::Tick,

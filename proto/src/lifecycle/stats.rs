@@ -13,7 +13,7 @@ pub struct Stats {
     /// Hello acks received (connections opened).
     pub connects: u64,
     /// Attempt or connection endings, by class (indexed like [`FailureClass::ALL`]).
-    pub failures: [u64; 7],
+    pub failures: [u64; 8],
     /// Time spent in each status (indexed like [`Status::ALL`]).
     pub time_in_status: [Duration; 5],
     /// Socket request → hello ack, of the last open.

@@ -377,6 +377,7 @@ fn first_connect_can_keep_retrying_instead() {
     let mut h = Harness::new(c);
     let s = h.connect();
     let a = h.handle(Event::ConnectFailed {
+        kind: ConnectFailureKind::Refused,
         socket: s,
         reason: "connection refused".into(),
     });
@@ -479,6 +480,7 @@ fn backoff_follows_the_seeds_schedule_and_the_attempt_counter_grows() {
     let mut delays = Vec::new();
     for _ in 0..8 {
         let a = h.handle(Event::ConnectFailed {
+            kind: ConnectFailureKind::Refused,
             socket: s,
             reason: "refused".into(),
         });
@@ -684,6 +686,7 @@ fn headers_are_fresh_for_every_attempt() {
     };
     let s = opened_socket(&a).unwrap();
     h.handle(Event::ConnectFailed {
+        kind: ConnectFailureKind::Refused,
         socket: s,
         reason: "x".into(),
     });
@@ -762,6 +765,7 @@ fn attempt_budget_caps_reconnects_without_an_open() {
         let (_, opened) = h.fire();
         let s = opened_socket(&opened).unwrap();
         a = h.handle(Event::ConnectFailed {
+            kind: ConnectFailureKind::Refused,
             socket: s,
             reason: "refused".into(),
         });
@@ -789,6 +793,7 @@ fn time_budget_stops_a_long_outage() {
         let (_, opened) = h.fire();
         let s = opened_socket(&opened).unwrap();
         a = h.handle(Event::ConnectFailed {
+            kind: ConnectFailureKind::Refused,
             socket: s,
             reason: "refused".into(),
         });
@@ -812,6 +817,7 @@ fn reconnect_only_after_open_stops_an_attempt_that_never_opened() {
     let (_, a) = h.fire();
     let s = opened_socket(&a).unwrap();
     let a = h.handle(Event::ConnectFailed {
+        kind: ConnectFailureKind::Refused,
         socket: s,
         reason: "refused".into(),
     });
@@ -1229,4 +1235,115 @@ fn a_refused_input_changes_nothing_not_even_the_clock() {
         assert_eq!(h.lc.poll_action(), None);
         assert_eq!(format!("{:?}", h.lc), before);
     }
+}
+
+#[test]
+fn configuration_and_certificate_failures_stop_other_connect_failures_retry() {
+    // A typo in the URL or a certificate that does not verify fails the same way
+    // every time: even with FirstConnect::Retry, and after having been open, the
+    // machine stops and says why instead of retrying for ever.
+    for (kind, stops) in [
+        (ConnectFailureKind::Configuration, true),
+        (ConnectFailureKind::TlsCertificate, true),
+        (ConnectFailureKind::Dns, false),
+        (ConnectFailureKind::Refused, false),
+        (ConnectFailureKind::Tls, false),
+        (ConnectFailureKind::HttpStatus(502), false),
+        (ConnectFailureKind::Upgrade, false),
+        (ConnectFailureKind::Timeout, false),
+        (ConnectFailureKind::Network, false),
+    ] {
+        let mut c = Config::new("ws://b/ws");
+        c.first_connect = FirstConnect::Retry;
+        let mut h = Harness::new(c);
+        let s = h.connect();
+        let a = h.handle(Event::ConnectFailed {
+            socket: s,
+            kind,
+            reason: "r".into(),
+        });
+        match stop_reason(&a) {
+            Some(StopReason::Permanent {
+                failure: Failure::ConnectFailed { kind: k, .. },
+            }) => assert!(stops && *k == kind, "{kind:?}"),
+            Some(other) => panic!("{kind:?}: {other:?}"),
+            None => assert!(!stops && scheduled_delay(&a).is_some(), "{kind:?}"),
+        }
+    }
+}
+
+#[test]
+fn first_connect_spends_the_small_budgets_of_fixable_refusals() {
+    // proves D1, D3: with FailFast, a transient failure still ends the first
+    // connect at once, but timestamp_skew gets PROTOCOL.md's small budget of
+    // fresh-timestamp attempts (and an attestation refusal one re-mint) first.
+    let mut h = Harness::exact();
+    let s = h.connect();
+    let a = h.handle(Event::ConnectFailed {
+        socket: s,
+        kind: ConnectFailureKind::Refused,
+        reason: "refused".into(),
+    });
+    assert!(matches!(
+        stop_reason(&a),
+        Some(StopReason::FirstConnectFailed { .. })
+    ));
+    assert_eq!(h.lc.next_deadline(), None, "nothing left running (D1)");
+
+    for (code, retries) in [("timestamp_skew", TIMESTAMP_SKEW), ("expired", ATTESTATION)] {
+        let mut h = Harness::exact();
+        let mut s = h.connect();
+        let mut hellos = BTreeSet::new();
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let a = h.open(s);
+            hellos.insert(sent_texts(&a)[0].to_owned());
+            h.text(s, &format!(r#"{{"type":"error","code":"{code}","message":"m"}}"#));
+            let a = h.closed(s, 1008, code);
+            if let Some(reason) = stop_reason(&a) {
+                assert!(
+                    matches!(reason, StopReason::RetriesExhausted { retries: r, .. } if *r == retries),
+                    "{code}: {reason:?}"
+                );
+                break;
+            }
+            let (_, a) = h.fire();
+            s = opened_socket(&a).expect("a fresh attempt");
+        }
+        assert_eq!(attempts, retries + 1, "{code}");
+        assert_eq!(
+            hellos.len() as u32,
+            retries + 1,
+            "{code}: every attempt a fresh hello"
+        );
+        assert_eq!(h.lc.next_deadline(), None);
+    }
+}
+
+const TIMESTAMP_SKEW: u32 = crate::policy::TIMESTAMP_SKEW_RETRIES;
+const ATTESTATION: u32 = crate::policy::ATTESTATION_RETRIES;
+
+#[test]
+fn a_frame_over_the_limit_again_after_reconnect_waits_the_longest_delay() {
+    // A push larger than our limit closes the socket with 1009; the broker
+    // pushes it again after every reconnect. The first time is an ordinary
+    // backoff; a repeat is reported as its own failure and waits the longest
+    // delay of the schedule instead of spinning.
+    let mut h = Harness::exact();
+    let s = h.establish();
+    let a = h.closed(s, 1009, "Space limit exceeded: Message too long");
+    assert!(matches!(failure(&a), Some(Failure::TooLarge(_))), "{a:?}");
+    assert_eq!(scheduled_delay(&a), Some(secs(1)));
+    let s = h.reestablish();
+    let a = h.closed(s, 1009, "Space limit exceeded: Message too long");
+    assert!(matches!(failure(&a), Some(Failure::TooLarge(_))));
+    assert_eq!(scheduled_delay(&a), Some(crate::policy::Backoff::default().max()));
+    assert_eq!(h.lc.stats(h.now).failures_of(FailureClass::TooLarge), 2);
+    // Any other ending in between breaks the streak.
+    let s = h.reestablish();
+    h.closed(s, 1006, "");
+    let s = h.reestablish();
+    let a = h.closed(s, 1009, "");
+    assert_ne!(scheduled_delay(&a), Some(crate::policy::Backoff::default().max()));
 }

@@ -1363,32 +1363,12 @@ impl_from_frame!(BrokerFrame {
 
 /// Whether an `ack`'s `error` text describes a failure that retrying cannot fix (B5).
 ///
-/// Case-insensitive substring match on the PROTOCOL.md list; anything else (e.g.
-/// `rate_limit: …`) is transient.
+/// The text's code ([`split_ack_error`](crate::policy::split_ack_error)) is
+/// matched against PROTOCOL.md's list ([`ErrorPolicy::default`](crate::policy::ErrorPolicy));
+/// anything else (e.g. `rate_limit: …`) is transient.
 pub fn ack_error_is_permanent(err: &str) -> bool {
-    const PERMANENT: [&str; 11] = [
-        "payload_too_large",
-        "payload too large",
-        "forbidden",
-        "not_found",
-        "target_not_found",
-        "invalid",
-        "schema",
-        "auth",
-        "signature",
-        "unknown",
-        "not_authorized",
-    ];
-    PERMANENT
-        .iter()
-        .any(|needle| contains_ignore_ascii_case(err, needle))
-}
-
-fn contains_ignore_ascii_case(haystack: &str, needle: &str) -> bool {
-    haystack
-        .as_bytes()
-        .windows(needle.len())
-        .any(|window| window.eq_ignore_ascii_case(needle.as_bytes()))
+    // The code decides, never the message (B16); the table is PROTOCOL.md's.
+    crate::policy::ErrorPolicy::default().is_permanent(crate::policy::split_ack_error(err).0)
 }
 
 // ---------------------------------------------------------------------------

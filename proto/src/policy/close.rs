@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::lifecycle::{Failure, PeerClose};
+use crate::lifecycle::{ConnectFailureKind, Failure, PeerClose};
 
 /// How many times a 4001 (session not found) is retried (`MAX_SESSION_NOT_FOUND_RETRIES`
 /// in sessions-websocket.ts).
@@ -59,6 +59,8 @@ pub enum Match {
     CloseReason(u16, String),
     /// A rejection `error` frame with this code, or a 1008 close whose reason is it.
     Rejection(String),
+    /// A socket that could not be opened, by the kind the host reported.
+    Connect(ConnectFailureKind),
 }
 
 /// One row of the table.
@@ -119,7 +121,9 @@ impl ClosePolicy {
     /// A rejection frame decides over the close that follows it (D6); a close is
     /// matched by (code, reason), then — for 1008, which brokers use with the
     /// rejection code as reason — by the rejection rules, then by code alone.
-    /// Local failures (timeouts, transport errors, stale) are always transient.
+    /// A socket that could not open is matched by its kind (by default only
+    /// configuration and certificate errors stop); other local failures
+    /// (timeouts, stale) are always transient.
     pub fn classify(&self, failure: &Failure) -> Classification {
         match failure {
             Failure::Rejected { rejection, close } => {
@@ -144,9 +148,20 @@ impl ClosePolicy {
                     },
                 }
             }
-            Failure::Closed(c) => self.classify_close(c),
-            Failure::ConnectFailed { .. }
-            | Failure::OpenTimeout
+            Failure::Closed(c) | Failure::TooLarge(c) => self.classify_close(c),
+            Failure::ConnectFailed { kind, .. } => {
+                let rule = self
+                    .rules
+                    .iter()
+                    .position(|r| matches!(r.on, Match::Connect(k) if k == *kind));
+                Classification {
+                    rule,
+                    // A kind no rule names is a network condition: transient.
+                    verdict: rule.map_or(Verdict::Reconnect, |i| self.rules[i].verdict),
+                    retry_after: None,
+                }
+            }
+            Failure::OpenTimeout
             | Failure::HelloBuild { .. }
             | Failure::HelloAckTimeout
             | Failure::Stale { .. }
@@ -237,6 +252,16 @@ impl Default for ClosePolicy {
                         delay: LimitDelay::Linear(SESSION_NOT_FOUND_STEP),
                     }),
                 ),
+                // The same URL or certificate fails the same way next time: stop
+                // and say so instead of retrying a typo for ever.
+                Rule {
+                    on: Match::Connect(ConnectFailureKind::Configuration),
+                    verdict: Stop,
+                },
+                Rule {
+                    on: Match::Connect(ConnectFailureKind::TlsCertificate),
+                    verdict: Stop,
+                },
             ],
             Reconnect,
         )

@@ -5,8 +5,11 @@
 
 mod backoff;
 mod close;
+mod errors;
 
 use std::time::Duration;
+
+pub use errors::{split_ack_error, ErrorPolicy, ErrorRule, PERMANENT_ERROR_CODES};
 
 pub use backoff::{Backoff, Jitter, DEFAULT_BACKOFF_SCHEDULE, DEFAULT_JITTER};
 pub use close::{

@@ -723,7 +723,14 @@ impl World {
                     self.nodes[client].link = None;
                 }
                 let reason = "connection refused".into();
-                self.client_event(client, Event::ConnectFailed { socket, reason })?;
+                self.client_event(
+                    client,
+                    Event::ConnectFailed {
+                        socket,
+                        kind: tether_proto::lifecycle::ConnectFailureKind::Refused,
+                        reason,
+                    },
+                )?;
             }
             Packet::ToClientText(text) => self.client_event(
                 client,

@@ -59,6 +59,8 @@ pub struct SessionConfig {
     pub max_send_len: usize,
     /// Confirm every push with `client_ack`, so the broker stops re-pushing it.
     pub client_ack: bool,
+    /// Which broker error codes make a failed send or request permanent (B5, B16).
+    pub errors: crate::policy::ErrorPolicy,
 }
 
 impl SessionConfig {
@@ -76,6 +78,7 @@ impl SessionConfig {
             dedupe_window: DEFAULT_DEDUPE_WINDOW,
             max_send_len: DEFAULT_MAX_SEND_LEN,
             client_ack: true,
+            errors: crate::policy::ErrorPolicy::default(),
         }
     }
 

@@ -69,7 +69,7 @@ struct PendingSend {
 }
 
 /// The session's own settings, copied out of [`SessionConfig`] at construction.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Limits {
     send_ack_timeout: std::time::Duration,
     request_timeout: std::time::Duration,
@@ -81,6 +81,7 @@ struct Limits {
     dedupe_window: usize,
     max_send_len: usize,
     client_ack: bool,
+    errors: crate::policy::ErrorPolicy,
 }
 
 impl From<&SessionConfig> for Limits {
@@ -96,6 +97,7 @@ impl From<&SessionConfig> for Limits {
             dedupe_window: c.dedupe_window,
             max_send_len: c.max_send_len,
             client_ack: c.client_ack,
+            errors: c.errors.clone(),
         }
     }
 }
@@ -546,11 +548,11 @@ impl Session {
             return;
         };
         let result = match ack.failure() {
-            Some(error) => Err(OpFailure {
-                kind: FailureKind::Rejected,
-                permanent: wire::ack_error_is_permanent(error),
-                reason: error.to_owned(),
-            }),
+            // B16: an error ack is a failed send, classed by its code.
+            Some(error) => {
+                let (code, message) = crate::policy::split_ack_error(error);
+                Err(OpFailure::rejected(code, message, &self.limits.errors))
+            }
             None => Ok(Outcome::Sent {
                 message_id: if ack.message_id.is_empty() {
                     ack.id
@@ -574,16 +576,7 @@ impl Session {
             self.emit(SessionEvent::Inbound(Box::new(BrokerFrame::Error(error))));
             return;
         };
-        let reason = if error.message.is_empty() {
-            error.code.clone()
-        } else {
-            format!("{}: {}", error.code, error.message)
-        };
-        let failure = OpFailure {
-            kind: FailureKind::Rejected,
-            permanent: wire::ack_error_is_permanent(&reason),
-            reason,
-        };
+        let failure = OpFailure::rejected(&error.code, &error.message, &self.limits.errors);
         self.resolve(op, Err(failure));
         self.flush(now);
     }
@@ -620,15 +613,14 @@ impl Session {
             _ => kind,
         };
         let result = if expected != kind {
-            Err(OpFailure {
-                kind: FailureKind::Rejected,
-                reason: format!(
+            Err(OpFailure::new(
+                FailureKind::Rejected,
+                format!(
                     "unexpected_reply: {} to a {} request",
                     frame.kind(),
                     expected.as_str()
                 ),
-                permanent: false,
-            })
+            ))
         } else {
             match frame.into_reply() {
                 Ok(reply) => Ok(Outcome::Reply(reply)),

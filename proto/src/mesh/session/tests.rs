@@ -229,8 +229,66 @@ fn ack_error_and_error_frame_fail_the_send_with_its_class() {
     let r =
         sim.broker(json!({"type":"error","code":"target_not_found","message":"no carol","id":c_frame.id}));
     let f = failure_of(&r, c_id);
-    assert_eq!(f.reason, "target_not_found: no carol");
+    assert_eq!(f.reason, "target_not_found");
+    assert_eq!(
+        (f.code.as_deref(), f.message.as_str()),
+        (Some("target_not_found"), "no carol")
+    );
+    assert_eq!(f.to_string(), "target_not_found: no carol");
     assert!(f.permanent);
+}
+
+#[test]
+fn error_acks_are_failed_sends_classed_by_their_code() {
+    // proves B16: `queued: true` is an accepted send; the real broker's error
+    // acks for an offline target are failed sends, transient by their code, and
+    // a transient code stays transient whatever words its message contains; a
+    // message repeating its code is said once.
+    let mut sim = Sim::new(config());
+    sim.establish();
+    let (ok_id, a) = sim.send("alice", "x");
+    let ok = sends(&a).remove(0);
+    let r = sim.broker(json!({"type":"ack","id":ok.id,"messageId":"m-1","queued":true}));
+    assert!(
+        matches!(&resolved(&r)[0].1, Ok(Outcome::Sent { message_id, queued: true }) if message_id == "m-1")
+    );
+    assert_eq!(resolved(&r)[0].0, ok_id);
+
+    let offline =
+        "no connected peer for target (not online, or targetSpec is your own key without another session)";
+    let cases = [
+        (offline, "no connected peer for target", false),
+        (
+            "rate_limit: unknown burst, unauthorized pace",
+            "rate_limit",
+            false,
+        ),
+        (
+            "payload too large: 70000 bytes > MAX_MESSAGE_BYTES=65536",
+            "payload too large",
+            true,
+        ),
+        (
+            "blocked by recipient grants (sender lacks dm capability)",
+            "blocked by recipient grants",
+            false,
+        ),
+    ];
+    for (error, code, permanent) in cases {
+        let (id, a) = sim.send("bob", "y");
+        let frame = sends(&a).remove(0);
+        let r = sim.broker(json!({"type":"ack","id":frame.id,"messageId":"","queued":false,"error":error}));
+        let f = failure_of(&r, id);
+        assert_eq!(f.kind, FailureKind::Rejected, "{error}");
+        assert_eq!(f.code.as_deref(), Some(code), "{error}");
+        assert_eq!(f.permanent, permanent, "{error}");
+        assert!(!f.may_have_been_delivered(), "the broker said no");
+    }
+    let (id, a) = sim.send("carol", "z");
+    let frame = sends(&a).remove(0);
+    let r =
+        sim.broker(json!({"type":"error","code":"forbidden","message":"forbidden: not yours","id":frame.id}));
+    assert_eq!(failure_of(&r, id).to_string(), "forbidden: not yours");
 }
 
 #[test]

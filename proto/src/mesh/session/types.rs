@@ -165,7 +165,9 @@ pub enum Outcome {
     Sent {
         /// The broker's id for the message.
         message_id: String,
-        /// Whether it was queued for an offline recipient.
+        /// The ack's `queued` flag. The real broker sends `true` on every accepted
+        /// send, whether the recipient is online or not (B16): it says the broker
+        /// stored the message for delivery, not that the recipient was away.
         queued: bool,
     },
     /// The request's reply (B8, B10).
@@ -187,15 +189,23 @@ pub enum FailureKind {
 }
 
 /// Why a send or request failed.
+///
+/// Its text is the broker's code and message once (`rate_limit: max 60 msg/min`),
+/// or the local reason (`ack_timeout`, `broker_disconnected_1006`, …).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}")]
+#[error("{}", self.describe())]
 pub struct OpFailure {
     /// Which way it failed (X8).
     pub kind: FailureKind,
-    /// The seeds' reason text (`ack_timeout`, `broker_disconnected_1006`,
-    /// `outbound_queue_full`, or the broker's error).
+    /// A short machine-readable reason: the seeds' tag (`ack_timeout`,
+    /// `broker_disconnected_1006`, `outbound_queue_full`, …) or, when the broker
+    /// answered with an error, its code.
     pub reason: String,
-    /// Whether retrying cannot help (B5, PROTOCOL.md's classification).
+    /// The broker's error code, when the broker answered with one (B16).
+    pub code: Option<String>,
+    /// The broker's human-readable message, possibly empty.
+    pub message: String,
+    /// Whether retrying cannot help, decided from the code (B5, B16).
     pub permanent: bool,
 }
 
@@ -204,7 +214,46 @@ impl OpFailure {
         OpFailure {
             kind,
             reason: reason.into(),
+            code: None,
+            message: String::new(),
             permanent: false,
+        }
+    }
+
+    /// The broker refused: its code and message, permanence from `errors`.
+    pub(crate) fn rejected(code: &str, message: &str, errors: &crate::policy::ErrorPolicy) -> Self {
+        OpFailure {
+            kind: FailureKind::Rejected,
+            reason: code.to_owned(),
+            code: Some(code.to_owned()),
+            message: message.to_owned(),
+            permanent: errors.is_permanent(code),
+        }
+    }
+
+    /// Whether the broker may have the message although the send failed: the
+    /// connection went away or no answer came after it was written (X8). A
+    /// retry then risks a duplicate; check before sending again.
+    pub fn may_have_been_delivered(&self) -> bool {
+        matches!(self.kind, FailureKind::OutcomeUnknown | FailureKind::TimedOut)
+    }
+
+    fn describe(&self) -> String {
+        match &self.code {
+            // A message that repeats its code (`code: code: …`) says it once.
+            Some(code) => {
+                let message = self
+                    .message
+                    .strip_prefix(code.as_str())
+                    .map(|rest| rest.trim_start_matches(':').trim_start())
+                    .unwrap_or(&self.message);
+                if message.is_empty() || message == code {
+                    code.clone()
+                } else {
+                    format!("{code}: {message}")
+                }
+            }
+            None => self.reason.clone(),
         }
     }
 }

@@ -186,6 +186,20 @@ impl AnyClient {
         }
     }
 
+    /// Sends with every option of `Outgoing` and waits for its result.
+    pub async fn send_message(
+        &self,
+        outgoing: tether_proto::mesh::session::Outgoing,
+    ) -> Result<String, CallError> {
+        match &self.inner {
+            Inner::Tokio(c, _) => Ok(c.send_message(outgoing).await?.message_id),
+            Inner::Mio(c) => {
+                let c = c.clone();
+                Ok(blocking(move || c.send_message(outgoing)).await?.message_id)
+            }
+        }
+    }
+
     /// Lists peers.
     pub async fn list_peers(&self) -> Result<Vec<Peer>, CallError> {
         match &self.inner {

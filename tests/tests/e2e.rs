@@ -8,8 +8,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use tether_broker::core::{ConnSelector, Refusal};
 use tether_broker::TlsSetup;
-use tether_proto::lifecycle::{ConnectFailureKind, Failure, Notification, Status, StopReason};
-use tether_proto::mesh::session::SendRefusal;
+use tether_proto::lifecycle::{ConnectFailureKind, Failure, FailureClass, Notification, Status, StopReason};
+use tether_proto::mesh::session::{FailureKind, Outgoing, Queueing, SendRefusal};
 use tether_proto::mesh::wire::{PeerRole, Priority, PushFrame};
 use tether_tests::e2e::*;
 use tether_tests::hosts::{AnyClient, CallError, ConnectFailure, Host, HostEvent};
@@ -43,7 +43,42 @@ on_both_hosts!(
     oversized_frames_are_refused_with_a_clear_error,
     wss_with_a_self_signed_certificate_needs_its_ca,
     connect_failures_say_what_they_are,
+    a_queued_send_whose_deadline_passed_is_never_sent_later,
 );
+
+async fn a_queued_send_whose_deadline_passed_is_never_sent_later(host: Host) {
+    // proves D12 over both hosts: the seeds reported such a send "ack timeout"
+    // and still sent it on reconnect, so a caller's retry delivered it twice.
+    let broker = start_broker(broker_config(membership(2, &[])), None).await;
+    let url = broker.url();
+    let alice = connected(host, &url, 1).await;
+    let mut bob = connected(host, &url, 2).await;
+    broker.stop().await;
+    alice.wait_status("not open", |s| s != Status::Open).await;
+    let mut late = Outgoing::new(pubkey(2), "too late");
+    late.queueing = Queueing::Queue {
+        deadline: Some(Duration::from_millis(200)),
+    };
+    match alice.send_message(late).await {
+        Err(CallError::Failed(f)) => {
+            assert_eq!(f.kind, FailureKind::NeverSent, "{f}");
+            assert_eq!(f.reason, "queue_deadline");
+            assert!(!f.may_have_been_delivered(), "never sent: safe to retry");
+        }
+        other => panic!("a send past its queue deadline resolved {other:?}"),
+    }
+    assert_eq!(alice.stats().await.queue_depth, 0, "it left the queue at once");
+    let broker = broker.restart().await.unwrap();
+    alice.wait_status("open again", |s| s == Status::Open).await;
+    bob.wait_status("bob open again", |s| s == Status::Open).await;
+    // A round trip after the reconnect: the expired send would have come first.
+    alice.send(&pubkey(2), "after", Priority::Next).await.unwrap();
+    assert_eq!(text_of(&bob.next_push().await.unwrap()), "after");
+    assert_eq!(alice.stats().await.sends_failed, 1);
+    alice.close().await;
+    bob.close().await;
+    broker.stop().await;
+}
 
 async fn connect_failures_say_what_they_are(host: Host) {
     // Both hosts classify with tether-host's one function: a dead port is
@@ -334,30 +369,33 @@ async fn hello_never_acked_times_out_and_backs_off(host: Host) {
 }
 
 async fn half_open_broker_is_detected_as_stale_and_reconnected(host: Host) {
-    // proves L9, L6
-    let broker = start_broker(broker_config(membership(1, &[])), None).await;
+    // proves L9, L6, D11: only the client's own watchdog can end this
+    // connection. The broker's liveness window is far longer than the client's,
+    // so the broker never drops the silent socket first; the disconnect must be
+    // the client's stale verdict, not the broker's 1006 (an earlier version
+    // accepted either and passed with the client's detection switched off).
+    let mut config = broker_config(membership(1, &[]));
+    config.broker.stale_after = Duration::from_secs(60);
+    let broker = start_broker(config, None).await;
     let mut alice = connected(host, &broker.url(), 1).await;
     broker.go_silent(ConnSelector::Pubkey(pubkey(1))).await;
-    alice
-        .wait_for("a stale terminate", |e| match note(e) {
-            Some(Notification::Disconnected {
-                failure: Failure::Stale { .. },
-                ..
-            }) => Some(()),
-            // The broker may drop the silent socket first (it has the same window).
-            Some(Notification::Disconnected {
-                failure: Failure::Closed(c),
-                ..
-            }) if c.code == 1006 => Some(()),
+    let failure = alice
+        .wait_for("a disconnect", |e| match note(e) {
+            Some(Notification::Disconnected { failure, .. }) => Some(failure.clone()),
             _ => None,
         })
         .await;
+    assert!(
+        matches!(failure, Failure::Stale { .. }),
+        "the first disconnect was not the watchdog's: {failure}"
+    );
     alice
         .wait_for("the reconnect", |e| match note(e) {
             Some(Notification::Connected { first: false, .. }) => Some(()),
             _ => None,
         })
         .await;
+    assert_eq!(alice.stats().await.lifecycle.failures_of(FailureClass::Stale), 1);
     alice.close().await;
     broker.stop().await;
 }

@@ -862,19 +862,28 @@ fn generated_ids_are_sixteen_lowercase_hex_digits() {
 
 #[test]
 fn push_fingerprints_depend_on_the_session_seed() {
-    // proves X3: dedupe that a peer cannot aim at another's message.
-    // A peer that cannot know the seed cannot aim a collision at another's message.
+    // proves X3: dedupe that a peer cannot aim at another's message. The keys
+    // come from each session's own seed: two sessions seeded differently
+    // fingerprint the same push differently, the same seed alike (replays stay
+    // exact). With the dedupe key seeded by a constant, as an earlier version of
+    // this test could not notice, every session would agree and a peer could
+    // search offline for a colliding id.
     let push = PushFrame {
         sender_pubkey: "ab".repeat(32),
         client_message_id: Some("m-1".into()),
         ..PushFrame::default()
     };
-    let a = foldhash::quality::FixedState::with_seed(1);
-    let b = foldhash::quality::FixedState::with_seed(2);
-    assert_eq!(dedupe_key(&a, &push), dedupe_key(&a, &push));
-    assert_ne!(dedupe_key(&a, &push), dedupe_key(&b, &push));
-    let anonymous = PushFrame::default();
-    assert_eq!(dedupe_key(&a, &anonymous), None);
+    let session = |seed| {
+        let hs = MeshHandshake::new(Credentials::Member(member()), Default::default());
+        Session::new(config(), hs, seed, Instant::now()).expect("valid config")
+    };
+    let key = |s: &Session| dedupe_key(&s.dedupe_keys, &push);
+    let (a, a_again, b, c) = (session(1), session(1), session(2), session(3));
+    assert_eq!(key(&a), key(&a_again));
+    assert_ne!(key(&a), key(&b));
+    assert_ne!(key(&b), key(&c));
+    assert_ne!(key(&a), key(&c));
+    assert_eq!(dedupe_key(&a.dedupe_keys, &PushFrame::default()), None);
 }
 
 #[test]
@@ -970,4 +979,36 @@ fn session_deadlines_have_an_upper_bound() {
     sim.now = crate::time::deadline_after(sim.now, Duration::MAX);
     let a = sim.handle(Event::Tick);
     assert_eq!(failure_of(&a, id).kind, FailureKind::NeverSent);
+}
+
+#[test]
+fn a_queued_send_whose_deadline_passed_is_never_sent_later() {
+    // proves D12: the seeds reported such a send "ack timeout" but kept it in the
+    // queue and sent it on reconnect, so a caller's retry delivered it twice.
+    // Here it leaves the queue at once, resolves "never sent", and nothing is
+    // written for it, however the connection comes back.
+    let mut sim = Sim::new(config());
+    sim.handle(Event::Connect);
+    let mut late = Outgoing::new("alice", "too late");
+    late.queueing = Queueing::Queue {
+        deadline: Some(Duration::from_secs(3)),
+    };
+    let id = sim.s.send(sim.at(), late).unwrap();
+    let (which, a) = sim.fire();
+    assert_eq!(which, Deadline::Op(id));
+    let f = failure_of(&a, id);
+    assert_eq!(
+        (f.kind, f.reason.as_str()),
+        (FailureKind::NeverSent, "queue_deadline")
+    );
+    assert!(!f.may_have_been_delivered());
+    assert_eq!(sim.s.stats(sim.now).queue_depth, 0, "it left the queue at once");
+    let a = sim.open_and_ack();
+    assert!(sends(&a).is_empty(), "an op that resolved was written: {a:?}");
+    // A retry by the caller is the only copy that goes out.
+    let (retry, a) = sim.send("alice", "too late");
+    assert_eq!(sends(&a).len(), 1);
+    let ack = sim.broker(json!({"type":"ack","id":sends(&a)[0].id,"messageId":"m","queued":true}));
+    assert_eq!(resolved(&ack)[0].0, retry);
+    assert!(resolved(&ack).iter().all(|(op, _)| *op != id), "resolved twice");
 }

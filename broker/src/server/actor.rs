@@ -219,14 +219,23 @@ impl Actor {
             let sent = if queued.saturating_add(len) > self.max_queued_bytes && len > 0 {
                 Err(TrySendError::Full(command))
             } else {
-                link.outbound.try_send(command)
+                // Counted before it is handed over: the connection task may take
+                // it and subtract its length before `try_send` even returns, and
+                // counting after would underflow the counter (then overflow it).
+                let now_queued = link
+                    .queued_bytes
+                    .fetch_add(len, Ordering::Relaxed)
+                    .wrapping_add(len);
+                let sent = link.outbound.try_send(command);
+                if sent.is_err() {
+                    link.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                } else if len > 0 {
+                    self.counters
+                        .peak_queued_bytes
+                        .fetch_max(now_queued as u64, Ordering::Relaxed);
+                }
+                sent
             };
-            if sent.is_ok() && len > 0 {
-                let now_queued = link.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
-                self.counters
-                    .peak_queued_bytes
-                    .fetch_max(now_queued as u64, Ordering::Relaxed);
-            }
             match sent {
                 Ok(()) if last => {
                     self.links.remove(&conn);

@@ -144,6 +144,79 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// Checks every bound of [`BrokerConfig`](super::BrokerConfig) against what the
+    /// broker holds right now; the simulator calls it after every step, so each run
+    /// tries the bounds against new combinations of hostile members and faults.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        let c = &self.config;
+        let fail = |what: String| Err(what);
+        if self.conns.len() > c.max_connections {
+            return fail(format!(
+                "{} connections > {}",
+                self.conns.len(),
+                c.max_connections
+            ));
+        }
+        if self.pending_hellos > c.max_pending_hellos {
+            return fail(format!(
+                "{} pending hellos > {}",
+                self.pending_hellos, c.max_pending_hellos
+            ));
+        }
+        if self.meshes.len() > c.max_meshes {
+            return fail(format!("{} meshes > {}", self.meshes.len(), c.max_meshes));
+        }
+        if self.kept_bytes > c.max_kept_bytes {
+            return fail(format!("{} kept bytes > {}", self.kept_bytes, c.max_kept_bytes));
+        }
+        for (id, conn) in &self.conns {
+            if conn.unacked.len() > c.max_unacked_per_conn
+                || (conn.unacked_bytes > c.max_unacked_bytes_per_conn && conn.unacked.len() > 1)
+            {
+                return fail(format!(
+                    "{id}: {} unconfirmed pushes, {} bytes",
+                    conn.unacked.len(),
+                    conn.unacked_bytes
+                ));
+            }
+        }
+        for (mesh_id, mesh) in &self.meshes {
+            if mesh.presences() > c.max_connections_per_mesh {
+                return fail(format!("mesh {mesh_id}: {} presences", mesh.presences()));
+            }
+            if mesh.state_bytes > c.max_state_bytes_per_mesh || mesh.state.len() > c.max_state_keys_per_mesh {
+                return fail(format!("mesh {mesh_id}: {} bytes of state", mesh.state_bytes));
+            }
+            if mesh.memory_bytes > c.max_memory_bytes_per_mesh
+                || mesh.memories.len() > c.max_memories_per_mesh
+            {
+                return fail(format!("mesh {mesh_id}: {} bytes of memories", mesh.memory_bytes));
+            }
+            let mut per_member: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+            let open = mesh
+                .open
+                .iter()
+                .filter_map(|id| self.conns.get(id).and_then(|c| c.seat()));
+            let lingering = mesh
+                .lingering
+                .iter()
+                .filter_map(|id| self.leases.get(id).map(|l| &l.seat));
+            for seat in open.chain(lingering) {
+                let n = per_member.entry(seat.member_pubkey.as_str()).or_default();
+                *n += 1;
+                if *n > c.max_connections_per_member {
+                    return fail(format!(
+                        "mesh {mesh_id}: member {} holds {n} presences",
+                        seat.member_id
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Whether the text's top-level object names `type` more than once. Other duplicate
 /// keys are refused by the decoder; this one was read first and then ignored, so a
 /// frame could look like one thing to one reader and another to the next.

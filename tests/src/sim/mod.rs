@@ -12,6 +12,12 @@
 //! broker is reachable and accepting reaches open within the bound of one full
 //! backoff plus the open and hello deadlines.
 //!
+//! Hostile members (X15) attack the broker core directly with the attacks of issue
+//! 14 as seeded ops; after every step the broker's bounds are checked
+//! (`Broker::check_bounds`), no reply exceeds `max_reply_len`, no hostile connection
+//! receives an honest client's direct message, and no hostile hello replaces an
+//! honest session.
+//!
 //! ```
 //! let outcome = tether_tests::sim::run_seed(42, false);
 //! assert!(outcome.violation.is_none(), "{:?}", outcome.violation);
@@ -23,7 +29,7 @@ mod scenario;
 mod world;
 
 pub use check::Violation;
-pub use scenario::{Fault, Op, Scenario};
+pub use scenario::{Attack, Fault, Op, Scenario, ATTACKS, HOSTILE_MEMBERS};
 pub use world::{Outcome, World};
 
 /// Runs the scenario of `seed`; with `trace`, keeps readable trace lines and a

@@ -54,7 +54,55 @@ pub enum Op {
     },
     /// A fault of the network or the broker.
     Fault(Fault),
+    /// A hostile member attacks the broker (X15).
+    Hostile {
+        /// Which of the hostile members (0 or 1).
+        attacker: u8,
+        /// The attack.
+        attack: Attack,
+        /// The honest client it aims at.
+        victim: usize,
+    },
 }
+
+/// What a hostile member does, straight to the broker core (issue 14's attacks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attack {
+    /// A hello whose display name is far over the field bound.
+    OversizedHello,
+    /// A hello with the victim's `sessionId`, to kick it.
+    StealSession,
+    /// A member hello claiming the victim's key as its `sessionPubkey`.
+    ClaimKey,
+    /// A hello with the victim's display name and a group it was not given.
+    NameSquat,
+    /// Oversized state, memories and summary, then many state keys and list requests.
+    Bloat,
+    /// Fat sends to the victim (unconfirmed pushes pile up on its connection).
+    Flood,
+    /// Connections that never say hello.
+    PreHelloFlood,
+    /// A frame with a duplicate `type` key.
+    DuplicateType,
+    /// More connections than one member may hold.
+    ManyConnections,
+}
+
+/// Every attack, for drawing one.
+pub const ATTACKS: [Attack; 9] = [
+    Attack::OversizedHello,
+    Attack::StealSession,
+    Attack::ClaimKey,
+    Attack::NameSquat,
+    Attack::Bloat,
+    Attack::Flood,
+    Attack::PreHelloFlood,
+    Attack::DuplicateType,
+    Attack::ManyConnections,
+];
+
+/// Hostile members in every scenario (roster members the simulation does not drive).
+pub const HOSTILE_MEMBERS: u8 = 2;
 
 /// Faults the simulated network and broker can suffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -221,6 +269,18 @@ impl Scenario {
                 }),
             };
             ops.push((at, op));
+        }
+        // Drawn after the workload, so the honest part of a seed stays what it was.
+        for _ in 0..rng.below_inclusive(8) {
+            let at = Duration::from_millis(rng.below_inclusive(duration.as_millis() as u64));
+            ops.push((
+                at,
+                Op::Hostile {
+                    attacker: rng.below_inclusive(u64::from(HOSTILE_MEMBERS) - 1) as u8,
+                    attack: pick(&mut rng, &ATTACKS),
+                    victim: rng.below_inclusive(clients as u64 - 1) as usize,
+                },
+            ));
         }
         ops.sort_by_key(|(at, _)| *at);
         Scenario {

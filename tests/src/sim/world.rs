@@ -1,7 +1,7 @@
 //! The simulated world: real sessions, the real broker core, a simulated network
 //! and clock, all stepped in one deterministic order.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,9 @@ use tether_proto::Now;
 
 use super::check::{ClientCheck, Deliveries, Violation};
 use super::net::{LinkId, Net, Packet};
-use super::scenario::{Fault, Op, Scenario};
+use super::scenario::{Fault, Op, Scenario, HOSTILE_MEMBERS};
+
+mod hostile;
 
 const MESH: &str = "sim-mesh";
 const UNIX0: u64 = 1_750_000_000_000;
@@ -90,6 +92,11 @@ pub struct World {
     hash: u64,
     tail: VecDeque<String>,
     trace: bool,
+    /// Connections of hostile members the broker still knows.
+    hostile_conns: BTreeSet<ConnId>,
+    hostile_next: u64,
+    /// Set while a hostile member acts: no honest connection may be replaced then.
+    hostile_acting: bool,
 }
 
 fn identity(i: usize) -> MemberIdentity {
@@ -115,6 +122,16 @@ impl World {
         let keys: Vec<String> = (0..scenario.clients)
             .map(|i| identity(i).secret.public_key().to_hex())
             .collect();
+        let hostile = (0..HOSTILE_MEMBERS).map(|n| {
+            let id = hostile::hostile_identity(n);
+            MemberRecord {
+                display_name: id.member_id.clone(),
+                member_id: id.member_id,
+                pubkey: id.secret.public_key().to_hex(),
+                revoked: false,
+                groups: Vec::new(),
+            }
+        });
         let roster = Roster::new(
             (0..scenario.clients)
                 .map(|i| MemberRecord {
@@ -124,11 +141,22 @@ impl World {
                     revoked: false,
                     groups: Vec::new(),
                 })
+                .chain(hostile)
                 .collect(),
         );
         let broker_config = BrokerConfig {
             membership: Membership::Listed([(MESH.to_owned(), roster)].into_iter().collect()),
             seed: scenario.seed,
+            // Small bounds, so the hostile members breach them with small frames.
+            max_connections_per_member: 4,
+            max_state_value_len: 2 * 1024,
+            max_state_bytes_per_mesh: 16 * 1024,
+            max_memory_len: 2 * 1024,
+            max_memory_bytes_per_mesh: 16 * 1024,
+            max_text_len: 1024,
+            max_unacked_bytes_per_conn: 32 * 1024,
+            max_kept_bytes: 128 * 1024,
+            max_reply_len: 8 * 1024,
             ..BrokerConfig::default()
         };
         let lc = lifecycle_config(jitter);
@@ -201,6 +229,9 @@ impl World {
             hash: 0xcbf2_9ce4_8422_2325,
             tail: VecDeque::with_capacity(TRACE_TAIL),
             trace,
+            hostile_conns: BTreeSet::new(),
+            hostile_next: 0,
+            hostile_acting: false,
         }
     }
 
@@ -259,6 +290,7 @@ impl World {
         self.hellos_refused_until = self.now;
         self.internal.clear();
         self.ops.clear();
+        self.drop_hostiles()?;
         for node in &mut self.nodes {
             node.partition_until = node.partition_until.min(self.now);
             node.refuse_connect_until = node.refuse_connect_until.min(self.now);
@@ -437,7 +469,7 @@ impl World {
         let client = match &op {
             Op::Send { from, .. } | Op::Request { from, .. } | Op::Command { from } => Some(*from),
             Op::Close { client } | Op::RetryNow { client } | Op::Reconnect { client } => Some(*client),
-            Op::Suspend { .. } | Op::Fault(_) => None,
+            Op::Suspend { .. } | Op::Fault(_) | Op::Hostile { .. } => None,
         };
         if let Some(c) = client {
             // A sleeping host does nothing; its application acts when it wakes.
@@ -519,6 +551,11 @@ impl World {
             }
             Op::Suspend { client, for_ } => self.nodes[client].suspended_until = self.now + for_,
             Op::Fault(fault) => self.fault(fault)?,
+            Op::Hostile {
+                attacker,
+                attack,
+                victim,
+            } => self.hostile(attacker, attack, victim)?,
         }
         Ok(())
     }
@@ -560,6 +597,7 @@ impl World {
                 config.seed = config.seed.wrapping_add(self.epoch);
                 self.broker = Broker::new(config);
                 self.conn_links.clear();
+                self.hostile_conns.clear();
                 self.hellos_refused_until = self.now;
             }
             Fault::Refuse { code, for_ } => {
@@ -783,6 +821,9 @@ impl World {
             self.note(|| format!("c{i} {action:?}"));
             match action {
                 SessionAction::Io(io) => self.client_io(i, io),
+                // A hostile member's flood is real mail, but not the workload's.
+                SessionAction::Event(SessionEvent::Push(push))
+                    if !self.keys.contains(&push.sender_pubkey) => {}
                 SessionAction::Event(SessionEvent::Push(push)) => {
                     let body = base64::engine::general_purpose::STANDARD
                         .decode(&push.ciphertext)
@@ -849,6 +890,33 @@ impl World {
 
     fn pump_broker(&mut self) -> Result<(), Violation> {
         while let Some(out) = self.broker.poll_output() {
+            if let OutputKind::Send(text) = &out.kind {
+                let max = self.broker_config.max_reply_len;
+                if text.len() > max {
+                    return Err(Violation(format!(
+                        "broker sent {} a frame of {} bytes > the reply bound {max}",
+                        out.conn,
+                        text.len()
+                    )));
+                }
+            }
+            if self.hostile_conns.contains(&out.conn) {
+                let text = match &out.kind {
+                    OutputKind::Send(text) => Some(text.as_str()),
+                    _ => None,
+                };
+                let last = matches!(out.kind, OutputKind::Close { .. } | OutputKind::Abort);
+                self.check_hostile_output(out.conn, text, last)?;
+                continue;
+            }
+            if self.hostile_acting
+                && matches!(&out.kind, OutputKind::Close { reason, .. } if reason == "session_replaced")
+            {
+                return Err(Violation(format!(
+                    "a hostile member's hello replaced honest connection {}",
+                    out.conn
+                )));
+            }
             let Some(&id) = self.conn_links.get(&out.conn) else {
                 continue;
             };
@@ -880,7 +948,9 @@ impl World {
                 OutputKind::Notice(_) => {}
             }
         }
-        Ok(())
+        self.broker
+            .check_bounds()
+            .map_err(|e| Violation(format!("broker bound broken: {e}")))
     }
 
     /// Readable description of the trace so far, for failure reports.

@@ -249,3 +249,89 @@ fn a_missing_identity_is_a_usage_error_that_says_what_to_do() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tether keygen"));
 }
+
+/// A bare WebSocket client over std TCP: the upgrade request, then raw frames.
+fn ws_connect(url: &str) -> std::net::TcpStream {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("ws://").trim_end_matches("/ws");
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).unwrap();
+    // The 101 response ends with an empty line.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    tcp
+}
+
+/// Reads server frames until a close frame; returns its code and reason.
+fn ws_read_close(tcp: &mut std::net::TcpStream) -> (u16, String) {
+    use std::io::Read;
+    loop {
+        let mut header = [0u8; 2];
+        tcp.read_exact(&mut header).unwrap();
+        let opcode = header[0] & 0x0f;
+        let mut len = u64::from(header[1] & 0x7f);
+        if len == 126 {
+            let mut ext = [0u8; 2];
+            tcp.read_exact(&mut ext).unwrap();
+            len = u64::from(u16::from_be_bytes(ext));
+        } else if len == 127 {
+            let mut ext = [0u8; 8];
+            tcp.read_exact(&mut ext).unwrap();
+            len = u64::from_be_bytes(ext);
+        }
+        let mut payload = vec![0u8; len as usize];
+        tcp.read_exact(&mut payload).unwrap();
+        if opcode == 0x8 {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            return (code, String::from_utf8_lossy(&payload[2..]).into_owned());
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn sigterm_closes_every_client_with_1001() {
+    // proves X15 (graceful shutdown): SIGTERM, as a service manager sends it, closes
+    // every connection with 1001 `shutting down`, never a bare 1006.
+    let mut broker = tether()
+        .args(["broker", "--open", "--listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut broker_err = BufReader::new(broker.stderr.take().unwrap());
+    let pid = broker.id();
+    let mut broker = Running(broker);
+    let line = read_until(&mut broker_err, "broker listening on");
+    assert!(line.contains("lost on restart"), "{line}");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("ws://"))
+        .unwrap()
+        .to_owned();
+    let mut clients = [ws_connect(&url), ws_connect(&url)];
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    for client in &mut clients {
+        assert_eq!(ws_read_close(client), (1001, "shutting down".to_owned()));
+    }
+    let status = broker.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

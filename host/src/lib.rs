@@ -16,6 +16,7 @@ mod log;
 mod mesh;
 mod queue;
 pub mod replies;
+mod router;
 mod socket;
 mod tls;
 mod transport;
@@ -25,6 +26,7 @@ pub use fanout::{Fanout, Receiver, TryRecvError};
 pub use log::{log_open, log_overflow, log_step};
 pub use mesh::MeshConfig;
 pub use queue::{QueueFull, WriteQueue};
+pub use router::{Broadcast, MeshRouter, Router, Waiter};
 pub use socket::{
     close_message, closed_by, connect_failed, connect_failure_kind, inbound, is_secure, message_len,
     misconfigured, outbound, queue_overflowed, stream_ended, Target, WRITE_QUEUE_FULL,

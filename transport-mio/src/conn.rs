@@ -1,27 +1,26 @@
-//! One connection: its session, and the socket of the current attempt taken
-//! through resolving → connecting → TLS → WebSocket upgrade → open, one
-//! readiness event at a time, never blocking.
+//! One connection: a machine of any protocol, and the socket of the current
+//! attempt taken through resolving → connecting → TLS → WebSocket upgrade →
+//! open, one readiness event at a time, never blocking.
 //!
-//! The mapping is the async host's: tungstenite messages become session
-//! events, the session's `Io` becomes tungstenite calls. Nothing here decides
-//! when to retry or give up; a socket that hangs in any stage is ended by the
-//! session's open timer like any other.
+//! The mapping is the async host's, both through tether-host: WebSocket
+//! messages become machine events, the machine's `Io` becomes tungstenite
+//! calls. Nothing here decides when to retry or give up; a socket that hangs
+//! in any stage is ended by the machine's open timer like any other.
 
-use std::collections::{HashMap, VecDeque};
+use std::any::Any;
+use std::collections::VecDeque;
 use std::io::{self, ErrorKind};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
-use tether_host::{now, Target as Request, Transport, WriteQueue};
-use tether_proto::lifecycle::{ConnectFailureKind, Event, Io, LifecycleError, SocketId};
-use tether_proto::mesh::session::{
-    Command, OpId, OpResult, Outgoing, Request as BrokerRequest, RequestError, SendError, Session,
-    SessionAction, SessionEvent,
-};
+use tether_host::{now, Router, Target as Request, Transport, WriteQueue, CLOSE_LINGER};
+use tether_proto::lifecycle::{ConnectFailureKind, Event, Io, LifecycleError, SocketId, Status};
+use tether_proto::{Machine, Now, Output};
 use tracing::debug;
 use tungstenite::handshake::client::{ClientHandshake, Response};
 use tungstenite::handshake::{HandshakeError, MidHandshake};
@@ -36,15 +35,10 @@ use crate::stream::{Stream, TlsStream};
 /// other connections of the reactor; the rest are read on the next turn.
 const READ_BUDGET: usize = 64;
 
-/// What runs when a send or request resolves, on the reactor thread.
-pub(crate) type Callback = Box<dyn FnOnce(OpResult) + Send>;
-
 /// The parts of the reactor a connection touches while it works.
 pub(crate) struct Ctx<'a> {
     pub registry: &'a Registry,
     pub token: Token,
-    pub events: &'a mut VecDeque<(ConnId, SessionEvent)>,
-    pub callbacks: &'a mut HashMap<(ConnId, OpId), Callback, foldhash::fast::FixedState>,
     pub dns: &'a mut Resolver,
 }
 
@@ -59,21 +53,53 @@ pub struct IoStats {
     pub messages_in: u64,
     /// WebSocket messages handed to the socket (text, ping, close).
     pub messages_out: u64,
+    /// Batches handed to the socket: one per turn that wrote anything.
+    pub flushes: u64,
 }
 
-/// One connection of a reactor.
-pub(crate) struct Conn {
+/// A connection of any protocol, as the reactor holds it.
+pub(crate) trait Driven: Any + Send {
+    fn ready(&mut self, ctx: &mut Ctx<'_>) -> bool;
+    fn resolved(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        socket: SocketId,
+        result: Result<Vec<SocketAddr>, String>,
+    ) -> bool;
+    fn control(&mut self, ctx: &mut Ctx<'_>, event: Event) -> Result<(), LifecycleError>;
+    fn tick(&mut self, ctx: &mut Ctx<'_>);
+    fn flush_now(&mut self, ctx: &mut Ctx<'_>);
+    fn shut(&mut self, ctx: &mut Ctx<'_>);
+    fn deadline(&self) -> Option<Instant>;
+    fn status(&self) -> Status;
+    fn lingering(&self) -> bool;
+    fn io_stats(&self) -> IoStats;
+    fn take_recheck(&mut self) -> bool;
+    fn take_dirty(&mut self) -> bool;
+    fn filed(&mut self) -> &mut Option<Instant>;
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+/// One connection of a reactor: a machine, where its news goes, its socket.
+pub(crate) struct Conn<M, R> {
     id: ConnId,
-    session: Session,
+    machine: M,
+    router: R,
     socket: Option<Socket>,
+    /// A socket the machine closed, kept until the peer answers our close
+    /// frame or [`CLOSE_LINGER`] passes.
+    closing: Option<(Open, Instant)>,
     tls: Option<Arc<rustls::ClientConfig>>,
     ws_config: WebSocketConfig,
     /// The write queue's bounds: frames and bytes.
     write_queue: (usize, usize),
     /// The deadline under which the reactor's timer table files this connection.
-    pub(crate) filed: Option<std::time::Instant>,
+    filed: Option<Instant>,
     /// Frames were written since the last flush.
     dirty: bool,
+    /// The reactor has this connection on its list to flush.
+    flush_listed: bool,
     /// A TLS write outside a readiness event may have pulled socket data into
     /// rustls, where no readiness edge will announce it: read again soon.
     recheck: bool,
@@ -136,138 +162,76 @@ fn misconfigured(reason: impl Into<String>) -> Fail {
     (ConnectFailureKind::Configuration, reason.into())
 }
 
-impl Conn {
+impl<M, R> Conn<M, R>
+where
+    M: Machine + Send + 'static,
+    R: Router<M>,
+{
     pub(crate) fn new(
         id: ConnId,
-        session: Session,
+        machine: M,
+        router: R,
         tls: Option<Arc<rustls::ClientConfig>>,
         transport: &Transport,
     ) -> Self {
         Conn {
             id,
-            session,
+            machine,
+            router,
             socket: None,
+            closing: None,
             tls,
             ws_config: transport.ws_config(),
             write_queue: (transport.write_queue, transport.write_queue_bytes),
             filed: None,
             dirty: false,
+            flush_listed: false,
             recheck: false,
             stats: IoStats::default(),
         }
     }
 
-    pub(crate) fn session(&self) -> &Session {
-        &self.session
+    pub(crate) fn machine(&self) -> &M {
+        &self.machine
     }
 
-    pub(crate) fn session_mut(&mut self) -> &mut Session {
-        &mut self.session
-    }
-
-    pub(crate) fn io_stats(&self) -> IoStats {
-        let mut stats = self.stats;
-        if let Some(Socket {
-            stage: Stage::Open(open),
-            ..
-        }) = &self.socket
-        {
-            stats.queued = open.queue.len();
-        }
-        stats
-    }
-
-    /// True (once) when the reactor should drive this connection again soon.
-    pub(crate) fn take_recheck(&mut self) -> bool {
-        std::mem::take(&mut self.recheck)
-    }
-
-    /// Feeds one lifecycle input and everything it leads to.
-    pub(crate) fn control(&mut self, ctx: &mut Ctx<'_>, event: Event) -> Result<(), LifecycleError> {
-        let result = self.session.handle(now(), event);
+    /// Runs `f` on the machine and its router, then drains the machine: the
+    /// one call path of every protocol's client.
+    pub(crate) fn call<T>(&mut self, ctx: &mut Ctx<'_>, f: impl FnOnce(&mut M, &mut R, Now) -> T) -> T {
+        let result = f(&mut self.machine, &mut self.router, now());
         self.settle(ctx, VecDeque::new());
         result
     }
 
-    /// Socket news: refused only once the session is closed for good, when it is moot.
+    /// Socket news: refused only once the machine is closed for good, when it is moot.
     fn feed(&mut self, ctx: &mut Ctx<'_>, event: Event) {
-        let _ = self.control(ctx, event);
-    }
-
-    pub(crate) fn send(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        outgoing: Outgoing,
-        done: Option<Callback>,
-    ) -> Result<OpId, SendError> {
-        let result = self.session.send(now(), outgoing);
-        self.register(ctx, &result, done);
+        let _ = self.machine.handle(now(), event);
         self.settle(ctx, VecDeque::new());
-        result
     }
 
-    pub(crate) fn request(
-        &mut self,
-        ctx: &mut Ctx<'_>,
-        request: BrokerRequest,
-        done: Option<Callback>,
-    ) -> Result<OpId, RequestError> {
-        let result = self.session.request(now(), request);
-        self.register(ctx, &result, done);
-        self.settle(ctx, VecDeque::new());
-        result
-    }
-
-    pub(crate) fn command(&mut self, ctx: &mut Ctx<'_>, command: Command) -> Result<(), RequestError> {
-        let result = self.session.command(now(), command);
-        self.settle(ctx, VecDeque::new());
-        result
-    }
-
-    /// Files the completion before the drain that might already resolve it.
-    fn register<E>(&self, ctx: &mut Ctx<'_>, result: &Result<OpId, E>, done: Option<Callback>) {
-        if let (Ok(op), Some(done)) = (result, done) {
-            ctx.callbacks.insert((self.id, *op), done);
-        }
-    }
-
-    /// Drops the socket without a word; for a connection being removed.
-    pub(crate) fn shut(&mut self, ctx: &mut Ctx<'_>) {
-        self.drop_socket(ctx);
-    }
-
-    /// The drain rule: act on every action, then feed what the socket work
-    /// produced (a failed open, a dead socket), until nothing is left.
+    /// The drain rule: act on every output, then feed what the socket work
+    /// produced (a failed open, a dead socket), until nothing is left. Writes
+    /// wait in the queue for the reactor's flush at the end of the turn.
     fn settle(&mut self, ctx: &mut Ctx<'_>, mut inbox: VecDeque<Event>) {
         loop {
-            while let Some(action) = self.session.poll_action() {
-                match action {
-                    SessionAction::Io(io) => self.io(ctx, io, &mut inbox),
-                    SessionAction::Event(event) => self.emit(ctx, event),
+            while let Some(output) = self.machine.poll_output() {
+                match output {
+                    Output::Io(io) => self.io(ctx, io, &mut inbox),
+                    Output::Event(event) => self.dispatch(event),
                 }
             }
-            self.flush(ctx, &mut inbox);
             let Some(event) = inbox.pop_front() else {
                 return;
             };
-            let _ = self.session.handle(now(), event);
+            let _ = self.machine.handle(now(), event);
         }
     }
 
-    fn emit(&mut self, ctx: &mut Ctx<'_>, event: SessionEvent) {
-        match event {
-            SessionEvent::Resolved { id, result } => match ctx.callbacks.remove(&(self.id, id)) {
-                Some(done) => done(result),
-                None => ctx
-                    .events
-                    .push_back((self.id, SessionEvent::Resolved { id, result })),
-            },
-            SessionEvent::Lifecycle(note) => {
-                tether_host::log_step(&self.id, &note);
-                ctx.events.push_back((self.id, SessionEvent::Lifecycle(note)));
-            }
-            other => ctx.events.push_back((self.id, other)),
+    fn dispatch(&mut self, event: M::Event) {
+        if let Some(note) = M::notification(&event) {
+            tether_host::log_step(&self.id, note);
         }
+        self.router.route(event);
     }
 
     fn io(&mut self, ctx: &mut Ctx<'_>, io: Io, inbox: &mut VecDeque<Event>) {
@@ -288,13 +252,31 @@ impl Conn {
             }
             Io::SendText { .. } | Io::SendPing { .. } => {}
             Io::CloseSocket { socket, code, reason } => {
-                if let Some(open) = self.open_for(socket) {
-                    // What the machine wrote last, then the close frame.
-                    open.queue.push_close(tether_host::close_message(code, reason));
-                    let _ = open.pump();
+                if !self.is_current(socket) {
+                    return;
                 }
-                if self.is_current(socket) {
-                    self.drop_socket(ctx);
+                match self.socket.take() {
+                    Some(Socket {
+                        stage: Stage::Open(mut open),
+                        ..
+                    }) => {
+                        // What the machine wrote last, then the close frame; the
+                        // socket stays until the peer answers or the linger ends.
+                        open.queue.push_close(tether_host::close_message(code, reason));
+                        self.stats.flushes += 1;
+                        if open.pump().is_ok() {
+                            if let Some((mut old, _)) = self.closing.take() {
+                                let _ = ctx.registry.deregister(old.ws.get_mut().tcp_mut());
+                            }
+                            self.closing = Some((open, now().instant + CLOSE_LINGER));
+                        } else {
+                            let _ = ctx.registry.deregister(open.ws.get_mut().tcp_mut());
+                        }
+                    }
+                    other => {
+                        self.socket = other;
+                        self.drop_socket(ctx);
+                    }
                 }
             }
             Io::TerminateSocket { socket } => {
@@ -326,7 +308,7 @@ impl Conn {
         inbox.push_back(tether_host::queue_overflowed(socket));
     }
 
-    /// Pushes out whatever the last drain wrote.
+    /// Pushes out whatever the turn wrote, in one batch.
     fn flush(&mut self, ctx: &mut Ctx<'_>, inbox: &mut VecDeque<Event>) {
         if !std::mem::take(&mut self.dirty) {
             return;
@@ -340,6 +322,7 @@ impl Conn {
         };
         let socket = *id;
         self.recheck |= open.ws.get_ref().is_tls();
+        self.stats.flushes += 1;
         if let Err(e) = open.pump() {
             self.drop_socket(ctx);
             inbox.push_back(tether_host::closed_by(socket, &e));
@@ -417,7 +400,7 @@ impl Conn {
     }
 
     /// A lookup for `socket` finished.
-    pub(crate) fn resolved(
+    fn on_resolved(
         &mut self,
         ctx: &mut Ctx<'_>,
         socket: SocketId,
@@ -442,12 +425,12 @@ impl Conn {
             // The resolver's own answer: the name did not resolve.
             Err(reason) => Step::Failed((ConnectFailureKind::Dns, reason)),
         };
-        self.apply(ctx, socket, step) && self.ready(ctx)
+        self.apply(ctx, socket, step) && self.drive_socket(ctx)
     }
 
     /// The socket is ready (or may be): moves the attempt on as far as it goes
     /// without blocking. True when there is more to read on a later turn.
-    pub(crate) fn ready(&mut self, ctx: &mut Ctx<'_>) -> bool {
+    fn drive_socket(&mut self, ctx: &mut Ctx<'_>) -> bool {
         loop {
             let Some(Socket { id, stage }) = self.socket.take() else {
                 return false;
@@ -613,6 +596,141 @@ impl Conn {
             self.feed(ctx, event);
         }
         true
+    }
+
+    /// Moves a closing socket on: the peer's answer to our close frame ends
+    /// it, and so does the linger's end.
+    fn drive_closing(&mut self, ctx: &mut Ctx<'_>) {
+        let Some((open, until)) = &mut self.closing else {
+            return;
+        };
+        let done = now().instant >= *until
+            || open.pump().is_err()
+            || loop {
+                match open.ws.read() {
+                    Ok(tungstenite::Message::Close(_)) => {
+                        let _ = open.ws.flush();
+                        break true;
+                    }
+                    Ok(_) => {}
+                    Err(e) if would_block(&e) => break false,
+                    Err(_) => break true,
+                }
+            };
+        if done {
+            if let Some((mut open, _)) = self.closing.take() {
+                let _ = ctx.registry.deregister(open.ws.get_mut().tcp_mut());
+            }
+        }
+    }
+}
+
+impl<M, R> Driven for Conn<M, R>
+where
+    M: Machine + Send + 'static,
+    R: Router<M>,
+{
+    fn ready(&mut self, ctx: &mut Ctx<'_>) -> bool {
+        self.drive_closing(ctx);
+        self.drive_socket(ctx)
+    }
+
+    fn resolved(
+        &mut self,
+        ctx: &mut Ctx<'_>,
+        socket: SocketId,
+        result: Result<Vec<SocketAddr>, String>,
+    ) -> bool {
+        self.on_resolved(ctx, socket, result)
+    }
+
+    fn control(&mut self, ctx: &mut Ctx<'_>, event: Event) -> Result<(), LifecycleError> {
+        let result = self.machine.handle(now(), event);
+        self.settle(ctx, VecDeque::new());
+        result
+    }
+
+    fn tick(&mut self, ctx: &mut Ctx<'_>) {
+        self.drive_closing(ctx);
+        if self
+            .machine
+            .next_deadline()
+            .is_some_and(|(at, _)| at <= Instant::now())
+        {
+            self.feed(ctx, Event::Tick);
+        }
+    }
+
+    fn flush_now(&mut self, ctx: &mut Ctx<'_>) {
+        self.flush_listed = false;
+        let mut inbox = VecDeque::new();
+        self.flush(ctx, &mut inbox);
+        if !inbox.is_empty() {
+            self.settle(ctx, inbox);
+        }
+    }
+
+    fn shut(&mut self, ctx: &mut Ctx<'_>) {
+        self.router.closed();
+        self.drop_socket(ctx);
+        if let Some((mut open, _)) = self.closing.take() {
+            let _ = ctx.registry.deregister(open.ws.get_mut().tcp_mut());
+        }
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        let machine = self.machine.next_deadline().map(|(at, _)| at);
+        let linger = self.closing.as_ref().map(|(_, until)| *until);
+        match (machine, linger) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn status(&self) -> Status {
+        self.machine.status()
+    }
+
+    fn lingering(&self) -> bool {
+        self.closing.is_some()
+    }
+
+    fn io_stats(&self) -> IoStats {
+        let mut stats = self.stats;
+        if let Some(Socket {
+            stage: Stage::Open(open),
+            ..
+        }) = &self.socket
+        {
+            stats.queued = open.queue.len();
+        }
+        stats
+    }
+
+    fn take_recheck(&mut self) -> bool {
+        std::mem::take(&mut self.recheck)
+    }
+
+    /// True (once per flush) when the turn wrote and the reactor must list
+    /// this connection for its end-of-turn flush.
+    fn take_dirty(&mut self) -> bool {
+        if self.dirty && !self.flush_listed {
+            self.flush_listed = true;
+            return true;
+        }
+        false
+    }
+
+    fn filed(&mut self) -> &mut Option<Instant> {
+        &mut self.filed
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
     }
 }
 

@@ -21,7 +21,9 @@ impl From<ReactorError> for ClientError {
         match e {
             ReactorError::Refused(e) => ClientError::Refused(e),
             ReactorError::NotAccepted(e) => ClientError::NotAccepted(e),
-            ReactorError::UnknownConnection(_) | ReactorError::Closed(_) => ClientError::Shutdown,
+            ReactorError::UnknownConnection(_) | ReactorError::OtherProtocol(_) | ReactorError::Closed(_) => {
+                ClientError::Shutdown
+            }
         }
     }
 }
@@ -43,6 +45,9 @@ pub enum ReactorError {
     /// No such connection (never added, or removed).
     #[error("no connection {0}")]
     UnknownConnection(ConnId),
+    /// The connection runs another protocol (or router) than the call named.
+    #[error("connection {0} runs another protocol")]
+    OtherProtocol(ConnId),
     /// The session refused the send; the message is handed back inside.
     #[error("send refused: {0}")]
     Refused(Box<SendError>),

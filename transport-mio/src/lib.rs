@@ -1,17 +1,21 @@
 //! # tether-mio
 //!
 //! The blocking host of tether. One [`Reactor`] (a mio `Poll`) drives any number
-//! of broker connections in one thread (X6), each its own pure
-//! [`tether_proto`] session; a [`BlockingClient`] runs a reactor on its own
-//! thread for the one-connection case and offers the async client's operations
-//! as blocking calls.
+//! of connections in one thread (X6), each its own pure
+//! [`Machine`](tether_proto::Machine), and of any protocol side by side: mesh
+//! sessions ([`Reactor::add`]), hosted sessions or a bare
+//! [`Lifecycle`](tether_proto::lifecycle::Lifecycle) with a `Handshake` of your
+//! own ([`Reactor::add_machine`] with a [`Router`]). For the one-connection
+//! case a reactor runs on a thread of its own behind blocking calls: the generic
+//! [`Connection`] and [`GenericClient`], and the mesh [`BlockingClient`] over them.
 //!
-//! The host only translates, exactly as tether-tokio does (X1): tungstenite
-//! messages become session events, the session's socket work becomes tungstenite
-//! calls, and each turn sleeps until the earliest session deadline. Every retry,
-//! timeout and give-up is the session's. Nothing blocks the loop: names resolve
-//! on helper threads, and TCP connect, TLS and the WebSocket upgrade advance one
-//! readiness event at a time.
+//! The host only translates, exactly as tether-tokio does and through the same
+//! tether-host code (X1): WebSocket messages become machine events, the
+//! machine's socket work becomes tungstenite calls, each connection's writes of
+//! a turn leave in one batch, and each turn sleeps until the earliest deadline.
+//! Every retry, timeout and give-up is the machine's. Nothing blocks the loop:
+//! names resolve on helper threads, and TCP connect, TLS and the WebSocket
+//! upgrade advance one readiness event at a time.
 //!
 //! ## Many connections
 //!
@@ -60,6 +64,7 @@
 mod blocking;
 mod config;
 mod conn;
+mod connection;
 mod dns;
 mod error;
 mod reactor;
@@ -68,12 +73,13 @@ mod stream;
 pub use blocking::BlockingClient;
 pub use config::ConnConfig;
 pub use conn::IoStats;
+pub use connection::{Connection, GenericClient, Shutdown, Watched};
 pub use error::{AddError, HandleError, ReactorError};
 pub use reactor::{
     ConnId, Reactor, ReactorHandle, ReactorOptions, DEFAULT_EVENTS_PER_TURN, DEFAULT_HANDLE_CAPACITY,
 };
 pub use tether_host::{
-    ClientError, ClientEvent, ConnectError, Receiver, Roots, Sent, TlsError, TlsOptions, Transport,
-    TryRecvError, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY,
-    DEFAULT_WRITE_QUEUE,
+    Broadcast, ClientError, ClientEvent, ConnectError, MeshRouter, Receiver, Roots, Router, Sent, TlsError,
+    TlsOptions, Transport, TryRecvError, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE,
+    DEFAULT_SUBSCRIBER_CAPACITY, DEFAULT_WRITE_QUEUE,
 };

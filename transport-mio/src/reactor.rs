@@ -1,31 +1,73 @@
 //! The event loop: one mio `Poll` drives any number of connections in one
-//! thread (X6), each its own pure session.
+//! thread (X6), each its own pure machine, of any protocol: mesh sessions
+//! beside hosted sessions beside a protocol of your own.
 //!
 //! A turn sleeps until a socket is ready, a handle or the resolver wakes it, or
-//! the earliest session deadline comes (a `BTreeSet` of `(deadline, slot)`, so
-//! finding it is O(log n) whatever the number of connections); then it drives
-//! the ready sockets, runs queued commands and feeds `Tick` to every session
-//! whose deadline passed. Every input is followed by the drain rule.
+//! the earliest deadline comes (a `BTreeSet` of `(deadline, slot)`, so finding
+//! it is O(log n) whatever the number of connections); then it drives the ready
+//! sockets, runs queued commands, feeds `Tick` to every machine whose deadline
+//! passed, and hands each connection's writes of the turn to its socket in one
+//! batch. Every input is followed by the drain rule.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::io;
 use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token, Waker};
+use tether_host::{Router, TlsError, TlsOptions, Transport};
 use tether_proto::lifecycle::{Event, Status};
 use tether_proto::mesh::session::{
     Command, OpId, OpResult, Outgoing, Request, Session, SessionEvent, SessionStats,
 };
 use tether_proto::mesh::wire::PushFrame;
+use tether_proto::{Machine, Now};
 
 use crate::config::ConnConfig;
-use crate::conn::{Callback, Conn, Ctx, IoStats};
+use crate::conn::{Conn, Ctx, Driven, IoStats};
 use crate::dns::Resolver;
 use crate::error::{AddError, HandleError, ReactorError};
-use tether_host::{TlsError, TlsOptions};
+
+/// What runs when a send or request resolves, on the reactor thread.
+type Callback = Box<dyn FnOnce(OpResult) + Send>;
+
+/// The events of the mesh connections added with [`Reactor::add`], shared with
+/// their routers.
+type MeshEvents = Arc<Mutex<VecDeque<(ConnId, SessionEvent)>>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The router of a mesh connection added with [`Reactor::add`]: results to
+/// their callbacks when one was given, everything else to the reactor's queue.
+pub(crate) struct MeshQueue {
+    conn: ConnId,
+    events: MeshEvents,
+    /// Keyed by ids this process issues; nothing a peer chooses, so a
+    /// fixed-seed hash is safe, and faster than SipHash on every call.
+    callbacks: HashMap<OpId, Callback, foldhash::fast::FixedState>,
+}
+
+impl Router<Session> for MeshQueue {
+    fn route(&mut self, event: SessionEvent) {
+        if let SessionEvent::Resolved { id, result } = event {
+            match self.callbacks.remove(&id) {
+                Some(done) => done(result),
+                None => lock(&self.events).push_back((self.conn, SessionEvent::Resolved { id, result })),
+            }
+            return;
+        }
+        lock(&self.events).push_back((self.conn, event));
+    }
+
+    fn closed(&mut self) {
+        // Close resolved every operation; this only drops what could be left.
+        self.callbacks.clear();
+    }
+}
 
 /// Commands queued by handles before they block their caller.
 pub const DEFAULT_HANDLE_CAPACITY: usize = 1024;
@@ -72,7 +114,7 @@ impl Default for ReactorOptions {
 
 struct Slot {
     generation: u32,
-    conn: Option<Box<Conn>>,
+    conn: Option<Box<dyn Driven>>,
 }
 
 /// One thread's event loop over many connections (X6), each its own session.
@@ -94,16 +136,15 @@ pub struct Reactor {
     free: Vec<u32>,
     live: usize,
     timers: BTreeSet<(Instant, u32)>,
-    events: VecDeque<(ConnId, SessionEvent)>,
-    /// Keyed by ids this process issues; nothing a peer chooses, so a fixed-seed
-    /// hash is safe, and faster than SipHash on every call.
-    callbacks: HashMap<(ConnId, OpId), Callback, foldhash::fast::FixedState>,
+    events: MeshEvents,
     dns: Resolver,
     waker: Arc<Waker>,
     cmd_tx: SyncSender<Cmd>,
     cmd_rx: Receiver<Cmd>,
     /// Connections to drive next turn without waiting for readiness.
     again: Vec<u32>,
+    /// Connections that wrote this turn: flushed once, at the end of it.
+    unflushed: Vec<u32>,
     scratch: Vec<u32>,
     more_commands: bool,
     tls_configs: Vec<(TlsOptions, Arc<rustls::ClientConfig>)>,
@@ -113,7 +154,7 @@ impl fmt::Debug for Reactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reactor")
             .field("connections", &self.live)
-            .field("events", &self.events.len())
+            .field("events", &lock(&self.events).len())
             .finish_non_exhaustive()
     }
 }
@@ -136,13 +177,13 @@ impl Reactor {
             free: Vec::new(),
             live: 0,
             timers: BTreeSet::new(),
-            events: VecDeque::new(),
-            callbacks: HashMap::default(),
+            events: MeshEvents::default(),
             dns: Resolver::new(Arc::clone(&waker)),
             waker,
             cmd_tx,
             cmd_rx,
             again: Vec::new(),
+            unflushed: Vec::new(),
             scratch: Vec::new(),
             more_commands: false,
             tls_configs: Vec::new(),
@@ -157,17 +198,41 @@ impl Reactor {
         }
     }
 
-    /// Adds a connection and starts connecting it at once.
+    /// Adds a mesh connection and starts connecting it at once; its events
+    /// come out of [`poll_event`](Self::poll_event).
     pub fn add(&mut self, config: ConnConfig) -> Result<ConnId, AddError> {
-        let tls = if tether_host::is_secure(config.url()) {
-            Some(self.tls_config(&config.transport.tls)?)
-        } else {
-            None
-        };
         let session = config.session(Instant::now())?;
-        let transport = config.transport;
-        let index = match self.free.pop() {
-            Some(index) => index,
+        let (index, id) = self.free_slot();
+        let router = MeshQueue {
+            conn: id,
+            events: Arc::clone(&self.events),
+            callbacks: HashMap::default(),
+        };
+        self.install(index, id, session, router, config.url(), &config.transport)
+    }
+
+    /// Adds a connection of any protocol — a bare `Lifecycle` with a
+    /// `Handshake` of your own, a hosted session, a session layer of your own —
+    /// and starts connecting it at once; `router` takes its events on this
+    /// thread as they come (X14). `url` decides whether TLS is set up.
+    pub fn add_machine<M, R>(
+        &mut self,
+        machine: M,
+        router: R,
+        url: &str,
+        transport: &Transport,
+    ) -> Result<ConnId, AddError>
+    where
+        M: Machine + Send + 'static,
+        R: Router<M>,
+    {
+        let (index, id) = self.free_slot();
+        self.install(index, id, machine, router, url, transport)
+    }
+
+    fn free_slot(&mut self) -> (u32, ConnId) {
+        let index = match self.free.last() {
+            Some(&index) => index,
             None => {
                 // Slot numbers are tokens; u32 is far beyond any fd limit.
                 let index = u32::try_from(self.slots.len()).unwrap_or(u32::MAX);
@@ -175,18 +240,38 @@ impl Reactor {
                     generation: 0,
                     conn: None,
                 });
+                self.free.push(index);
                 index
             }
         };
-        let slot = &mut self.slots[index as usize];
-        let id = ConnId {
-            index,
-            generation: slot.generation,
+        let generation = self.slots[index as usize].generation;
+        (index, ConnId { index, generation })
+    }
+
+    fn install<M, R>(
+        &mut self,
+        index: u32,
+        id: ConnId,
+        machine: M,
+        router: R,
+        url: &str,
+        transport: &Transport,
+    ) -> Result<ConnId, AddError>
+    where
+        M: Machine + Send + 'static,
+        R: Router<M>,
+    {
+        let tls = if tether_host::is_secure(url) {
+            Some(self.tls_config(&transport.tls)?)
+        } else {
+            None
         };
-        slot.conn = Some(Box::new(Conn::new(id, session, tls, &transport)));
+        // The slot stays free until now, so a refusal above leaves nothing behind.
+        self.free.retain(|&i| i != index);
+        self.slots[index as usize].conn = Some(Box::new(Conn::new(id, machine, router, tls, transport)));
         self.live += 1;
         self.with_conn(index, |conn, ctx| {
-            // Refused only by a closed session, which a new one is not.
+            // Refused only by a closed machine, which a new one is not.
             let _ = conn.control(ctx, Event::Connect);
         });
         Ok(id)
@@ -201,19 +286,17 @@ impl Reactor {
         };
         self.with_conn(index, |conn, ctx| {
             let _ = conn.control(ctx, Event::Close);
+            conn.flush_now(ctx);
             conn.shut(ctx);
         });
         let slot = &mut self.slots[index as usize];
-        if let Some(at) = slot.conn.take().and_then(|conn| conn.filed) {
+        if let Some(at) = slot.conn.take().and_then(|mut conn| *conn.filed()) {
             self.timers.remove(&(at, index));
         }
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(index);
+        self.unflushed.retain(|&i| i != index);
         self.live -= 1;
-        if !self.callbacks.is_empty() {
-            // Close resolved every operation; this only drops what could be left.
-            self.callbacks.retain(|(conn, _), _| *conn != id);
-        }
         true
     }
 
@@ -250,10 +333,15 @@ impl Reactor {
         outgoing: Outgoing,
         done: Option<Callback>,
     ) -> Result<OpId, ReactorError> {
-        let index = self.index_of(id)?;
-        self.with_conn(index, |conn, ctx| conn.send(ctx, outgoing, done))
-            .ok_or(ReactorError::UnknownConnection(id))?
-            .map_err(|e| ReactorError::Refused(Box::new(e)))
+        self.call(id, |s: &mut Session, q: &mut MeshQueue, now| {
+            let op = s.send(now, outgoing)?;
+            // Filed before the drain that might already resolve it.
+            if let Some(done) = done {
+                q.callbacks.insert(op, done);
+            }
+            Ok(op)
+        })?
+        .map_err(|e| ReactorError::Refused(Box::new(e)))
     }
 
     /// Sends a request; its reply comes out as [`SessionEvent::Resolved`] (B8).
@@ -278,18 +366,51 @@ impl Reactor {
         request: Request,
         done: Option<Callback>,
     ) -> Result<OpId, ReactorError> {
-        let index = self.index_of(id)?;
-        Ok(self
-            .with_conn(index, |conn, ctx| conn.request(ctx, request, done))
-            .ok_or(ReactorError::UnknownConnection(id))??)
+        self.call(id, |s: &mut Session, q: &mut MeshQueue, now| {
+            let op = s.request(now, request)?;
+            if let Some(done) = done {
+                q.callbacks.insert(op, done);
+            }
+            Ok::<_, ReactorError>(op)
+        })?
     }
 
     /// Sends a fire-and-forget command; refused unless open (B9).
     pub fn command(&mut self, id: ConnId, command: Command) -> Result<(), ReactorError> {
+        Ok(self.call(id, |s: &mut Session, _: &mut MeshQueue, now| {
+            s.command(now, command)
+        })??)
+    }
+
+    /// Runs `f` on connection `id`'s machine and router, then drains the
+    /// machine: the one call path of every protocol. Refused when there is no
+    /// such connection or it runs another protocol than `M` with router `R`.
+    pub fn call<M, R, T>(
+        &mut self,
+        id: ConnId,
+        f: impl FnOnce(&mut M, &mut R, Now) -> T,
+    ) -> Result<T, ReactorError>
+    where
+        M: Machine + Send + 'static,
+        R: Router<M>,
+    {
         let index = self.index_of(id)?;
-        Ok(self
-            .with_conn(index, |conn, ctx| conn.command(ctx, command))
-            .ok_or(ReactorError::UnknownConnection(id))??)
+        self.with_conn(index, |conn, ctx| {
+            let conn = conn.as_any_mut().downcast_mut::<Conn<M, R>>()?;
+            Some(conn.call(ctx, f))
+        })
+        .flatten()
+        .ok_or(ReactorError::OtherProtocol(id))
+    }
+
+    /// Connection `id`'s machine, read-only, if it is an `M` routed by `R`.
+    pub fn machine<M, R>(&self, id: ConnId) -> Option<&M>
+    where
+        M: Machine + Send + 'static,
+        R: Router<M>,
+    {
+        let conn = self.conn(id)?.as_any().downcast_ref::<Conn<M, R>>()?;
+        Some(conn.machine())
     }
 
     /// Feeds a lifecycle input: meant for `Close`, `Reconnect`, `RetryNow` and
@@ -304,29 +425,29 @@ impl Reactor {
 
     /// The connection's status; `None` for an unknown connection.
     pub fn status(&self, id: ConnId) -> Option<Status> {
-        self.conn(id).map(|c| c.session().status())
+        self.conn(id).map(|c| c.status())
     }
 
-    /// The session's metrics snapshot (X12).
+    /// The mesh session's metrics snapshot (X12).
     pub fn stats(&self, id: ConnId) -> Option<SessionStats> {
-        self.conn(id).map(|c| c.session().stats(Instant::now()))
+        self.session(id).map(|s| s.stats(Instant::now()))
     }
 
     /// The connection's socket counters.
     pub fn io_stats(&self, id: ConnId) -> Option<IoStats> {
-        self.conn(id).map(Conn::io_stats)
+        self.conn(id).map(|c| c.io_stats())
     }
 
-    /// The session, read-only: every input goes through the reactor.
+    /// The mesh session of a connection added with [`add`](Self::add),
+    /// read-only: every input goes through the reactor.
     pub fn session(&self, id: ConnId) -> Option<&Session> {
-        self.conn(id).map(Conn::session)
+        self.machine::<Session, MeshQueue>(id)
     }
 
-    /// Takes the pushes buffered in the session's history (B7).
+    /// Takes the pushes buffered in the mesh session's history (B7).
     pub fn drain_history(&mut self, id: ConnId) -> Option<Vec<Arc<PushFrame>>> {
-        let index = self.index_of(id).ok()?;
-        let conn = self.slots.get_mut(index as usize)?.conn.as_deref_mut()?;
-        Some(conn.session_mut().drain_history())
+        self.call(id, |s: &mut Session, _: &mut MeshQueue, _| s.drain_history())
+            .ok()
     }
 
     /// The connections, in slot order.
@@ -341,6 +462,12 @@ impl Reactor {
                     generation: s.generation,
                 })
             })
+    }
+
+    /// True while a connection's last socket waits for the peer's answer to
+    /// our close frame.
+    pub fn lingering(&self, id: ConnId) -> bool {
+        self.conn(id).is_some_and(|c| c.lingering())
     }
 
     /// How many connections there are.
@@ -358,20 +485,24 @@ impl Reactor {
         self.timers.first().map(|&(at, _)| at)
     }
 
-    /// The next event of any connection, oldest first.
+    /// The next event of any mesh connection added with [`add`](Self::add),
+    /// oldest first.
     pub fn poll_event(&mut self) -> Option<(ConnId, SessionEvent)> {
-        self.events.pop_front()
+        lock(&self.events).pop_front()
     }
 
-    /// Every queued event, oldest first.
-    pub fn drain_events(&mut self) -> std::collections::vec_deque::Drain<'_, (ConnId, SessionEvent)> {
-        self.events.drain(..)
+    /// Every queued mesh event, oldest first.
+    pub fn drain_events(&mut self) -> std::collections::vec_deque::IntoIter<(ConnId, SessionEvent)> {
+        std::mem::take(&mut *lock(&self.events)).into_iter()
     }
 
     /// One turn: waits for readiness, a wake-up or the earliest deadline (at most
     /// `timeout`), then handles all of them. Sub-millisecond waits round up, so a
     /// turn never wakes before the deadline it waited for.
     pub fn run_once(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        // What was written since the last turn (calls made between turns) goes
+        // out before the wait.
+        self.flush_all();
         let wait = if !self.again.is_empty() || self.more_commands {
             Some(Duration::ZERO)
         } else {
@@ -407,7 +538,19 @@ impl Reactor {
             self.on_wake();
         }
         self.fire_timers();
+        self.flush_all();
         Ok(())
+    }
+
+    /// Hands each connection's writes of the turn to its socket: one batch,
+    /// one write per connection per turn.
+    fn flush_all(&mut self) {
+        while !self.unflushed.is_empty() {
+            let listed = std::mem::take(&mut self.unflushed);
+            for &index in &listed {
+                self.with_conn(index, |conn, ctx| conn.flush_now(ctx));
+            }
+        }
     }
 
     /// Runs turns until `done` (asked before every turn, with the reactor at hand
@@ -471,9 +614,7 @@ impl Reactor {
         );
         let due = std::mem::take(&mut self.scratch);
         for &index in &due {
-            self.with_conn(index, |conn, ctx| {
-                let _ = conn.control(ctx, Event::Tick);
-            });
+            self.with_conn(index, |conn, ctx| conn.tick(ctx));
         }
         self.scratch = due;
     }
@@ -485,34 +626,37 @@ impl Reactor {
         }
     }
 
-    fn conn(&self, id: ConnId) -> Option<&Conn> {
+    fn conn(&self, id: ConnId) -> Option<&dyn Driven> {
         let index = self.index_of(id).ok()?;
         self.slots.get(index as usize)?.conn.as_deref()
     }
 
-    /// Runs `f` on a connection, then refiles its deadline.
-    fn with_conn<R>(&mut self, index: u32, f: impl FnOnce(&mut Conn, &mut Ctx<'_>) -> R) -> Option<R> {
+    /// Runs `f` on a connection, then refiles its deadline and lists it for
+    /// the end-of-turn flush if it wrote.
+    fn with_conn<T>(&mut self, index: u32, f: impl FnOnce(&mut dyn Driven, &mut Ctx<'_>) -> T) -> Option<T> {
         let conn = self.slots.get_mut(index as usize)?.conn.as_deref_mut()?;
         let mut ctx = Ctx {
             registry: self.poll.registry(),
             token: Token(index as usize),
-            events: &mut self.events,
-            callbacks: &mut self.callbacks,
             dns: &mut self.dns,
         };
         let result = f(conn, &mut ctx);
-        let due = conn.session().next_deadline().map(|(at, _)| at);
-        if due != conn.filed {
-            if let Some(old) = conn.filed {
+        let due = conn.deadline();
+        let filed = conn.filed();
+        if due != *filed {
+            if let Some(old) = *filed {
                 self.timers.remove(&(old, index));
             }
             if let Some(at) = due {
                 self.timers.insert((at, index));
             }
-            conn.filed = due;
+            *filed = due;
         }
         if conn.take_recheck() {
             self.again.push(index);
+        }
+        if conn.take_dirty() {
+            self.unflushed.push(index);
         }
         Some(result)
     }

@@ -5,7 +5,6 @@
 //! when the session says so (X3); the verbs only name the request and the
 //! reply they expect.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -13,53 +12,21 @@ use std::time::Instant;
 
 use futures_util::Stream;
 use serde_json::Value;
-use tether_host::{replied, replies, sent, ClientError, ClientEvent, ConnectError, Fanout, Receiver, Sent};
-use tether_proto::lifecycle::Status;
-use tether_proto::mesh::session::{
-    Command, OpId, OpResult, Outgoing, Request, Session, SessionEvent, SessionStats,
+use tether_host::{
+    replied, replies, sent, ClientError, ClientEvent, ConnectError, Fanout, MeshRouter, Receiver, Sent,
 };
+use tether_proto::lifecycle::Status;
+use tether_proto::mesh::session::{Command, OpId, OpResult, Outgoing, Request, Session, SessionStats};
 use tether_proto::mesh::wire::{MemoryRow, Peer, Priority, PushFrame, Reply, Skill, SkillSummary, StateRow};
 use tether_proto::Now;
 use tokio::sync::{oneshot, watch};
 
 use crate::config::ClientConfig;
 use crate::connection::{Connection, Shutdown};
-use crate::router::Router;
 
 impl From<Shutdown> for ClientError {
     fn from(_: Shutdown) -> Self {
         ClientError::Shutdown
-    }
-}
-
-/// Routes the mesh session's news on the driver task: results to their
-/// waiters, pushes and the rest to their subscribers.
-pub struct MeshRouter {
-    /// Keyed by the session's own sequential ids: nothing a peer chooses, so a
-    /// fixed-seed hash is safe, and SipHash was measurable per call.
-    waiters: HashMap<OpId, oneshot::Sender<OpResult>, foldhash::fast::FixedState>,
-    pushes: Arc<Fanout<Arc<PushFrame>>>,
-    events: Arc<Fanout<ClientEvent>>,
-}
-
-impl Router<Session> for MeshRouter {
-    fn route(&mut self, event: SessionEvent) {
-        match event {
-            SessionEvent::Resolved { id, result } => {
-                if let Some(tx) = self.waiters.remove(&id) {
-                    let _ = tx.send(result);
-                }
-            }
-            // No subscriber is fine: the push is also in the history buffer.
-            SessionEvent::Push(push) => self.pushes.publish(push),
-            SessionEvent::Inbound(frame) => self.events.publish(ClientEvent::Inbound(frame)),
-            SessionEvent::Lifecycle(note) => self.events.publish(ClientEvent::Lifecycle(note)),
-        }
-    }
-
-    fn closed(&mut self) {
-        self.pushes.close();
-        self.events.close();
     }
 }
 
@@ -103,11 +70,7 @@ impl Client {
         let capacity = config.transport.subscriber_capacity;
         let pushes = Arc::new(Fanout::new(capacity));
         let events = Arc::new(Fanout::new(capacity));
-        let router = MeshRouter {
-            waiters: HashMap::default(),
-            pushes: Arc::clone(&pushes),
-            events: Arc::clone(&events),
-        };
+        let router = MeshRouter::new(Arc::clone(&pushes), Arc::clone(&events));
         let conn = Connection::spawn(session, router, config.url(), &config.transport)?;
         Ok(Client { conn, pushes, events })
     }
@@ -132,7 +95,12 @@ impl Client {
             .call(move |session, router, now| {
                 let id = start(session, now)?;
                 let (tx, rx) = oneshot::channel();
-                router.waiters.insert(id, tx);
+                router.on_resolved(
+                    id,
+                    Box::new(move |result| {
+                        let _ = tx.send(result);
+                    }),
+                );
                 Ok::<_, ClientError>(rx)
             })
             .await??;

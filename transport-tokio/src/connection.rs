@@ -9,7 +9,7 @@ use tether_proto::{Machine, Now};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use crate::driver::{Cmd, Driver, Parts};
-use crate::router::{Broadcast, Router};
+use tether_host::{Broadcast, Router};
 
 /// Commands buffered from handles to the driver task.
 pub const DEFAULT_COMMAND_CAPACITY: usize = 256;

@@ -37,14 +37,12 @@ mod client;
 mod config;
 mod connection;
 mod driver;
-mod router;
 
-pub use client::{Client, MeshRouter, Subscription};
+pub use client::{Client, Subscription};
 pub use config::ClientConfig;
 pub use connection::{Connection, GenericClient, Shutdown, DEFAULT_COMMAND_CAPACITY};
-pub use router::{Broadcast, Router};
 pub use tether_host::{
-    ClientError, ClientEvent, ConnectError, Receiver, Roots, Sent, TlsError, TlsOptions, Transport,
-    TryRecvError, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY,
-    DEFAULT_WRITE_QUEUE,
+    Broadcast, ClientError, ClientEvent, ConnectError, MeshRouter, Receiver, Roots, Router, Sent, TlsError,
+    TlsOptions, Transport, TryRecvError, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE,
+    DEFAULT_SUBSCRIBER_CAPACITY, DEFAULT_WRITE_QUEUE,
 };

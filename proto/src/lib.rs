@@ -1,8 +1,9 @@
 //! # tether-proto
 //!
 //! Everything in tether that decides, and nothing that waits: the connection
-//! [`lifecycle`], the reconnect [`policy`], and the [`mesh`] broker protocol. No
-//! sockets, clocks, threads or global randomness live here — time, IO results and a seed come in as inputs, so a host (tokio,
+//! [`lifecycle`], the reconnect [`policy`], the [`mesh`] broker protocol and the
+//! [`hosted`] session protocol. No sockets, clocks, threads or global randomness
+//! live here — time, IO results and a seed come in as inputs, so a host (tokio,
 //! mio, a simulator, a fuzzer) drives the very same logic.
 //!
 //! ## The contract a host drives: [`Machine`]
@@ -11,7 +12,7 @@
 //! `poll_output()` — [`Output::Io`] is socket work, [`Output::Event`] news for
 //! the application — and sleeps until `next_deadline()`. [`Lifecycle`](lifecycle::Lifecycle)
 //! implements it for a bare protocol of your own [`Handshake`](lifecycle::Handshake)
-//! (below), [`mesh::session::Session`] for its own, so
+//! (below), [`mesh::session::Session`] and [`hosted::Session`] for theirs, so
 //! tether-tokio and tether-mio run any of them with no socket loop of your own
 //! (X14). See [`machine`].
 //!
@@ -58,6 +59,7 @@
 
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+pub mod hosted;
 pub mod lifecycle;
 pub mod machine;
 pub mod mesh;

@@ -19,7 +19,7 @@
 //!
 //! [`Lifecycle`] implements it for a bare protocol (a [`Handshake`] of your own:
 //! frames in, frames out), [`mesh::session::Session`](crate::mesh::session::Session)
-//! for the mesh protocol. A protocol's own
+//! and [`hosted::Session`](crate::hosted::Session) for theirs. A protocol's own
 //! inputs (a mesh send, a hosted control request) are inherent methods of its
 //! machine, called by the protocol's thin client layer through the host's one
 //! generic call path, and followed by the same drain.

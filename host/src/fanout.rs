@@ -41,6 +41,9 @@ struct Subs<T> {
 pub struct Fanout<T> {
     subs: Mutex<Subs<T>>,
     capacity: usize,
+    /// A receiver subscribed at creation, handed to the first caller of
+    /// `subscribe`, so the first subscriber misses nothing from the start.
+    first: Mutex<Option<Receiver<T>>>,
 }
 
 impl<T> std::fmt::Debug for Fanout<T> {
@@ -60,12 +63,25 @@ impl<T: Clone> Fanout<T> {
                 closed: false,
             }),
             capacity: capacity.max(1),
+            first: Mutex::new(None),
         }
+    }
+
+    /// A fanout whose first subscriber sees every item from now on, however
+    /// late it subscribes: what a client wants for its first attempt's events.
+    pub fn with_first(capacity: usize) -> Self {
+        let fanout = Fanout::new(capacity);
+        let first = fanout.subscribe();
+        *lock(&fanout.first) = Some(first);
+        fanout
     }
 
     /// A receiver of every item published from now on; one that has already
     /// ended if the fanout is closed.
     pub fn subscribe(&self) -> Receiver<T> {
+        if let Some(first) = lock(&self.first).take() {
+            return first;
+        }
         let mut subs = lock(&self.subs);
         let sub = Arc::new(Sub {
             slot: Mutex::new(Slot {
@@ -249,6 +265,18 @@ mod tests {
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)), Some(1));
         assert_eq!(rx.recv_timeout(Duration::from_secs(5)), None);
         assert_eq!(fan.subscribe().try_recv(), Err(TryRecvError::Closed));
+    }
+
+    #[test]
+    fn the_first_subscriber_sees_everything_from_the_start() {
+        let fan = Fanout::with_first(4);
+        fan.publish(1);
+        let first = fan.subscribe();
+        let second = fan.subscribe();
+        fan.publish(2);
+        assert_eq!(first.try_recv(), Ok(1));
+        assert_eq!(first.try_recv(), Ok(2));
+        assert_eq!(second.try_recv(), Ok(2));
     }
 
     #[test]

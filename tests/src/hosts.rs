@@ -13,6 +13,25 @@ use tether_proto::mesh::wire::{MemoryRow, Peer, Priority, PushFrame, StateRow};
 
 use crate::e2e::PATIENCE;
 
+/// Runs each named scenario (an `async fn(Host)`) once per host, as two tests
+/// `name::tokio` and `name::mio`.
+#[macro_export]
+macro_rules! on_both_hosts {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn tokio() {
+                super::$name($crate::hosts::Host::Tokio).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mio() {
+                super::$name($crate::hosts::Host::Mio).await
+            }
+        }
+    )*};
+}
+
 /// Which host drives the session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Host {
@@ -384,6 +403,107 @@ impl AnyClient {
         match self.inner {
             Inner::Tokio(c, _) => c.close().await,
             Inner::Mio(c) => blocking(move || c.close()).await,
+        }
+    }
+}
+
+/// A hosted session client on either host; both hand out the same event
+/// receiver, so scenarios wait on events the same way.
+pub enum AnyHosted {
+    /// tether-tokio's `HostedClient`.
+    Tokio(tether_tokio::HostedClient),
+    /// tether-mio's blocking `HostedClient`.
+    Mio(tether_mio::HostedClient),
+}
+
+/// A hosted session's event receiver, the same type on both hosts.
+pub type HostedEvents = tether_tokio::Receiver<tether_proto::hosted::HostedEvent>;
+
+impl AnyHosted {
+    /// Starts connecting on `host` and returns at once with a receiver that sees
+    /// the first attempt; `connected` then waits for its outcome.
+    pub async fn spawn(
+        host: Host,
+        config: tether_tokio::HostedClientConfig,
+        tokens: tether_proto::hosted::TokenProvider,
+    ) -> Result<(AnyHosted, HostedEvents), tether_tokio::ConnectError> {
+        match host {
+            Host::Tokio => {
+                let c = tether_tokio::HostedClient::spawn(&config, tokens)?;
+                let events = c.events();
+                Ok((AnyHosted::Tokio(c), events))
+            }
+            Host::Mio => {
+                let c = blocking(move || tether_mio::HostedClient::spawn(&config, tokens)).await?;
+                let events = c.events();
+                Ok((AnyHosted::Mio(c), events))
+            }
+        }
+    }
+
+    /// Waits for the first connect's outcome.
+    pub async fn connected(&self) -> Result<(), tether_tokio::ConnectError> {
+        match self {
+            AnyHosted::Tokio(c) => c.connected().await,
+            AnyHosted::Mio(c) => {
+                let c = c.clone();
+                blocking(move || c.connected()).await
+            }
+        }
+    }
+
+    /// Sends a control request; its `request_id`.
+    pub async fn send_control_request(
+        &self,
+        request: serde_json::Value,
+    ) -> Result<String, tether_tokio::HostedCallError> {
+        match self {
+            AnyHosted::Tokio(c) => c.send_control_request(request).await,
+            AnyHosted::Mio(c) => {
+                let c = c.clone();
+                blocking(move || c.send_control_request(request)).await
+            }
+        }
+    }
+
+    /// Sends a control response.
+    pub async fn send_control_response(
+        &self,
+        response: serde_json::Value,
+    ) -> Result<(), tether_tokio::HostedCallError> {
+        match self {
+            AnyHosted::Tokio(c) => c.send_control_response(response).await,
+            AnyHosted::Mio(c) => {
+                let c = c.clone();
+                blocking(move || c.send_control_response(response)).await
+            }
+        }
+    }
+
+    /// Forces a fresh connection after 500 ms (S5).
+    pub async fn reconnect(&self) -> Result<(), tether_tokio::HostedCallError> {
+        match self {
+            AnyHosted::Tokio(c) => c.reconnect().await,
+            AnyHosted::Mio(c) => {
+                let c = c.clone();
+                blocking(move || c.reconnect()).await
+            }
+        }
+    }
+
+    /// The status now.
+    pub fn status(&self) -> Status {
+        match self {
+            AnyHosted::Tokio(c) => *c.status().borrow(),
+            AnyHosted::Mio(c) => c.status(),
+        }
+    }
+
+    /// Closes for good.
+    pub async fn close(self) {
+        match self {
+            AnyHosted::Tokio(c) => c.close().await,
+            AnyHosted::Mio(c) => blocking(move || c.close()).await,
         }
     }
 }

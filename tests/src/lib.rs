@@ -6,11 +6,14 @@
 //!   core on a simulated clock and network, one seed per reproducible run.
 //! - [`e2e`] and [`hosts`]: the reference broker on loopback with short timings,
 //!   and one client API over both hosts so each scenario runs on tokio and mio.
+//! - [`hosted_server`]: a hosted-session server that checks headers, closes
+//!   with 4001/4003 on demand and echoes control requests.
 //! - [`storm`]: the reconnect-storm measurement.
 //!
 //! Everything here waits on events, never on the clock.
 
 pub mod e2e;
+pub mod hosted_server;
 pub mod hosts;
 pub mod sim;
 pub mod storm;

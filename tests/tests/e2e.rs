@@ -14,22 +14,7 @@ use tether_proto::mesh::wire::{PeerRole, Priority, PushFrame};
 use tether_tests::e2e::*;
 use tether_tests::hosts::{AnyClient, CallError, ConnectFailure, Host, HostEvent};
 
-/// Runs a scenario once per host.
-macro_rules! on_both_hosts {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn tokio() {
-                super::$name(Host::Tokio).await
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn mio() {
-                super::$name(Host::Mio).await
-            }
-        }
-    )*};
-}
+use tether_tests::on_both_hosts;
 
 on_both_hosts!(
     two_clients_exchange_sends_both_ways_and_every_request,

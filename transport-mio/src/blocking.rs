@@ -67,8 +67,8 @@ impl BlockingClient {
     pub fn spawn(config: ConnConfig) -> Result<BlockingClient, ConnectError> {
         let session = config.session(Instant::now())?;
         let capacity = config.transport.subscriber_capacity;
-        let events = Arc::new(Fanout::new(capacity));
-        let pushes = Arc::new(Fanout::new(capacity));
+        let events = Arc::new(Fanout::with_first(capacity));
+        let pushes = Arc::new(Fanout::with_first(capacity));
         let inbox = Arc::new(pushes.subscribe());
         let router = MeshRouter::new(Arc::clone(&pushes), Arc::clone(&events));
         let conn = Connection::spawn(session, router, config.url(), &config.transport)?;
@@ -241,7 +241,8 @@ impl BlockingClient {
         self.pushes.subscribe()
     }
 
-    /// Lifecycle news and unconsumed frames from now on (L14). A receiver that
+    /// Lifecycle news and unconsumed frames (L14): the first call's receiver
+    /// has everything since the client started, later ones from now on. A receiver that
     /// falls more than the configured capacity behind loses the oldest; it
     /// ends when the client shuts down.
     pub fn events(&self) -> Receiver<ClientEvent> {

@@ -308,7 +308,7 @@ where
     /// Starts driving `machine` at once; subscribe with [`events`](Self::events)
     /// before [`connected`](Connection::connected) to see the first attempt.
     pub fn spawn(machine: M, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
-        let events = Arc::new(Fanout::new(transport.subscriber_capacity));
+        let events = Arc::new(Fanout::with_first(transport.subscriber_capacity));
         let router = Broadcast::new(Arc::clone(&events));
         let conn = Connection::spawn(machine, router, url, transport)?;
         Ok(GenericClient { conn, events })
@@ -326,7 +326,8 @@ where
         }
     }
 
-    /// Every event of the machine from now on; ends after the close.
+    /// Every event of the machine (the first call's receiver from the start,
+    /// later ones from now on); ends after the close.
     pub fn events(&self) -> Receiver<M::Event> {
         self.events.subscribe()
     }

@@ -67,6 +67,7 @@ mod conn;
 mod connection;
 mod dns;
 mod error;
+mod hosted;
 mod reactor;
 mod stream;
 
@@ -75,11 +76,12 @@ pub use config::ConnConfig;
 pub use conn::IoStats;
 pub use connection::{Connection, GenericClient, Shutdown, Watched};
 pub use error::{AddError, HandleError, ReactorError};
+pub use hosted::HostedClient;
 pub use reactor::{
     ConnId, Reactor, ReactorHandle, ReactorOptions, DEFAULT_EVENTS_PER_TURN, DEFAULT_HANDLE_CAPACITY,
 };
 pub use tether_host::{
-    Broadcast, ClientError, ClientEvent, ConnectError, MeshRouter, Receiver, Roots, Router, Sent, TlsError,
-    TlsOptions, Transport, TryRecvError, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE,
-    DEFAULT_SUBSCRIBER_CAPACITY, DEFAULT_WRITE_QUEUE,
+    Broadcast, ClientError, ClientEvent, ConnectError, HostedCallError, HostedClientConfig, MeshRouter,
+    Receiver, Roots, Router, Sent, TlsError, TlsOptions, Transport, TryRecvError, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY, DEFAULT_WRITE_QUEUE,
 };

@@ -68,8 +68,8 @@ impl Client {
     pub fn spawn(config: ClientConfig) -> Result<Client, ConnectError> {
         let session = config.session(Instant::now())?;
         let capacity = config.transport.subscriber_capacity;
-        let pushes = Arc::new(Fanout::new(capacity));
-        let events = Arc::new(Fanout::new(capacity));
+        let pushes = Arc::new(Fanout::with_first(capacity));
+        let events = Arc::new(Fanout::with_first(capacity));
         let router = MeshRouter::new(Arc::clone(&pushes), Arc::clone(&events));
         let conn = Connection::spawn(session, router, config.url(), &config.transport)?;
         Ok(Client { conn, pushes, events })
@@ -241,7 +241,8 @@ impl Client {
         }
     }
 
-    /// Lifecycle news and unconsumed frames from now on (L14); `recv()` gives
+    /// Lifecycle news and unconsumed frames (L14): the first call's receiver
+    /// has everything since the client started, later ones from now on; `recv()` gives
     /// `None` after the close. A receiver more than the configured capacity
     /// behind loses the oldest.
     pub fn events(&self) -> Receiver<ClientEvent> {

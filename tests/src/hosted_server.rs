@@ -1,0 +1,166 @@
+//! A hosted-session test server on 127.0.0.1 port 0: it checks each attempt's
+//! headers, closes with 4001 or 4003 on demand, greets every session, and
+//! answers each control request with a control response echoing it.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The session id the server's URL names.
+pub const SESSION_ID: &str = "sess-e2e";
+/// The organization the server's URL names.
+pub const ORGANIZATION: &str = "org-e2e";
+
+/// What the server does with one accepted connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Greet, then echo control requests until the client goes.
+    Serve,
+    /// Close at once with this code (4001 session not found, 4003 unauthorized …).
+    Close(u16),
+}
+
+/// What the server saw.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// Each upgrade's `Authorization` header, in order.
+    pub authorizations: Vec<String>,
+    /// Each upgrade's `anthropic-version` header.
+    pub versions: Vec<String>,
+    /// Each upgrade's path and query.
+    pub paths: Vec<String>,
+    /// Control responses the clients sent.
+    pub responses: Vec<Value>,
+    plan: VecDeque<Plan>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The running server.
+pub struct HostedServer {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+    task: JoinHandle<()>,
+}
+
+impl HostedServer {
+    /// Starts serving; connections follow `plan` in order, then [`Plan::Serve`].
+    pub async fn start(plan: Vec<Plan>) -> HostedServer {
+        let listener = match TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await {
+            Ok(l) => l,
+            Err(e) => panic!("cannot bind: {e}"),
+        };
+        let addr = match listener.local_addr() {
+            Ok(a) => a,
+            Err(e) => panic!("no address: {e}"),
+        };
+        let seen = Arc::new(Mutex::new(Seen {
+            plan: plan.into(),
+            ..Seen::default()
+        }));
+        let shared = Arc::clone(&seen);
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(serve(tcp, Arc::clone(&shared)));
+            }
+        });
+        HostedServer { addr, seen, task }
+    }
+
+    /// The API origin to hand to `HostedConfig::new`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// What the server has seen so far.
+    pub fn seen(&self) -> MutexGuard<'_, Seen> {
+        lock(&self.seen)
+    }
+}
+
+impl Drop for HostedServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(tcp: tokio::net::TcpStream, seen: Arc<Mutex<Seen>>) {
+    let headers = Arc::clone(&seen);
+    // The signature is tungstenite's handshake callback; its error is its own type.
+    #[allow(clippy::result_large_err)]
+    let check = move |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
+        let header = |name: &str| {
+            request
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let (auth, version) = (header("authorization"), header("anthropic-version"));
+        let mut seen = lock(&headers);
+        seen.authorizations.push(auth.clone());
+        seen.versions.push(version.clone());
+        seen.paths.push(request.uri().to_string());
+        if !auth.starts_with("Bearer ") || version.is_empty() {
+            let mut refused = ErrorResponse::new(Some("missing credentials".into()));
+            *refused.status_mut() = StatusCode::UNAUTHORIZED;
+            return Err(refused);
+        }
+        Ok(response)
+    };
+    let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, check).await else {
+        return;
+    };
+    let plan = lock(&seen).plan.pop_front().unwrap_or(Plan::Serve);
+    if let Plan::Close(code) = plan {
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: "by plan".into(),
+        };
+        let _ = ws.send(Message::Close(Some(frame))).await;
+        while let Some(Ok(_)) = ws.next().await {}
+        return;
+    }
+    let hello = json!({"type": "system", "subtype": "init", "session_id": SESSION_ID});
+    if ws.send(Message::Text(hello.to_string().into())).await.is_err() {
+        return;
+    }
+    while let Some(Ok(message)) = ws.next().await {
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let Ok(value) = serde_json::from_str::<Value>(text.as_str()) else {
+            continue;
+        };
+        match value["type"].as_str() {
+            Some("control_request") => {
+                let answer = json!({
+                    "type": "control_response",
+                    "response": {
+                        "subtype": "success",
+                        "request_id": value["request_id"],
+                        "echo": value["request"],
+                    },
+                });
+                if ws.send(Message::Text(answer.to_string().into())).await.is_err() {
+                    return;
+                }
+            }
+            Some("control_response") => lock(&seen).responses.push(value),
+            _ => {}
+        }
+    }
+}

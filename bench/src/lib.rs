@@ -77,12 +77,15 @@ pub fn hello_text() -> String {
     }
 }
 
+/// The bench's other peer, who sends the pushes and receives the sends.
+pub const PEER_2_PUBKEY: &str = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
+
 /// A push exactly as the reference broker encodes it, message number `i`.
 pub fn push_text(i: usize) -> String {
     let push = PushFrame {
         message_id: format!("msg-{i:016x}"),
         mesh_id: "mesh-bench".to_owned(),
-        sender_pubkey: "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29".to_owned(),
+        sender_pubkey: PEER_2_PUBKEY.to_owned(),
         priority: Priority::Next,
         nonce: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYX".to_owned(),
         ciphertext: "aGVsbG8gZnJvbSB0aGUgb3RoZXIgc2lkZSBvZiB0aGUgbWVzaA==".to_owned(),
@@ -239,7 +242,8 @@ impl OpenSession {
     /// `Resolved` polled. `id` must be the one `ack` acknowledges.
     pub fn send_ack(&mut self, id: String, ack: String) -> bool {
         self.sends += 1;
-        let mut out = Outgoing::new("peer-2", "hello from the bench");
+        // A direct message, sealed end to end as every direct send is (B14).
+        let mut out = Outgoing::new(PEER_2_PUBKEY, "hello from the bench");
         out.client_message_id = Some(id);
         if let Err(e) = self.session.send(self.at(), out) {
             panic!("the open session accepts the send: {e}");

@@ -66,7 +66,7 @@ fn warm() -> OpenSession {
     for (i, push) in push_pool(4).into_iter().enumerate() {
         let id = send_id(i);
         let ack = ack_text(&id, i);
-        s.send_ack(id, ack);
+        assert!(s.send_ack(id, ack), "a direct send is written and acked");
         s.push(push);
     }
     s

@@ -28,7 +28,7 @@ use std::process::ExitCode;
 
 use tether_proto::lifecycle::{ConnectFailureKind, Failure as Ended, StopReason};
 use tether_proto::mesh::session::FailureKind;
-use tether_tokio::{ClientError, ConnectError};
+use tether_tokio::{ClientError, ConnectError, IdentityError};
 
 /// Exit code: the command line or a file was wrong.
 pub const EXIT_USAGE: u8 = 2;
@@ -66,6 +66,25 @@ impl Failure {
             what: what.into(),
             hint: hint.into(),
             code: EXIT_LOCAL,
+        }
+    }
+
+    /// An identity or session file that could not be read or written.
+    pub fn identity(e: IdentityError) -> Self {
+        let hint = match &e {
+            IdentityError::Exists { .. } => "choose another path or remove the file",
+            IdentityError::Read { .. } => "create one with `tether keygen --out FILE`",
+            IdentityError::Write { .. } | IdentityError::NoRandomness(_) => "check the disk and retry",
+            _ => "regenerate it with `tether keygen`",
+        };
+        let code = match &e {
+            IdentityError::Write { .. } | IdentityError::NoRandomness(_) => EXIT_LOCAL,
+            _ => EXIT_USAGE,
+        };
+        Failure {
+            what: e.to_string(),
+            hint: hint.into(),
+            code,
         }
     }
 

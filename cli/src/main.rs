@@ -4,7 +4,6 @@
 
 mod cmd;
 mod fail;
-mod identity_file;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,7 +79,7 @@ enum Command {
     Send {
         #[command(flatten)]
         conn: ConnectArgs,
-        /// Display name, pubkey, @group or *.
+        /// Display name (resolved to its key first), 64-hex pubkey, @group, #topic or *.
         target: String,
         /// The text.
         message: String,

@@ -66,7 +66,7 @@ fn keygen(dir: &TempDir, file: &str, name: &str) -> PathBuf {
 
 #[test]
 fn demo_runs_the_whole_story_and_every_check_holds() {
-    // proves L6, L7, D3, D5, X3, X10 (as the user sees them)
+    // proves L6, L7, D3, D5, X3, X10, B14, B15 (as the user sees them)
     let out = tether().arg("demo").output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -74,7 +74,9 @@ fn demo_runs_the_whole_story_and_every_check_holds() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("6/6 checks held"), "{stdout}");
+    assert!(stdout.contains("8/8 checks held"), "{stdout}");
+    assert!(stdout.contains("name resolved"), "{stdout}");
+    assert!(stdout.contains("sealed for bob's key"), "{stdout}");
     assert!(stdout.contains("reconnect scheduled"));
     assert!(stdout.contains("revoked"));
 }
@@ -129,7 +131,8 @@ fn keygen_writes_a_private_file_and_keeps_the_secret_off_the_screen() {
 
 #[test]
 fn send_and_listen_round_trip_through_a_broker() {
-    // proves B1, B7
+    // proves B1, B7, B14, B15, B17: bob listens as his session, alice writes
+    // "bob", the name resolves to bob's session key and the message is sealed.
     let dir = TempDir::new("roundtrip");
     let alice = keygen(&dir, "alice.json", "alice");
     let bob = keygen(&dir, "bob.json", "bob");
@@ -177,6 +180,35 @@ fn send_and_listen_round_trip_through_a_broker() {
     let mut heard = String::new();
     BufReader::new(listen_out).read_line(&mut heard).unwrap();
     assert_eq!(heard.trim(), "alice: hello from the command line");
+
+    // B17: the listener is bob's persisted session, a `session` peer; the
+    // one-shot commands (alice's send, this peers call) are control-plane and
+    // not in the default list; --json keeps role and peerRole apart.
+    let session_file = dir.path("bob.json.session.json");
+    #[cfg(unix)]
+    assert_eq!(mode(&session_file), 0o600);
+    let session: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&session_file).unwrap()).unwrap();
+    let peers = tether()
+        .args(["peers", "--json", "--url", &url, "--identity"])
+        .arg(&alice)
+        .output()
+        .unwrap();
+    assert!(
+        peers.status.success(),
+        "{}",
+        String::from_utf8_lossy(&peers.stderr)
+    );
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&peers.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["displayName"], "bob");
+    assert_eq!(rows[0]["peerRole"], "session");
+    assert_eq!(rows[0]["pubkey"], session["sessionPubkey"]);
+    assert_eq!(rows[0]["sessionId"], session["sessionId"]);
+    assert!(rows[0].get("role").is_none(), "no profile role was set: {rows:?}");
     let mut listener = listener;
     assert!(listener.0.wait().unwrap().success());
 }

@@ -13,6 +13,7 @@
 mod error;
 mod fanout;
 mod hosted;
+pub mod identity;
 mod log;
 mod mesh;
 mod queue;
@@ -25,6 +26,7 @@ mod transport;
 pub use error::{first_connect, replied, sent, ClientError, ClientEvent, ConnectError, Sent};
 pub use fanout::{Fanout, Receiver, TryRecvError};
 pub use hosted::{HostedCallError, HostedClientConfig};
+pub use identity::{IdentityError, IdentityFile, SessionFile};
 pub use log::{log_open, log_overflow, log_step};
 pub use mesh::MeshConfig;
 pub use queue::{QueueFull, WriteQueue};

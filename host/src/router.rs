@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use tether_proto::mesh::push::Push;
 use tether_proto::mesh::session::{OpId, OpResult, Session, SessionEvent};
-use tether_proto::mesh::wire::PushFrame;
 use tether_proto::Machine;
 
 use crate::error::ClientEvent;
@@ -59,7 +59,7 @@ pub struct MeshRouter {
     /// Keyed by the session's own sequential ids: nothing a peer chooses, so a
     /// fixed-seed hash is safe, and SipHash was measurable per call.
     waiters: HashMap<OpId, Waiter, foldhash::fast::FixedState>,
-    pushes: Arc<Fanout<Arc<PushFrame>>>,
+    pushes: Arc<Fanout<Arc<Push>>>,
     events: Arc<Fanout<ClientEvent>>,
 }
 
@@ -73,7 +73,7 @@ impl std::fmt::Debug for MeshRouter {
 
 impl MeshRouter {
     /// A router publishing to these fanouts.
-    pub fn new(pushes: Arc<Fanout<Arc<PushFrame>>>, events: Arc<Fanout<ClientEvent>>) -> Self {
+    pub fn new(pushes: Arc<Fanout<Arc<Push>>>, events: Arc<Fanout<ClientEvent>>) -> Self {
         MeshRouter {
             waiters: HashMap::default(),
             pushes,

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use tether_proto::lifecycle::{Status, StopReason};
 use tether_proto::mesh::handshake::Credentials;
 use tether_proto::mesh::identity::Presence;
+use tether_proto::mesh::push::Push;
 use tether_proto::mesh::session::{OpFailure, RequestError, SendRefusal, SessionConfig, SessionStats};
-use tether_proto::mesh::wire::{MemoryRow, Peer, Priority, PushFrame, StateRow};
+use tether_proto::mesh::wire::{MemoryRow, Peer, Priority, StateRow};
 
 use crate::e2e::PATIENCE;
 
@@ -320,7 +321,7 @@ impl AnyClient {
     }
 
     /// The next push, or `None` after [`PATIENCE`].
-    pub async fn next_push(&mut self) -> Option<Arc<PushFrame>> {
+    pub async fn next_push(&mut self) -> Option<Arc<Push>> {
         match &mut self.inner {
             Inner::Tokio(_, sub) => tokio::time::timeout(PATIENCE, sub.recv()).await.ok().flatten(),
             Inner::Mio(c) => {

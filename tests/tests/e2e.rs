@@ -5,12 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use base64::Engine as _;
 use tether_broker::core::{ConnSelector, Refusal};
 use tether_broker::TlsSetup;
 use tether_proto::lifecycle::{ConnectFailureKind, Failure, FailureClass, Notification, Status, StopReason};
+use tether_proto::mesh::push::Push;
 use tether_proto::mesh::session::{FailureKind, Outgoing, Queueing, SendRefusal};
-use tether_proto::mesh::wire::{PeerRole, Priority, PushFrame};
+use tether_proto::mesh::wire::{PeerRole, Priority};
 use tether_tests::e2e::*;
 use tether_tests::hosts::{AnyClient, CallError, ConnectFailure, Host, HostEvent};
 
@@ -103,11 +103,8 @@ async fn connected(host: Host, url: &str, n: u8) -> AnyClient {
     }
 }
 
-fn text_of(push: &PushFrame) -> String {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(&push.ciphertext)
-        .unwrap();
-    String::from_utf8(bytes).unwrap()
+fn text_of(push: &Push) -> String {
+    push.body.text().expect("a readable body").to_owned()
 }
 
 fn note(
@@ -131,7 +128,7 @@ async fn two_clients_exchange_sends_both_ways_and_every_request(host: Host) {
     assert_eq!(text_of(&push), "hi bob");
     assert_eq!(push.message_id, sent);
     assert_eq!(push.priority, Priority::Now);
-    bob.send("peer-1", "hi alice", Priority::Next).await.unwrap();
+    bob.send(&pubkey(1), "hi alice", Priority::Next).await.unwrap();
     assert_eq!(text_of(&alice.next_push().await.unwrap()), "hi alice");
 
     let peers = alice.list_peers().await.unwrap();

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use tether_mio::{ConnConfig, ConnId, Reactor};
 use tether_proto::lifecycle::Status;
 use tether_proto::mesh::session::{OpId, Outgoing, SessionEvent};
@@ -15,11 +14,8 @@ const CONNS: u8 = 200;
 /// Safety net for each phase; phases end on events.
 const PHASE: Duration = Duration::from_secs(60);
 
-fn body(push: &tether_proto::mesh::wire::PushFrame) -> String {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(&push.ciphertext)
-        .unwrap_or_default();
-    String::from_utf8(bytes).unwrap_or_default()
+fn body(push: &tether_proto::mesh::push::Push) -> String {
+    push.body.text().unwrap_or_default().to_owned()
 }
 
 struct Run {

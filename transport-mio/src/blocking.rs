@@ -11,8 +11,9 @@ use tether_host::{
     replied, replies, sent, ClientError, ClientEvent, ConnectError, Fanout, MeshRouter, Receiver, Sent,
 };
 use tether_proto::lifecycle::Status;
+use tether_proto::mesh::push::Push;
 use tether_proto::mesh::session::{Command, OpId, OpResult, Outgoing, Request, Session, SessionStats};
-use tether_proto::mesh::wire::{MemoryRow, Peer, Priority, PushFrame, Reply, Skill, SkillSummary, StateRow};
+use tether_proto::mesh::wire::{MemoryRow, Peer, Priority, Reply, Skill, SkillSummary, StateRow};
 use tether_proto::Now;
 
 use crate::config::ConnConfig;
@@ -32,9 +33,9 @@ impl From<Shutdown> for ClientError {
 pub struct BlockingClient {
     conn: Connection<Session, MeshRouter>,
     events: Arc<Fanout<ClientEvent>>,
-    pushes: Arc<Fanout<Arc<PushFrame>>>,
+    pushes: Arc<Fanout<Arc<Push>>>,
     /// The pushes `recv_push` takes, subscribed before the first attempt.
-    inbox: Arc<Receiver<Arc<PushFrame>>>,
+    inbox: Arc<Receiver<Arc<Push>>>,
 }
 
 impl std::fmt::Debug for BlockingClient {
@@ -227,7 +228,7 @@ impl BlockingClient {
     /// the client has shut down. A buffer that overflows loses its oldest
     /// pushes, counted by [`missed_pushes`](Self::missed_pushes); they stay in
     /// the history.
-    pub fn recv_push(&self, timeout: Duration) -> Option<Arc<PushFrame>> {
+    pub fn recv_push(&self, timeout: Duration) -> Option<Arc<Push>> {
         self.inbox.recv_timeout(timeout)
     }
 
@@ -237,7 +238,7 @@ impl BlockingClient {
     }
 
     /// A receiver of every push from now on, besides `recv_push`'s (B7).
-    pub fn subscribe(&self) -> Receiver<Arc<PushFrame>> {
+    pub fn subscribe(&self) -> Receiver<Arc<Push>> {
         self.pushes.subscribe()
     }
 
@@ -261,7 +262,7 @@ impl BlockingClient {
     }
 
     /// Takes the pushes buffered in the session's history (B7).
-    pub fn drain_history(&self) -> Result<Vec<Arc<PushFrame>>, ClientError> {
+    pub fn drain_history(&self) -> Result<Vec<Arc<Push>>, ClientError> {
         Ok(self.conn.call(|s, _, _| s.drain_history())?)
     }
 

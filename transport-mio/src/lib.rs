@@ -81,7 +81,8 @@ pub use reactor::{
     ConnId, Reactor, ReactorHandle, ReactorOptions, DEFAULT_EVENTS_PER_TURN, DEFAULT_HANDLE_CAPACITY,
 };
 pub use tether_host::{
-    Broadcast, ClientError, ClientEvent, ConnectError, HostedCallError, HostedClientConfig, MeshRouter,
-    Receiver, Roots, Router, Sent, TlsError, TlsOptions, Transport, TryRecvError, DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY, DEFAULT_WRITE_QUEUE,
+    Broadcast, ClientError, ClientEvent, ConnectError, HostedCallError, HostedClientConfig, IdentityError,
+    IdentityFile, MeshRouter, Receiver, Roots, Router, Sent, SessionFile, TlsError, TlsOptions, Transport,
+    TryRecvError, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY,
+    DEFAULT_WRITE_QUEUE,
 };

@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Token, Waker};
 use tether_host::{Router, TlsError, TlsOptions, Transport};
 use tether_proto::lifecycle::{Event, Status};
+use tether_proto::mesh::push::Push;
 use tether_proto::mesh::session::{
     Command, OpId, OpResult, Outgoing, Request, Session, SessionEvent, SessionStats,
 };
-use tether_proto::mesh::wire::PushFrame;
 use tether_proto::{Machine, Now};
 
 use crate::config::ConnConfig;
@@ -445,7 +445,7 @@ impl Reactor {
     }
 
     /// Takes the pushes buffered in the mesh session's history (B7).
-    pub fn drain_history(&mut self, id: ConnId) -> Option<Vec<Arc<PushFrame>>> {
+    pub fn drain_history(&mut self, id: ConnId) -> Option<Vec<Arc<Push>>> {
         self.call(id, |s: &mut Session, _: &mut MeshQueue, _| s.drain_history())
             .ok()
     }

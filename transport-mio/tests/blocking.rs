@@ -16,7 +16,7 @@ fn connect_send_ack_and_close() {
     let client = BlockingClient::connect(config(&server.url())).unwrap();
     assert_eq!(client.status(), Status::Open);
 
-    let sent = client.send("alice", "hello", Priority::Next).unwrap();
+    let sent = client.send("@alice", "hello", Priority::Next).unwrap();
     assert_eq!(
         sent,
         Sent {
@@ -28,7 +28,7 @@ fn connect_send_ack_and_close() {
 
     // Calls from other threads reach the reactor through its waker.
     let other = client.clone();
-    std::thread::spawn(move || other.send("bob", "from afar", Priority::Low))
+    std::thread::spawn(move || other.send("@bob", "from afar", Priority::Low))
         .join()
         .unwrap()
         .unwrap();
@@ -42,7 +42,7 @@ fn connect_send_ack_and_close() {
     client.close();
     assert_eq!(client.status(), Status::Closed);
     assert!(matches!(
-        client.send("alice", "late", Priority::Next),
+        client.send("@alice", "late", Priority::Next),
         Err(ClientError::Shutdown)
     ));
     client.close();
@@ -77,7 +77,7 @@ fn reconnect_is_reported_on_events() {
 fn a_send_survives_the_broker_closing() {
     let server = Server::start(Behaviour::CloseFirst);
     let client = BlockingClient::connect(config(&server.url())).unwrap();
-    let mut outgoing = Outgoing::new("alice", "hello");
+    let mut outgoing = Outgoing::new("@alice", "hello");
     outgoing.resend_if_unknown = true;
     let sent = client.send_message(outgoing).unwrap();
     assert_eq!(sent.message_id, "m1");
@@ -91,5 +91,5 @@ fn a_host_name_resolves_off_the_loop() {
     let server = Server::start(Behaviour::Ack);
     let url = format!("ws://localhost:{}/ws", server.addr.port());
     let client = BlockingClient::connect(config(&url)).unwrap();
-    client.send("alice", "hello", Priority::Now).unwrap();
+    client.send("@alice", "hello", Priority::Now).unwrap();
 }

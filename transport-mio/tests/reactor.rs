@@ -51,7 +51,7 @@ fn fifty_connections_share_one_reactor() {
 
     let mut pending = HashSet::new();
     for &id in &ids {
-        let op = reactor.send(id, Outgoing::new("alice", "hi")).unwrap();
+        let op = reactor.send(id, Outgoing::new("@alice", "hi")).unwrap();
         pending.insert((id, op));
     }
     let done = reactor
@@ -120,7 +120,7 @@ fn a_handle_sends_from_another_thread() {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         handle
-            .send(id, Outgoing::new("bob", "from afar"), move |result| {
+            .send(id, Outgoing::new("@bob", "from afar"), move |result| {
                 let _ = tx.send(result);
             })
             .unwrap();
@@ -153,7 +153,7 @@ fn a_peer_that_stops_reading_overflows_the_write_queue() {
         if reactor.io_stats(id).unwrap().queue_overflows > 0 {
             break;
         }
-        if let Ok(op) = reactor.send(id, Outgoing::new("alice", body.clone())) {
+        if let Ok(op) = reactor.send(id, Outgoing::new("@alice", body.clone())) {
             ops.insert(op, ());
         }
     }

@@ -51,7 +51,7 @@ fn wss_with_an_extra_ca_connects_and_sends() {
     }
     .with_extra_ca_pem(pem);
     let client = BlockingClient::connect(c).unwrap();
-    let sent = client.send("alice", "over tls", Priority::Next).unwrap();
+    let sent = client.send("@alice", "over tls", Priority::Next).unwrap();
     assert_eq!(sent.message_id, "m1");
     client.close();
 }

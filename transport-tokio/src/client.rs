@@ -16,8 +16,9 @@ use tether_host::{
     replied, replies, sent, ClientError, ClientEvent, ConnectError, Fanout, MeshRouter, Receiver, Sent,
 };
 use tether_proto::lifecycle::Status;
+use tether_proto::mesh::push::Push;
 use tether_proto::mesh::session::{Command, OpId, OpResult, Outgoing, Request, Session, SessionStats};
-use tether_proto::mesh::wire::{MemoryRow, Peer, Priority, PushFrame, Reply, Skill, SkillSummary, StateRow};
+use tether_proto::mesh::wire::{MemoryRow, Peer, Priority, Reply, Skill, SkillSummary, StateRow};
 use tether_proto::Now;
 use tokio::sync::{oneshot, watch};
 
@@ -35,7 +36,7 @@ impl From<Shutdown> for ClientError {
 #[derive(Clone)]
 pub struct Client {
     conn: Connection<Session, MeshRouter>,
-    pushes: Arc<Fanout<Arc<PushFrame>>>,
+    pushes: Arc<Fanout<Arc<Push>>>,
     events: Arc<Fanout<ClientEvent>>,
 }
 
@@ -256,7 +257,7 @@ impl Client {
     }
 
     /// Takes the pushes buffered in the session's history (B7).
-    pub async fn drain_history(&self) -> Result<Vec<Arc<PushFrame>>, ClientError> {
+    pub async fn drain_history(&self) -> Result<Vec<Arc<Push>>, ClientError> {
         Ok(self.conn.call(|s, _, _| s.drain_history()).await?)
     }
 
@@ -286,7 +287,7 @@ impl Client {
 /// behind misses the oldest ones; [`Subscription::missed`] counts them (X4).
 #[derive(Debug)]
 pub struct Subscription {
-    inner: Receiver<Arc<PushFrame>>,
+    inner: Receiver<Arc<Push>>,
 }
 
 impl Subscription {
@@ -296,13 +297,13 @@ impl Subscription {
     }
 
     /// The next push; `None` once the client has shut down.
-    pub async fn recv(&mut self) -> Option<Arc<PushFrame>> {
+    pub async fn recv(&mut self) -> Option<Arc<Push>> {
         self.inner.recv().await
     }
 }
 
 impl Stream for Subscription {
-    type Item = Arc<PushFrame>;
+    type Item = Arc<Push>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.inner.poll_recv(cx)

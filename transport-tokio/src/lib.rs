@@ -44,7 +44,8 @@ pub use config::ClientConfig;
 pub use connection::{Connection, GenericClient, Shutdown, DEFAULT_COMMAND_CAPACITY};
 pub use hosted::HostedClient;
 pub use tether_host::{
-    Broadcast, ClientError, ClientEvent, ConnectError, HostedCallError, HostedClientConfig, MeshRouter,
-    Receiver, Roots, Router, Sent, TlsError, TlsOptions, Transport, TryRecvError, DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY, DEFAULT_WRITE_QUEUE,
+    Broadcast, ClientError, ClientEvent, ConnectError, HostedCallError, HostedClientConfig, IdentityError,
+    IdentityFile, MeshRouter, Receiver, Roots, Router, Sent, SessionFile, TlsError, TlsOptions, Transport,
+    TryRecvError, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY,
+    DEFAULT_WRITE_QUEUE,
 };

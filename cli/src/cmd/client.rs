@@ -3,16 +3,14 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use base64::Engine as _;
 use clap::{Args, Subcommand};
 use tether_proto::lifecycle::{Notification, Status, StopReason};
 use tether_proto::mesh::handshake::Credentials;
-use tether_proto::mesh::identity::Presence;
-use tether_proto::mesh::wire::{HelloExtras, Priority, PushFrame};
-use tether_tokio::{Client, ClientConfig, ClientEvent};
+use tether_proto::mesh::push::{Push, PushBody};
+use tether_proto::mesh::wire::{HelloExtras, Priority};
+use tether_tokio::{Client, ClientConfig, ClientEvent, IdentityFile, SessionFile};
 
 use crate::fail::Failure;
-use crate::identity_file::IdentityFile;
 
 /// The broker URL used when neither a flag, the environment nor a config file names one.
 pub const DEFAULT_URL: &str = "ws://127.0.0.1:7878/ws";
@@ -144,12 +142,37 @@ fn resolve(args: &ConnectArgs) -> Result<Resolved, Failure> {
     })
 }
 
+/// How a command shows up on the mesh (B17).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// The identity's one logical session (`session_hello` with the session kept
+    /// beside the identity file): a peer people see and write to.
+    Session,
+    /// A one-shot command: a member `hello`, which brokers list as control-plane,
+    /// so it leaves no peer in the default list after it exits.
+    OneShot,
+}
+
 /// Connects with the identity and URL of `args`, showing the status line if asked.
-pub async fn connect(args: &ConnectArgs, channel: &str) -> Result<Client, Failure> {
+pub async fn connect(args: &ConnectArgs, channel: &str, kind: Presence) -> Result<Client, Failure> {
     let settings = resolve(args)?;
-    let file = IdentityFile::load(&settings.identity)?;
-    let presence = Presence {
-        session_id: format!("cli-{}-{}", channel, std::process::id()),
+    let file = IdentityFile::load(&settings.identity).map_err(Failure::identity)?;
+    let (credentials, session_id) = match kind {
+        Presence::Session => {
+            let session = SessionFile::load_or_create(&SessionFile::path_for(&settings.identity))
+                .map_err(Failure::identity)?;
+            (
+                session.credentials(file.member(), None),
+                session.session_id.clone(),
+            )
+        }
+        Presence::OneShot => (
+            Credentials::Member(file.member()),
+            format!("cli-{}-{}", channel, std::process::id()),
+        ),
+    };
+    let presence = tether_proto::mesh::identity::Presence {
+        session_id,
         pid: std::process::id(),
         cwd: std::env::current_dir()
             .map(|p| p.display().to_string())
@@ -162,7 +185,7 @@ pub async fn connect(args: &ConnectArgs, channel: &str) -> Result<Client, Failur
             ..HelloExtras::default()
         },
     };
-    let mut config = ClientConfig::new(&settings.url, Credentials::Member(file.member()?), presence);
+    let mut config = ClientConfig::new(&settings.url, credentials, presence);
     config.transport.tls.extra_ca_files = settings.ca_files;
     if args.status {
         eprintln!("· connecting to {}", settings.url);
@@ -206,13 +229,33 @@ fn spawn_status_line(client: &Client) {
     });
 }
 
-/// The plaintext of a push (base64 of UTF-8 until end-to-end encryption lands).
-pub fn push_text(push: &PushFrame) -> String {
-    base64::engine::general_purpose::STANDARD
-        .decode(push.ciphertext.as_bytes())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .unwrap_or_else(|| format!("<{} undecodable bytes>", push.ciphertext.len()))
+/// What a push says, as one line: its text, a system event, or a plain note that
+/// it could not be read (never its bytes, B14).
+pub fn push_text(push: &Push) -> String {
+    match &push.body {
+        PushBody::Text { text, .. } => text.clone(),
+        PushBody::Undecryptable => "<undecryptable: not sealed for this identity>".to_owned(),
+        PushBody::System {
+            event,
+            data: Some(data),
+        } => format!("[{event}] {data}"),
+        PushBody::System { event, data: None } => format!("[{event}]"),
+    }
+}
+
+/// A push as one JSON object: the frame's fields plus `text` and `encrypted`
+/// (or `undecryptable: true`), so no script decodes the body itself.
+pub fn push_json(push: &Push) -> serde_json::Value {
+    let mut v = serde_json::to_value(&*push.frame).unwrap_or_default();
+    match &push.body {
+        PushBody::Text { text, encrypted } => {
+            v["text"] = serde_json::json!(text);
+            v["encrypted"] = serde_json::json!(encrypted);
+        }
+        PushBody::Undecryptable => v["undecryptable"] = serde_json::json!(true),
+        PushBody::System { .. } => {}
+    }
+    v
 }
 
 /// `tether send`
@@ -222,7 +265,7 @@ pub async fn send(
     message: &str,
     priority: PriorityArg,
 ) -> Result<(), Failure> {
-    let client = connect(args, "send").await?;
+    let client = connect(args, "send", Presence::OneShot).await?;
     let result = client.send(target, message, priority.into()).await;
     client.close().await;
     let sent = result.map_err(|e| Failure::client("send", e))?;
@@ -233,7 +276,7 @@ pub async fn send(
 
 /// `tether listen`: prints pushes until interrupted.
 pub async fn listen(args: &ConnectArgs, json: bool, count: Option<usize>) -> Result<(), Failure> {
-    let client = connect(args, "listen").await?;
+    let client = connect(args, "listen", Presence::Session).await?;
     let mut pushes = client.subscribe();
     let mut events = client.events();
     let mut seen = 0usize;
@@ -253,7 +296,7 @@ pub async fn listen(args: &ConnectArgs, json: bool, count: Option<usize>) -> Res
             push = pushes.recv() => {
                 let Some(push) = push else { break };
                 if json {
-                    println!("{}", serde_json::to_string(&*push).unwrap_or_default());
+                    println!("{}", push_json(&push));
                 } else {
                     let from = push.sender_name.clone().unwrap_or_else(|| push.sender_pubkey.chars().take(12).collect());
                     println!("{from}: {}", push_text(&push));
@@ -270,40 +313,47 @@ pub async fn listen(args: &ConnectArgs, json: bool, count: Option<usize>) -> Res
     Ok(())
 }
 
-/// `tether peers`
+/// `tether peers`: the real CLI's view (B11, B17): sessions shown, control-plane
+/// peers (daemons, one-shot commands) only with `--all`.
 pub async fn peers(args: &ConnectArgs, all: bool, json: bool) -> Result<(), Failure> {
-    let client = connect(args, "peers").await?;
+    let client = connect(args, "peers", Presence::OneShot).await?;
     let result = client.list_peers().await;
     client.close().await;
     let peers = result.map_err(|e| Failure::client("list_peers", e))?;
-    // B11: control-plane peers are infrastructure, not people to talk to.
+    let total = peers.len();
     let shown: Vec<_> = peers.into_iter().filter(|p| all || p.is_user_facing()).collect();
     if json {
         for p in &shown {
+            // `role` stays the profile's role as the broker sent it; the presence
+            // class is `peerRole`, filled in as `session` when a broker omits it.
             let mut v = serde_json::to_value(p).unwrap_or_default();
-            v["role"] = serde_json::json!(p.role().as_str());
+            v["peerRole"] = serde_json::json!(p.role().as_str());
             println!("{v}");
         }
-    } else {
-        for p in &shown {
-            println!(
-                "{:<20} {:<10} {:<14} {}",
-                p.display_name,
-                p.status,
-                p.role().as_str(),
-                p.pubkey
-            );
-        }
-        if shown.is_empty() {
-            println!("(no peers)");
-        }
+        return Ok(());
+    }
+    let hidden = total - shown.len();
+    if hidden > 0 {
+        println!("{} peers ({hidden} control-plane hidden, use --all)", shown.len());
+    }
+    for p in &shown {
+        println!(
+            "{:<20} {:<10} {:<14} {}",
+            p.display_name,
+            p.status,
+            p.role().as_str(),
+            p.pubkey
+        );
+    }
+    if shown.is_empty() {
+        println!("(no peers)");
     }
     Ok(())
 }
 
 /// `tether state …`
 pub async fn state(args: &ConnectArgs, cmd: &StateCmd) -> Result<(), Failure> {
-    let client = connect(args, "state").await?;
+    let client = connect(args, "state", Presence::OneShot).await?;
     let result = match cmd {
         StateCmd::Get { key } => client.get_state(key).await.map(|row| match row {
             Some(row) => println!("{}", row.value),
@@ -329,7 +379,7 @@ pub async fn state(args: &ConnectArgs, cmd: &StateCmd) -> Result<(), Failure> {
 
 /// `tether remember`
 pub async fn remember(args: &ConnectArgs, text: &str, tags: Vec<String>) -> Result<(), Failure> {
-    let client = connect(args, "remember").await?;
+    let client = connect(args, "remember", Presence::OneShot).await?;
     let result = client.remember(text, (!tags.is_empty()).then_some(tags)).await;
     client.close().await;
     match result.map_err(|e| Failure::client("remember", e))? {
@@ -341,7 +391,7 @@ pub async fn remember(args: &ConnectArgs, text: &str, tags: Vec<String>) -> Resu
 
 /// `tether recall`
 pub async fn recall(args: &ConnectArgs, query: &str) -> Result<(), Failure> {
-    let client = connect(args, "recall").await?;
+    let client = connect(args, "recall", Presence::OneShot).await?;
     let result = client.recall(query).await;
     client.close().await;
     let rows = result.map_err(|e| Failure::client("recall", e))?;

@@ -1,6 +1,7 @@
 //! `tether demo`: the lifecycle earning its keep, in one command.
 //!
-//! An embedded broker on 127.0.0.1, two clients that talk and make requests,
+//! An embedded broker on 127.0.0.1, two clients that talk (by name, resolved to
+//! a key, and end-to-end encrypted) and make requests,
 //! then an outage: the broker drops everyone and refuses hellos for a while, the
 //! clients back off with jitter and come back, and what was sent during the
 //! outage arrives exactly once. Finally a client with a revoked key is refused
@@ -15,9 +16,11 @@ use std::time::{Duration, Instant};
 use tether_broker::core::{MemberRecord, Refusal, Roster};
 use tether_broker::{BrokerConfig, BrokerHandle, BrokerServer, Membership, ServerConfig};
 use tether_proto::lifecycle::{Config, FailureClass, FirstConnect, Notification, Status, StopReason};
-use tether_proto::mesh::handshake::Credentials;
+use tether_proto::mesh::handshake::{Credentials, SessionCredentials, DEFAULT_ATTESTATION_TTL};
 use tether_proto::mesh::identity::{MemberIdentity, Presence, SecretKey};
+use tether_proto::mesh::push::PushBody;
 use tether_proto::mesh::session::SessionConfig;
+use tether_proto::mesh::target::resolve_name;
 use tether_proto::mesh::wire::{HelloExtras, Priority};
 use tether_proto::policy::Backoff;
 use tether_tokio::{Client, ClientConfig, ClientEvent, ConnectError};
@@ -55,6 +58,8 @@ impl Timeline {
 struct Member {
     name: &'static str,
     identity: MemberIdentity,
+    /// The member's one logical session (B17): people see and write to it.
+    session: SecretKey,
 }
 
 fn member(n: u8, name: &'static str) -> Member {
@@ -65,6 +70,7 @@ fn member(n: u8, name: &'static str) -> Member {
             member_id: format!("member-{name}"),
             secret: SecretKey::from_seed([n; 32]),
         },
+        session: SecretKey::from_seed([n.wrapping_add(100); 32]),
     }
 }
 
@@ -91,7 +97,13 @@ fn client_config(url: &str, m: &Member, seed: u64) -> ClientConfig {
             ..HelloExtras::default()
         },
     };
-    let mut config = ClientConfig::new(url, Credentials::Member(m.identity.clone()), presence);
+    let credentials = Credentials::Session(Box::new(SessionCredentials {
+        parent: m.identity.clone(),
+        session_key: m.session.clone(),
+        role: None,
+        attestation_ttl: DEFAULT_ATTESTATION_TTL,
+    }));
+    let mut config = ClientConfig::new(url, credentials, presence);
     config.session = SessionConfig::new(lc);
     config.seed = Some(seed);
     config
@@ -239,23 +251,50 @@ async fn story(
     timeline.note("bob", "connected", "hello signed and acknowledged");
     let mut a_in = a.subscribe();
     let mut b_in = b.subscribe();
-    let bob_key = bob.identity.secret.public_key().to_hex();
+    let bob_key = bob.session.public_key().to_hex();
 
-    // Talk both ways.
+    // Talk both ways, by name: each name is resolved to its session key through
+    // list_peers (B15), and the message is sealed end to end for it (B14).
+    let roster = a.list_peers().await.map_err(|e| e.to_string())?;
+    let resolved = resolve_name("bob", &roster).map_err(|e| e.to_string())?;
+    timeline.note(
+        "alice",
+        "name resolved",
+        format!("\"bob\" is {}…", &resolved.to_hex()[..16]),
+    );
     let sent = a
         .send("bob", "hi bob, build is green", Priority::Next)
         .await
         .map_err(|e| e.to_string())?;
     timeline.note("alice", "send acked", format!("message {}", sent.message_id));
     let got = recv(&mut b_in).await?;
+    let sealed = matches!(got.body, PushBody::Text { encrypted: true, .. });
     timeline.note(
         "bob",
         "received",
         format!(
-            "{:?} from {}",
+            "{:?} from {} (on the wire: {}…, {})",
             push_text(&got),
-            got.sender_name.clone().unwrap_or_default()
+            got.sender_name.clone().unwrap_or_default(),
+            got.ciphertext.chars().take(16).collect::<String>(),
+            if sealed {
+                "sealed for bob's key"
+            } else {
+                "NOT encrypted"
+            }
         ),
+    );
+    checks.check(
+        timeline,
+        "a name resolves to one key",
+        resolved.to_hex() == bob_key,
+        format!("\"bob\" -> {}…", &resolved.to_hex()[..16]),
+    );
+    checks.check(
+        timeline,
+        "direct messages sealed end to end",
+        sealed && got.ciphertext != "aGkgYm9iLCBidWlsZCBpcyBncmVlbg==",
+        "crypto_box between the two session keys; the broker saw only ciphertext",
     );
     b.send("alice", "thanks alice", Priority::Now)
         .await
@@ -453,9 +492,7 @@ async fn rejected(broker: &BrokerHandle) -> u64 {
         .unwrap_or(0)
 }
 
-async fn recv(
-    sub: &mut tether_tokio::Subscription,
-) -> Result<Arc<tether_proto::mesh::wire::PushFrame>, String> {
+async fn recv(sub: &mut tether_tokio::Subscription) -> Result<Arc<tether_proto::mesh::push::Push>, String> {
     match tokio::time::timeout(PATIENCE, sub.recv()).await {
         Ok(Some(p)) => Ok(p),
         Ok(None) => Err("the client shut down".into()),

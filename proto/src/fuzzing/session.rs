@@ -395,7 +395,10 @@ impl Run {
         let target = match u.int_in_range(0..=9).unwrap_or(0) {
             0 => "",
             1 => "@group",
-            _ => "peer",
+            // A display name: resolved through list_peers first (B15).
+            2 | 3 => "peer",
+            // A direct message: sealed end to end (B14).
+            _ => "8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394",
         };
         let body = if u.ratio(1, 16).unwrap_or(false) {
             // Far over any frame limit: refused, handed back, nothing changed.

@@ -51,6 +51,13 @@ impl PublicKey {
             .map_err(|_| KeyError::InvalidPublicKey)
     }
 
+    /// Checks 32 raw bytes as an ed25519 public key.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Result<Self, KeyError> {
+        VerifyingKey::from_bytes(bytes)
+            .map(Self)
+            .map_err(|_| KeyError::InvalidPublicKey)
+    }
+
     /// The 64 lowercase hex characters used on the wire.
     pub fn to_hex(&self) -> String {
         hex::encode(self.0.as_bytes())
@@ -116,6 +123,11 @@ impl SecretKey {
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
         PublicKey(self.0.verifying_key())
+    }
+
+    /// The dalek key, for the X25519 conversion of direct-message crypto.
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.0
     }
 
     /// Signs the UTF-8 bytes of `message`; returns the 128 lowercase hex signature.

@@ -1,6 +1,9 @@
 //! The mesh broker protocol (`../shared/PROTOCOL.md`).
+pub mod crypto;
 pub mod handshake;
 pub mod hex;
 pub mod identity;
+pub mod push;
 pub mod session;
+pub mod target;
 pub mod wire;

@@ -776,7 +776,7 @@ pub struct ErrorFrame {
     pub retry_after_ms: Option<u64>,
 }
 
-/// What a peer is, from `peerRole` (or the older `role`); see [`Peer::role`].
+/// What a peer is, from `peerRole`; see [`Peer::role`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PeerRole {
     /// `control-plane`: infrastructure, hidden from user-facing lists (B11).
@@ -856,7 +856,8 @@ pub struct Peer {
     /// `control-plane`, `session` or `service`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_role: Option<String>,
-    /// Older brokers' name for `peerRole`.
+    /// The user-chosen `profile.role` ("lead", "reviewer"), lifted to the top by
+    /// the real CLI; not the presence class, which is [`Peer::peer_role`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// Whether the peer chose to be listed.
@@ -871,9 +872,13 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// The peer's role: `peerRole`, else the older `role`, else `Session` (B11).
+    /// The peer's presence class: `peerRole`, else `Session` (B11, B17).
+    ///
+    /// `role` is not consulted: on the real broker's wire it is the user-chosen
+    /// `profile.role` lifted to the top ("lead", "reviewer"), not a presence class
+    /// (`apps/cli/src/commands/peers.ts`).
     pub fn role(&self) -> PeerRole {
-        match self.peer_role.as_deref().or(self.role.as_deref()) {
+        match self.peer_role.as_deref() {
             Some(text) => PeerRole::parse(text),
             None => PeerRole::Session,
         }
@@ -2183,13 +2188,16 @@ mod tests {
         );
     }
 
-    // proves B11: `peerRole` wins, `role` is the fallback, missing means session.
+    // proves B11, B17: `peerRole` is the presence class, missing means session,
+    // and the profile's `role` never stands in for it.
     #[test]
     fn peer_role_defaults_to_session() {
         let mut peer = Peer::default();
         assert_eq!(peer.role(), PeerRole::Session);
         assert!(peer.is_user_facing());
         peer.role = Some("control-plane".into());
+        assert_eq!(peer.role(), PeerRole::Session);
+        peer.peer_role = Some("control-plane".into());
         assert_eq!(peer.role(), PeerRole::ControlPlane);
         assert!(!peer.is_user_facing());
         peer.peer_role = Some("service".into());

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use tether_broker::core::{ConnSelector, Fault as BrokerFault, MemberRecord, OutputKind, Refusal, Roster};
 use tether_broker::{Broker, BrokerConfig, ConnId, Membership};
 use tether_proto::lifecycle::{Config, Event, FirstConnect, Frame, Io, SocketId, Status};
@@ -825,11 +824,7 @@ impl World {
                 SessionAction::Event(SessionEvent::Push(push))
                     if !self.keys.contains(&push.sender_pubkey) => {}
                 SessionAction::Event(SessionEvent::Push(push)) => {
-                    let body = base64::engine::general_purpose::STANDARD
-                        .decode(&push.ciphertext)
-                        .ok()
-                        .and_then(|b| String::from_utf8(b).ok())
-                        .unwrap_or_default();
+                    let body = push.body.text().unwrap_or_default().to_owned();
                     let cmid = push.client_message_id.as_deref();
                     self.deliveries
                         .delivered(i, cmid, &body, &push.sender_pubkey, &self.keys)?;

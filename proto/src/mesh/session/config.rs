@@ -135,6 +135,8 @@ pub struct SessionStats {
     pub history_dropped: u64,
     /// Re-pushed duplicates not delivered again.
     pub push_duplicates: u64,
+    /// Pushes whose body opened with none of our keys or was not text (B14).
+    pub pushes_undecryptable: u64,
     /// Acks and replies that matched nothing pending.
     pub unmatched: u64,
 }

@@ -16,6 +16,8 @@ mod config;
 mod types;
 
 #[cfg(test)]
+mod e2e_tests;
+#[cfg(test)]
 mod proptests;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -37,9 +39,12 @@ pub use types::{
     RequestError, SendError, SendRefusal, SessionAction, SessionEvent,
 };
 
-use super::handshake::MeshHandshake;
+use super::crypto::BoxCache;
+use super::handshake::{Credentials, MeshHandshake};
+use super::push::{decode_body, Push, PushBody};
+use super::target::{resolve_name, Target};
 use super::wire::{
-    self, AckFrame, BrokerFrame, ClientAckFrame, ClientFrame, ErrorFrame, PushFrame, RequestKind,
+    self, AckFrame, BrokerFrame, ClientAckFrame, ClientFrame, ErrorFrame, PushFrame, Reply, RequestKind,
     SendFrameRef,
 };
 use crate::lifecycle::{
@@ -55,6 +60,9 @@ enum OpState {
     Send { send: PendingSend, written: bool },
     /// Written; waiting for its reply (B8).
     Request { req_id: String, kind: RequestKind },
+    /// A send to a display name, waiting for the `list_peers` reply that
+    /// resolves it (B15). Nothing of the message is on the wire yet.
+    Resolve { req_id: String, outgoing: Box<Outgoing> },
 }
 
 #[derive(Debug)]
@@ -123,13 +131,15 @@ pub struct Session {
     /// Idempotency ids of every send not yet resolved, queued or written.
     send_ids: HashSet<String, Hashing>,
     requests: Map<String, OpId>,
-    history: VecDeque<Arc<PushFrame>>,
+    history: VecDeque<Arc<Push>>,
     seen_order: VecDeque<u64>,
     seen: HashSet<u64, Hashing>,
     /// Keys the push fingerprints of `seen` (see `dedupe_key`).
     dedupe_keys: foldhash::quality::FixedState,
     actions: VecDeque<SessionAction>,
     stats: SessionStats,
+    /// Shared keys of direct-message pairs (B14).
+    boxes: BoxCache,
 }
 
 impl Session {
@@ -168,6 +178,7 @@ impl Session {
             dedupe_keys: foldhash::quality::FixedState::with_seed(seeder.next_u64()),
             actions: VecDeque::new(),
             stats: SessionStats::default(),
+            boxes: BoxCache::default(),
             limits,
         })
     }
@@ -187,17 +198,26 @@ impl Session {
     ///
     /// A refusal changes nothing: every check, the size check included, runs
     /// before anything is drawn, evicted or queued.
+    ///
+    /// A direct message (to a pubkey) is sealed end to end with this connection's
+    /// key: the session key when it has one, else the member key (B14). A send to
+    /// a display name first asks `list_peers` and goes to the one peer of that
+    /// name; no match or several fail it as never sent (B15). Names are resolved
+    /// over an open connection only, so such a send is refused while not open.
     pub fn send(&mut self, now: Now, outgoing: Outgoing) -> Result<OpId, SendError> {
-        let refuse = |reason, outgoing: Outgoing| SendError {
-            reason,
-            outgoing: Box::new(outgoing),
-        };
         let status = self.lc.status();
         if status == Status::Closed {
             return Err(refuse(SendRefusal::Closed, outgoing));
         }
         if outgoing.target.is_empty() {
             return Err(refuse(SendRefusal::NoTarget, outgoing));
+        }
+        if let Some(id) = &outgoing.client_message_id {
+            // Two pending sends under one idempotency id would be one message to
+            // the broker and two to us: the acks could not tell them apart.
+            if self.send_ids.contains(id) {
+                return Err(refuse(SendRefusal::DuplicateId, outgoing));
+            }
         }
         if outgoing.queueing == Queueing::Never && status != Status::Open {
             return Err(refuse(SendRefusal::NotOpen, outgoing));
@@ -210,15 +230,54 @@ impl Session {
             let max = crate::MAX_DURATION;
             return Err(refuse(SendRefusal::DeadlineTooLong { deadline, max }, outgoing));
         }
-        if outgoing
-            .client_message_id
-            .as_ref()
-            .is_some_and(|id| self.send_ids.contains(id))
-        {
-            // Two pending sends under one idempotency id would be one message to
-            // the broker and two to us: the acks could not tell them apart.
-            return Err(refuse(SendRefusal::DuplicateId, outgoing));
+        if matches!(outgoing.target, Target::Name(_)) {
+            return self.send_to_name(now, outgoing);
         }
+        self.enqueue_send(now, outgoing, None)
+    }
+
+    /// Asks `list_peers` on behalf of a send to a name (B15).
+    fn send_to_name(&mut self, now: Now, outgoing: Outgoing) -> Result<OpId, SendError> {
+        if self.lc.status() != Status::Open {
+            return Err(refuse(SendRefusal::NotOpen, outgoing));
+        }
+        if self.requests.len() >= self.limits.max_pending_requests {
+            return Err(refuse(SendRefusal::TooManyPending, outgoing));
+        }
+        // The counter moves only once the request is written.
+        let req_id = format!("r{}", self.next_req + 1);
+        let frame = ClientFrame::ListPeers(wire::ListPeersFrame {
+            req_id: Some(req_id.clone()),
+        });
+        if self.lc.send(frame.encode()).is_err() {
+            return Err(refuse(SendRefusal::NotOpen, outgoing));
+        }
+        self.next_req += 1;
+        let op_id = self.next_op_id();
+        let deadline = now.instant + self.limits.request_timeout;
+        if let Some(id) = &outgoing.client_message_id {
+            self.send_ids.insert(id.clone());
+        }
+        self.ops.insert(
+            op_id,
+            Op {
+                deadline: Some(deadline),
+                state: OpState::Resolve {
+                    req_id: req_id.clone(),
+                    outgoing: Box::new(outgoing),
+                },
+            },
+        );
+        self.deadlines.insert((deadline, op_id));
+        self.requests.insert(req_id, op_id);
+        self.pump(now);
+        Ok(op_id)
+    }
+
+    /// Encodes (and for a direct target seals) a send and puts it in the queue,
+    /// under `reuse` when it is a resolved name's op, else under a new id.
+    fn enqueue_send(&mut self, now: Now, outgoing: Outgoing, reuse: Option<OpId>) -> Result<OpId, SendError> {
+        let status = self.lc.status();
         let can_write = status == Status::Open
             && self.queue.is_empty()
             && self.in_flight.len() < self.limits.max_in_flight;
@@ -244,12 +303,34 @@ impl Session {
         // 24 bytes are 32 base64 characters, without padding.
         let mut nonce_b64 = [0u8; 32];
         let nonce_len = b64.encode_slice(nonce, &mut nonce_b64).unwrap_or(0);
+        let Some(target_spec) = outgoing.target.wire_spec() else {
+            return Err(refuse(SendRefusal::NoTarget, outgoing));
+        };
+        let ciphertext = match &outgoing.target {
+            Target::Pubkey(recipient) => {
+                // B14: the key others know this connection by seals it, so the
+                // push's senderPubkey is the key the recipient opens it with.
+                let mine = match self.lc.handshake().credentials() {
+                    Credentials::Member(member) => &member.secret,
+                    Credentials::Session(session) => &session.session_key,
+                };
+                let sealed = self
+                    .boxes
+                    .get(recipient, mine)
+                    .and_then(|direct| direct.seal(&nonce, outgoing.body.as_bytes()));
+                match sealed {
+                    Ok(sealed) => b64.encode(sealed),
+                    Err(_) => return Err(refuse(SendRefusal::Unencryptable, outgoing)),
+                }
+            }
+            _ => b64.encode(outgoing.body.as_bytes()),
+        };
         let text = SendFrameRef {
             id: &id,
-            target_spec: &outgoing.target,
+            target_spec: &target_spec,
             priority: outgoing.priority,
             nonce: std::str::from_utf8(&nonce_b64[..nonce_len]).unwrap_or_default(),
-            ciphertext: &b64.encode(outgoing.body.as_bytes()),
+            ciphertext: &ciphertext,
             client_message_id: Some(&id),
             request_fingerprint: outgoing.request_fingerprint.as_deref(),
             mentions: None,
@@ -261,6 +342,10 @@ impl Session {
             let max = self.limits.max_send_len;
             return Err(refuse(SendRefusal::TooLarge { len: text.len(), max }, outgoing));
         }
+        let queue_for = match outgoing.queueing {
+            Queueing::Queue { deadline } => deadline,
+            Queueing::Never => None,
+        };
         // Accepted: from here on the state moves.
         self.rng = rng;
         if must_evict {
@@ -270,7 +355,7 @@ impl Session {
                 self.resolve(oldest, Err(failure));
             }
         }
-        let op_id = self.next_op_id();
+        let op_id = reuse.unwrap_or_else(|| self.next_op_id());
         let id_for_index = id.clone();
         let send = PendingSend {
             id,
@@ -410,7 +495,7 @@ impl Session {
     }
 
     /// Takes every push in the history buffer, oldest first (B7).
-    pub fn drain_history(&mut self) -> Vec<Arc<PushFrame>> {
+    pub fn drain_history(&mut self) -> Vec<Arc<Push>> {
         self.history.drain(..).collect()
     }
 
@@ -505,6 +590,16 @@ impl Session {
         let mut room = self.limits.outbound_queue.saturating_sub(self.queue.len());
         let mut requeue = Vec::new();
         for id in ids {
+            if matches!(
+                self.ops.get(&id),
+                Some(Op {
+                    state: OpState::Resolve { .. },
+                    ..
+                })
+            ) {
+                self.fail_resolution(id, "name_resolution_failed", reason, false);
+                continue;
+            }
             let resend = matches!(self.ops.get(&id), Some(Op { state: OpState::Send { send, .. }, .. }) if send.resend);
             if resend && !closing && room > 0 {
                 room -= 1;
@@ -537,7 +632,7 @@ impl Session {
             BrokerFrame::Ack(ack) => self.on_ack(now, ack),
             BrokerFrame::Error(error) => self.on_error(now, error),
             BrokerFrame::Push(push) | BrokerFrame::Inbound(push) => self.on_push(now, push),
-            frame if frame.reply_kind().is_some() => self.on_reply(frame),
+            frame if frame.reply_kind().is_some() => self.on_reply(now, frame),
             other => self.emit(SessionEvent::Inbound(Box::new(other))),
         }
     }
@@ -576,12 +671,24 @@ impl Session {
             self.emit(SessionEvent::Inbound(Box::new(BrokerFrame::Error(error))));
             return;
         };
+        if matches!(
+            self.ops.get(&op),
+            Some(Op {
+                state: OpState::Resolve { .. },
+                ..
+            })
+        ) {
+            let failure = OpFailure::rejected(&error.code, &error.message, &self.limits.errors);
+            self.fail_resolution(op, "name_resolution_failed", &failure.to_string(), false);
+            self.flush(now);
+            return;
+        }
         let failure = OpFailure::rejected(&error.code, &error.message, &self.limits.errors);
         self.resolve(op, Err(failure));
         self.flush(now);
     }
 
-    fn on_reply(&mut self, frame: BrokerFrame) {
+    fn on_reply(&mut self, now: Now, frame: BrokerFrame) {
         let Some(kind) = frame.reply_kind() else {
             return;
         };
@@ -593,8 +700,16 @@ impl Session {
                 let oldest = self
                     .requests
                     .iter()
-                    .filter(|(_, op)| {
-                        matches!(self.ops.get(op), Some(Op { state: OpState::Request { kind: k, .. }, .. }) if *k == kind)
+                    .filter(|(_, op)| match self.ops.get(op) {
+                        Some(Op {
+                            state: OpState::Request { kind: k, .. },
+                            ..
+                        }) => *k == kind,
+                        Some(Op {
+                            state: OpState::Resolve { .. },
+                            ..
+                        }) => kind == RequestKind::ListPeers,
+                        _ => false,
                     })
                     .min_by_key(|(_, op)| **op)
                     .map(|(req, _)| req.clone());
@@ -605,6 +720,16 @@ impl Session {
             self.stats.unmatched += 1;
             return;
         };
+        if matches!(
+            self.ops.get(&op),
+            Some(Op {
+                state: OpState::Resolve { .. },
+                ..
+            })
+        ) {
+            self.on_resolution(now, op, frame);
+            return;
+        }
         let expected = match self.ops.get(&op) {
             Some(Op {
                 state: OpState::Request { kind, .. },
@@ -631,6 +756,73 @@ impl Session {
             }
         };
         self.resolve(op, result);
+    }
+
+    /// The `list_peers` reply a send to a name waited for (B15): sends to the
+    /// one match, or fails as never sent.
+    fn on_resolution(&mut self, now: Now, op: OpId, frame: BrokerFrame) {
+        self.clear_deadline(op);
+        let outgoing = match self.ops.get_mut(&op) {
+            Some(Op {
+                state: OpState::Resolve { outgoing, .. },
+                ..
+            }) => std::mem::replace(&mut **outgoing, Outgoing::new("", "")),
+            _ => return,
+        };
+        // The id passes to the send this becomes, or is free again if it fails.
+        if let Some(id) = &outgoing.client_message_id {
+            self.send_ids.remove(id);
+        }
+        let Ok(Reply::Peers(peers)) = frame.into_reply() else {
+            self.fail_resolution(
+                op,
+                "name_resolution_failed",
+                "unexpected reply to list_peers",
+                false,
+            );
+            return;
+        };
+        match resolve_name(&outgoing.target.to_string(), &peers) {
+            Ok(key) => {
+                let mut outgoing = outgoing;
+                outgoing.target = Target::from(key);
+                self.ops.remove(&op);
+                if let Err(refused) = self.enqueue_send(now, outgoing, Some(op)) {
+                    let reason = refused.reason.to_string();
+                    self.reinsert_resolution(op, *refused.outgoing);
+                    self.fail_resolution(op, "send_refused", &reason, false);
+                }
+            }
+            Err(e) => self.fail_resolution(op, e.code(), &e.to_string(), true),
+        }
+        self.flush(now);
+    }
+
+    fn reinsert_resolution(&mut self, op: OpId, outgoing: Outgoing) {
+        self.ops.insert(
+            op,
+            Op {
+                deadline: None,
+                state: OpState::Resolve {
+                    req_id: String::new(),
+                    outgoing: Box::new(outgoing),
+                },
+            },
+        );
+    }
+
+    /// A send to a name that never got to its send: never sent (B15). `code`
+    /// is tether's own (`name_not_found`, `name_ambiguous`, …), the message says
+    /// what happened in words.
+    fn fail_resolution(&mut self, op: OpId, code: &str, message: &str, permanent: bool) {
+        let failure = OpFailure {
+            kind: FailureKind::NeverSent,
+            reason: code.to_owned(),
+            code: Some(code.to_owned()),
+            message: message.to_owned(),
+            permanent,
+        };
+        self.resolve(op, Err(failure));
     }
 
     fn on_push(&mut self, now: Now, push: Arc<PushFrame>) {
@@ -660,6 +852,19 @@ impl Session {
                 self.seen_order.push_back(key);
             }
         }
+        // B14: the session key first, then the member key.
+        let body = match self.lc.handshake().credentials() {
+            Credentials::Member(member) => decode_body(&push, &[&member.secret], &mut self.boxes),
+            Credentials::Session(session) => decode_body(
+                &push,
+                &[&session.session_key, &session.parent.secret],
+                &mut self.boxes,
+            ),
+        };
+        if body == PushBody::Undecryptable {
+            self.stats.pushes_undecryptable += 1;
+        }
+        let push = Arc::new(Push { frame: push, body });
         if self.limits.push_history > 0 {
             if self.history.len() >= self.limits.push_history {
                 self.history.pop_front();
@@ -753,6 +958,11 @@ impl Session {
                     self.requests.remove(&req);
                     OpFailure::new(FailureKind::TimedOut, "request_timeout")
                 }
+                Some(OpState::Resolve { req_id, .. }) => {
+                    let req = req_id.clone();
+                    self.requests.remove(&req);
+                    OpFailure::new(FailureKind::NeverSent, "name_resolution: request_timeout")
+                }
                 None => continue,
             };
             if let Some(op) = self.ops.get_mut(&op_id) {
@@ -778,6 +988,12 @@ impl Session {
                     self.stats.sends_failed += 1;
                 }
             }
+            OpState::Resolve { outgoing, .. } => {
+                if let Some(id) = &outgoing.client_message_id {
+                    self.send_ids.remove(id);
+                }
+                self.stats.sends_failed += 1;
+            }
             OpState::Request { .. } => {
                 if result.is_ok() {
                     self.stats.replies += 1;
@@ -787,6 +1003,13 @@ impl Session {
             }
         }
         self.emit(SessionEvent::Resolved { id: op_id, result });
+    }
+}
+
+fn refuse(reason: SendRefusal, outgoing: Outgoing) -> SendError {
+    SendError {
+        reason,
+        outgoing: Box::new(outgoing),
     }
 }
 

@@ -81,9 +81,15 @@ fn deadline() -> impl Strategy<Value = Duration> {
     ]
 }
 
-/// Mostly ordinary targets, sometimes none at all.
+/// Mostly ordinary targets (groups, and pubkeys whose bodies are sealed, B14),
+/// sometimes none at all. Names take the resolution path, proven on its own.
 fn target() -> impl Strategy<Value = &'static str> {
-    prop_oneof![8 => Just("peer"), 1 => Just(""), 1 => Just("@group")]
+    prop_oneof![
+        4 => Just("@peer"),
+        4 => Just("8139770ea87d175f56a35466c34c7ecccb8d8a91b4ee37a25df60f5b8fc9b394"),
+        1 => Just(""),
+        1 => Just("@group")
+    ]
 }
 
 /// Mostly short bodies, sometimes one far over the session's frame limit.

@@ -183,11 +183,11 @@ fn send_resolves_with_the_brokers_message_id() {
     // proves B1, B6
     let mut sim = Sim::new(config());
     sim.establish();
-    let (id, a) = sim.send("alice", "hello there");
+    let (id, a) = sim.send("@alice", "hello there");
     let frames = sends(&a);
     assert_eq!(frames.len(), 1);
     let f = &frames[0];
-    assert_eq!(f.target_spec, "alice");
+    assert_eq!(f.target_spec, "@alice");
     assert_eq!(f.priority, Priority::Next);
     assert_eq!(f.client_message_id.as_deref(), Some(f.id.as_str()));
     assert_eq!(f.ciphertext, "aGVsbG8gdGhlcmU=");
@@ -210,11 +210,11 @@ fn ack_error_and_error_frame_fail_the_send_with_its_class() {
     // proves B1, B5, X8
     let mut sim = Sim::new(config());
     sim.establish();
-    let (a_id, a) = sim.send("alice", "x");
+    let (a_id, a) = sim.send("@alice", "x");
     let a_frame = sends(&a).remove(0);
-    let (b_id, a) = sim.send("bob", "y");
+    let (b_id, a) = sim.send("@bob", "y");
     let b_frame = sends(&a).remove(0);
-    let (c_id, a) = sim.send("carol", "z");
+    let (c_id, a) = sim.send("@carol", "z");
     let c_frame = sends(&a).remove(0);
     let r = sim.broker(
         json!({"type":"ack","id":a_frame.id,"messageId":"","queued":false,"error":"payload too large: 2MB"}),
@@ -246,7 +246,7 @@ fn error_acks_are_failed_sends_classed_by_their_code() {
     // message repeating its code is said once.
     let mut sim = Sim::new(config());
     sim.establish();
-    let (ok_id, a) = sim.send("alice", "x");
+    let (ok_id, a) = sim.send("@alice", "x");
     let ok = sends(&a).remove(0);
     let r = sim.broker(json!({"type":"ack","id":ok.id,"messageId":"m-1","queued":true}));
     assert!(
@@ -275,7 +275,7 @@ fn error_acks_are_failed_sends_classed_by_their_code() {
         ),
     ];
     for (error, code, permanent) in cases {
-        let (id, a) = sim.send("bob", "y");
+        let (id, a) = sim.send("@bob", "y");
         let frame = sends(&a).remove(0);
         let r = sim.broker(json!({"type":"ack","id":frame.id,"messageId":"","queued":false,"error":error}));
         let f = failure_of(&r, id);
@@ -284,7 +284,7 @@ fn error_acks_are_failed_sends_classed_by_their_code() {
         assert_eq!(f.permanent, permanent, "{error}");
         assert!(!f.may_have_been_delivered(), "the broker said no");
     }
-    let (id, a) = sim.send("carol", "z");
+    let (id, a) = sim.send("@carol", "z");
     let frame = sends(&a).remove(0);
     let r =
         sim.broker(json!({"type":"error","code":"forbidden","message":"forbidden: not yours","id":frame.id}));
@@ -296,7 +296,7 @@ fn unanswered_send_times_out_after_ten_seconds() {
     // proves B2, X8
     let mut sim = Sim::new(config());
     sim.establish();
-    let (id, _) = sim.send("alice", "x");
+    let (id, _) = sim.send("@alice", "x");
     let sent_at = sim.now;
     // The watchdog (30 s) is later than the ack deadline (10 s).
     let (which, a) = sim.fire();
@@ -318,11 +318,11 @@ fn sends_while_away_wait_in_order_and_a_full_queue_refuses() {
     sim.handle(Event::Connect);
     let mut ids = Vec::new();
     for body in ["one", "two", "three"] {
-        let (id, a) = sim.send("alice", body);
+        let (id, a) = sim.send("@alice", body);
         assert!(written(&a).is_empty(), "nothing but the hello before open");
         ids.push(id);
     }
-    let err = sim.s.send(sim.at(), Outgoing::new("alice", "four")).unwrap_err();
+    let err = sim.s.send(sim.at(), Outgoing::new("@alice", "four")).unwrap_err();
     assert_eq!(err.reason, SendRefusal::QueueFull);
     assert_eq!(err.outgoing.body, "four", "the refused message is handed back");
     assert_eq!(err.to_string(), "outbound_queue_full");
@@ -337,7 +337,7 @@ fn disconnect_fails_in_flight_with_the_close_code_and_close_fails_everything() {
     // proves B4, L6, X8
     let mut sim = Sim::new(config());
     sim.establish();
-    let (sent, _) = sim.send("alice", "x");
+    let (sent, _) = sim.send("@alice", "x");
     let req = sim.s.request(sim.at(), Request::ListPeers).unwrap();
     let a = sim.drop_connection(1006);
     let f = failure_of(&a, sent);
@@ -362,7 +362,7 @@ fn disconnect_fails_in_flight_with_the_close_code_and_close_fails_everything() {
         .unwrap();
     assert!(last_resolved < first_status);
     // Queued while away, then closed: never sent.
-    let (queued, _) = sim.send("alice", "y");
+    let (queued, _) = sim.send("@alice", "y");
     let a = sim.handle(Event::Close);
     let f = failure_of(&a, queued);
     assert_eq!(
@@ -376,7 +376,7 @@ fn resend_after_reconnect_reuses_the_same_client_message_id() {
     // proves B6, X3
     let mut sim = Sim::new(config());
     sim.establish();
-    let mut out = Outgoing::new("alice", "important");
+    let mut out = Outgoing::new("@alice", "important");
     out.resend_if_unknown = true;
     out.client_message_id = Some("outbox-row-17".into());
     let id = sim.s.send(sim.at(), out).unwrap();
@@ -680,7 +680,7 @@ fn connect_is_a_no_op_while_connecting_or_open_and_an_error_after_close() {
         sim.s.handle(sim.at(), Event::Connect),
         Err(LifecycleError::Closed)
     );
-    let err = sim.s.send(sim.at(), Outgoing::new("a", "b")).unwrap_err();
+    let err = sim.s.send(sim.at(), Outgoing::new("@a", "b")).unwrap_err();
     assert_eq!(err.reason, SendRefusal::Closed);
 }
 
@@ -689,7 +689,7 @@ fn a_rejection_before_the_ack_is_the_attempts_reason_and_stops() {
     // proves D6, D3
     let mut sim = Sim::new(config());
     sim.handle(Event::Connect);
-    let (queued, _) = sim.send("alice", "x");
+    let (queued, _) = sim.send("@alice", "x");
     let socket = sim.socket.unwrap();
     sim.handle(Event::Opened { socket });
     sim.broker(json!({"type":"error","code":"unauthorized","message":"not a member of mesh-test"}));
@@ -727,28 +727,28 @@ fn offline_deadline_overflow_policy_and_never_queue() {
     let mut sim = Sim::new(c);
     sim.handle(Event::Connect);
     // Worthless late: refused at once while not open.
-    let mut urgent = Outgoing::new("alice", "now or never");
+    let mut urgent = Outgoing::new("@alice", "now or never");
     urgent.queueing = Queueing::Never;
     assert_eq!(
         sim.s.send(sim.at(), urgent).unwrap_err().reason,
         SendRefusal::NotOpen
     );
     // A queued send with an offline deadline of 1 s.
-    let mut expiring = Outgoing::new("alice", "expiring");
+    let mut expiring = Outgoing::new("@alice", "expiring");
     expiring.queueing = Queueing::Queue {
         deadline: Some(Duration::from_secs(1)),
     };
     let expiring = sim.s.send(sim.at(), expiring).unwrap();
-    let (oldest, _) = sim.send("alice", "oldest");
+    let (oldest, _) = sim.send("@alice", "oldest");
     // The queue holds two: a third drops the oldest queued one (`expiring`).
-    let (newest, a) = sim.send("alice", "newest");
+    let (newest, a) = sim.send("@alice", "newest");
     let f = failure_of(&a, expiring);
     assert_eq!(
         (f.kind, f.reason.as_str()),
         (FailureKind::NeverSent, "outbound_queue_overflow")
     );
     // Another one with a 1 s deadline, which passes before the broker answers.
-    let mut short = Outgoing::new("bob", "short-lived");
+    let mut short = Outgoing::new("@bob", "short-lived");
     short.queueing = Queueing::Queue {
         deadline: Some(Duration::from_secs(1)),
     };
@@ -780,14 +780,14 @@ fn a_zero_capacity_queue_refuses_even_when_dropping_oldest() {
     sim.handle(Event::Connect);
     let refused = sim
         .s
-        .send(sim.at(), Outgoing::new("alice", "no room"))
+        .send(sim.at(), Outgoing::new("@alice", "no room"))
         .unwrap_err();
     assert_eq!(refused.reason, SendRefusal::QueueFull);
     let st = sim.s.stats(sim.now);
     assert_eq!((st.queue_depth, st.queue_refused), (0, 1));
     // Open, a send still goes straight out: the queue is only for waiting.
     sim.open_and_ack();
-    let (_, a) = sim.send("alice", "straight out");
+    let (_, a) = sim.send("@alice", "straight out");
     assert_eq!(sends(&a).len(), 1);
 }
 
@@ -800,7 +800,7 @@ fn in_flight_cap_holds_the_rest_in_the_queue() {
     sim.establish();
     let mut frames = Vec::new();
     for n in 0..4 {
-        let (_, a) = sim.send("alice", &n.to_string());
+        let (_, a) = sim.send("@alice", &n.to_string());
         frames.extend(sends(&a));
     }
     assert_eq!(frames.len(), 2);
@@ -840,7 +840,7 @@ fn a_second_pending_send_under_the_same_id_is_refused() {
     // proves X3: one idempotency id, one pending send (found by fuzzing)
     let mut sim = Sim::new(config());
     sim.establish();
-    let mut out = Outgoing::new("alice", "once");
+    let mut out = Outgoing::new("@alice", "once");
     out.client_message_id = Some("dup".into());
     let first = sim.s.send(sim.at(), out.clone()).unwrap();
     let frame = sends(&sim.drain()).remove(0);
@@ -897,11 +897,11 @@ fn a_send_refused_as_too_large_evicts_nothing_even_when_dropping_oldest() {
     c.max_send_len = 400;
     let mut sim = Sim::new(c);
     sim.handle(Event::Connect);
-    let (queued, _) = sim.send("alice", "waiting");
+    let (queued, _) = sim.send("@alice", "waiting");
     let before = format!("{:?}", sim.s);
     let refused = sim
         .s
-        .send(sim.at(), Outgoing::new("alice", "x".repeat(1000)))
+        .send(sim.at(), Outgoing::new("@alice", "x".repeat(1000)))
         .unwrap_err();
     assert!(
         matches!(refused.reason, SendRefusal::TooLarge { .. }),
@@ -960,7 +960,7 @@ fn session_deadlines_have_an_upper_bound() {
     let mut sim = Sim::new(config());
     sim.handle(Event::Connect);
     let before = format!("{:?}", sim.s);
-    let mut out = Outgoing::new("alice", "later");
+    let mut out = Outgoing::new("@alice", "later");
     out.queueing = Queueing::Queue {
         deadline: Some(Duration::MAX),
     };
@@ -971,7 +971,7 @@ fn session_deadlines_have_an_upper_bound() {
     );
     assert_eq!(format!("{:?}", sim.s), before);
     // At the bound it is accepted, and the clock may run to the end of time.
-    let mut out = Outgoing::new("alice", "much later");
+    let mut out = Outgoing::new("@alice", "much later");
     out.queueing = Queueing::Queue {
         deadline: Some(crate::MAX_DURATION),
     };
@@ -989,7 +989,7 @@ fn a_queued_send_whose_deadline_passed_is_never_sent_later() {
     // written for it, however the connection comes back.
     let mut sim = Sim::new(config());
     sim.handle(Event::Connect);
-    let mut late = Outgoing::new("alice", "too late");
+    let mut late = Outgoing::new("@alice", "too late");
     late.queueing = Queueing::Queue {
         deadline: Some(Duration::from_secs(3)),
     };
@@ -1006,7 +1006,7 @@ fn a_queued_send_whose_deadline_passed_is_never_sent_later() {
     let a = sim.open_and_ack();
     assert!(sends(&a).is_empty(), "an op that resolved was written: {a:?}");
     // A retry by the caller is the only copy that goes out.
-    let (retry, a) = sim.send("alice", "too late");
+    let (retry, a) = sim.send("@alice", "too late");
     assert_eq!(sends(&a).len(), 1);
     let ack = sim.broker(json!({"type":"ack","id":sends(&a)[0].id,"messageId":"m","queued":true}));
     assert_eq!(resolved(&ack)[0].0, retry);

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::lifecycle::{Notification, Status, Timer};
-use crate::mesh::wire::{BrokerFrame, DecodeError, Priority, PushFrame, Reply};
+use crate::mesh::push::Push;
+use crate::mesh::target::Target;
+use crate::mesh::wire::{BrokerFrame, DecodeError, Priority, Reply};
 
 /// Names one send or request; its result comes out exactly once as
 /// [`SessionEvent::Resolved`] (X3).
@@ -36,9 +38,10 @@ impl Default for Queueing {
 /// A message to send (B1, B6).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outgoing {
-    /// Peer display name, pubkey, `@group`, `#topic`, `tag:x` or `*`.
-    pub target: String,
-    /// The plaintext body (sent base64-encoded until end-to-end encryption lands).
+    /// Who it goes to; a display name is resolved to a pubkey first (B15).
+    pub target: Target,
+    /// The plaintext body: sealed end to end for a pubkey target (B14), base64
+    /// in the clear for groups, broadcasts and topics (PROTOCOL.md).
     pub body: String,
     /// Delivery priority.
     pub priority: Priority,
@@ -59,7 +62,7 @@ pub struct Outgoing {
 impl Outgoing {
     /// A message with the defaults: priority `next`, queued while offline, a
     /// generated idempotency id.
-    pub fn new(target: impl Into<String>, body: impl Into<String>) -> Self {
+    pub fn new(target: impl Into<Target>, body: impl Into<String>) -> Self {
         Outgoing {
             target: target.into(),
             body: body.into(),
@@ -270,9 +273,18 @@ pub enum SendRefusal {
     /// The outbound queue is full and the overflow policy refuses new sends (B3).
     #[error("outbound_queue_full")]
     QueueFull,
-    /// Not open and the send may not be queued (X9).
+    /// Not open and the send may not be queued (X9), or its target is a name,
+    /// which is resolved over an open connection only (B15).
     #[error("not open and the message may not be queued")]
     NotOpen,
+    /// A send to a name needs a `list_peers` request, and too many requests are
+    /// waiting for replies (B15).
+    #[error("too many pending requests to resolve the name")]
+    TooManyPending,
+    /// The recipient's key has no safe X25519 counterpart, so the direct message
+    /// cannot be sealed (B14).
+    #[error("the recipient's key cannot be used for encryption")]
+    Unencryptable,
     /// The encoded frame is larger than the configured limit.
     #[error("the message is {len} bytes, over the {max} byte limit")]
     TooLarge {
@@ -335,8 +347,9 @@ pub enum SessionEvent {
         /// How it ended.
         result: OpResult,
     },
-    /// A message for this client (B7); also kept in the push history.
-    Push(Arc<PushFrame>),
+    /// A message for this client with its decoded body (B7, B14); also kept in
+    /// the push history.
+    Push(Arc<Push>),
     /// Any other frame: `hello_ack`, `state_change`, uncorrelated `error`s and
     /// types this crate does not know (handed up, never an error). Boxed: these
     /// are rare and the frame enum is large.

@@ -173,6 +173,37 @@ mod tests {
         );
     }
 
+    // proves B14: a push in the real broker's exact shape (apps/broker/src/index.ts,
+    // the drain's push) carrying the PROTOCOL.md vector opens for its recipient.
+    #[test]
+    fn golden_push_from_the_real_broker_opens_with_the_protocol_vector() {
+        let text = concat!(
+            r#"{"type":"push","messageId":"5f0c","meshId":"mesh-1","#,
+            r#""senderPubkey":"8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c","#,
+            r#""priority":"next","nonce":"AAECAwQFBgcICQoLDA0ODxAREhMUFRYX","#,
+            r#""ciphertext":"Tek1FSudt2FzZiuO0dfyLasdsc4zQc6NoovzGAzTce9u01DsLi5ATw==","#,
+            r#""createdAt":"2026-01-01T00:00:00.000Z","client_message_id":"c1"}"#
+        );
+        let frame = match crate::mesh::wire::decode_broker_frame(text, 1 << 20) {
+            Ok(crate::mesh::wire::BrokerFrame::Push(p)) => p,
+            other => panic!("not a push: {other:?}"),
+        };
+        let bob = SecretKey::from_seed([2; 32]);
+        assert_eq!(
+            decode_body(&frame, &[&bob], &mut BoxCache::default()),
+            PushBody::Text {
+                text: "hello bob, from the mesh".into(),
+                encrypted: true
+            }
+        );
+        // Anyone else holds garbage they cannot read, and are told so.
+        let carol = SecretKey::from_seed([3; 32]);
+        assert_eq!(
+            decode_body(&frame, &[&carol], &mut BoxCache::default()),
+            PushBody::Undecryptable
+        );
+    }
+
     #[test]
     fn clear_text_broadcasts_system_events_and_garbage() {
         let me = SecretKey::from_seed([2; 32]);

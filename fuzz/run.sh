@@ -4,6 +4,7 @@
 #   fuzz/run.sh decode 600
 #   fuzz/run.sh lifecycle 600
 #   fuzz/run.sh session 600
+#   fuzz/run.sh hosted 600
 #
 # Targets are shims into tether_proto::fuzzing (see src/fuzzing/ in proto); the
 # corpus in fuzz/corpus/TARGET is read and grown in place, crashes land in
@@ -23,7 +24,7 @@
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
-    echo "usage: $0 TARGET SECONDS [libFuzzer flags…]   (targets: decode lifecycle session)" >&2
+    echo "usage: $0 TARGET SECONDS [libFuzzer flags…]   (targets: decode lifecycle session hosted)" >&2
     exit 2
 fi
 target=$1

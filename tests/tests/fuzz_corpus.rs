@@ -14,10 +14,11 @@ use tether_proto::Rng;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 3] = [
+const TARGETS: [(&str, Target); 4] = [
     ("decode", fuzzing::decode),
     ("lifecycle", fuzzing::lifecycle),
     ("session", fuzzing::session),
+    ("hosted", fuzzing::hosted),
 ];
 
 /// Generated inputs per target on top of the corpus.

@@ -10,16 +10,19 @@
 //! - [`decode`]: frame decoding in both directions, and the encode round trip.
 //! - [`lifecycle`]: event sequences against the connection lifecycle's invariants.
 //! - [`session`]: application calls and broker behaviour against the session's.
+//! - [`hosted`]: socket news, ticks and control calls against the hosted session's.
 //!
 //! The invariants are those of the proptest suites in `lifecycle/proptests.rs` and
 //! `mesh/session/proptests.rs`, driven by bytes instead of strategies so that a
 //! coverage-guided fuzzer can steer them.
 
 mod decode;
+mod hosted;
 mod lifecycle;
 mod session;
 
 pub use self::decode::decode;
+pub use self::hosted::hosted;
 pub use self::lifecycle::lifecycle;
 pub use self::session::session;
 

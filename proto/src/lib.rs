@@ -14,7 +14,9 @@
 //! implements it for a bare protocol of your own [`Handshake`](lifecycle::Handshake)
 //! (below), [`mesh::session::Session`] and [`hosted::Session`] for theirs, so
 //! tether-tokio and tether-mio run any of them with no socket loop of your own
-//! (X14). See [`machine`].
+//! (X14). See [`machine`]; the `Bearer` handshake below runs on a real socket
+//! in `transport-tokio/examples/own_protocol.rs` and
+//! `transport-mio/examples/own_protocol.rs`.
 //!
 //! ## The drain rule
 //!

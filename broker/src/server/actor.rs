@@ -67,6 +67,8 @@ pub(crate) struct Counters {
     pub handshake_failures: AtomicU64,
     pub slow_consumers: AtomicU64,
     pub write_timeouts: AtomicU64,
+    /// Times memory was given back to the system after a wave of connections.
+    pub memory_trims: AtomicU64,
     /// The most bytes ever queued for one connection.
     pub peak_queued_bytes: AtomicU64,
 }
@@ -80,6 +82,7 @@ struct Link {
 
 pub(crate) struct Actor {
     broker: Broker,
+    trim: super::trim::WaveTrim,
     /// Bytes queued per connection before it is dropped as a slow consumer.
     max_queued_bytes: usize,
     links: HashMap<ConnId, Link>,
@@ -103,6 +106,7 @@ impl Actor {
     pub fn new(broker: Broker, counters: Arc<Counters>, max_queued_bytes: usize) -> Self {
         Actor {
             broker,
+            trim: super::trim::WaveTrim::default(),
             max_queued_bytes,
             links: HashMap::new(),
             counters,
@@ -143,6 +147,7 @@ impl Actor {
                     });
                     return;
                 }
+                self.trim.observe(self.links.len() + 1);
                 self.links.insert(
                     conn,
                     Link {
@@ -161,6 +166,9 @@ impl Actor {
                     tracing::debug!(%conn, "connection lost");
                 }
                 self.broker.handle_closed(conn, now);
+                if self.trim.observe(self.links.len()) {
+                    self.counters.memory_trims.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Event::Fault { fault, done } => {
                 tracing::info!(?fault, "fault switch");

@@ -33,6 +33,8 @@ pub struct ServerStats {
     pub slow_consumers: u64,
     /// Connections closed because one write did not finish within `write_timeout`.
     pub write_timeouts: u64,
+    /// Times memory was given back to the system after a wave of connections.
+    pub memory_trims: u64,
     /// Gauge: bytes queued for all connections and not yet written.
     pub outbound_queued_bytes: u64,
     /// The most bytes ever queued for one connection (bounded by `max_outbound_bytes`).
@@ -207,6 +209,7 @@ impl BrokerHandle {
             handshake_failures: load(&counters.handshake_failures),
             slow_consumers: load(&counters.slow_consumers),
             write_timeouts: load(&counters.write_timeouts),
+            memory_trims: load(&counters.memory_trims),
             outbound_queued_bytes,
             peak_outbound_bytes: load(&counters.peak_queued_bytes),
         }

@@ -17,6 +17,7 @@ mod connection;
 mod error;
 mod handle;
 mod tls;
+mod trim;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -72,4 +72,4 @@ mod time;
 
 pub use machine::{Machine, Output};
 pub use rng::Rng;
-pub use time::{Now, MAX_DURATION};
+pub use time::{deadline_after, Now, MAX_DURATION};

@@ -36,7 +36,9 @@ impl Now {
 /// `Instant + Duration` panics on overflow and `Instant` has no maximum to clamp
 /// to, so the largest representable addition is found by halving: at most 64
 /// checked additions, and only on the path that would otherwise have panicked.
-pub(crate) fn deadline_after(now: Instant, after: Duration) -> Instant {
+/// Every deadline tether's machines (and the reference broker's core) arm goes
+/// through it.
+pub fn deadline_after(now: Instant, after: Duration) -> Instant {
     if let Some(at) = now.checked_add(after) {
         return at;
     }

@@ -456,8 +456,10 @@ impl Broker {
             self.emit(conn, OutputKind::Send(text));
             return;
         }
-        self.delayed_acks
-            .insert((now.instant + delay, self.delayed_seq), (conn, text));
+        self.delayed_acks.insert(
+            (tether_proto::deadline_after(now.instant, delay), self.delayed_seq),
+            (conn, text),
+        );
         self.delayed_seq += 1;
         self.stats.acks_delayed += 1;
     }

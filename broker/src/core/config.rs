@@ -106,6 +106,33 @@ pub struct BrokerConfig {
     pub max_delayed_acks: usize,
 }
 
+impl BrokerConfig {
+    /// Refuses a period of zero (the broker would spin) and any duration over
+    /// [`tether_proto::MAX_DURATION`] (a deadline it would not arm), naming it.
+    /// The server checks this before it listens; the core never panics on a
+    /// duration either way, its deadlines saturate.
+    pub fn validate(&self) -> Result<(), tether_proto::lifecycle::ConfigError> {
+        use tether_proto::lifecycle::ConfigError;
+        for (name, value) in [
+            ("hello_timeout", self.hello_timeout),
+            ("ping_interval", self.ping_interval),
+            ("stale_after", self.stale_after),
+            ("push_lease", self.push_lease),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Zero(name));
+            }
+            if value > tether_proto::MAX_DURATION {
+                return Err(ConfigError::TooLong {
+                    name,
+                    max: tether_proto::MAX_DURATION,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
@@ -145,5 +172,34 @@ impl Default for BrokerConfig {
             max_state_keys_per_mesh: 1000,
             max_delayed_acks: 10_000,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_bounded() {
+        assert!(BrokerConfig::default().validate().is_ok());
+        let config = BrokerConfig {
+            push_lease: Duration::MAX,
+            ..BrokerConfig::default()
+        };
+        assert!(matches!(
+            config.validate(),
+            Err(tether_proto::lifecycle::ConfigError::TooLong {
+                name: "push_lease",
+                ..
+            })
+        ));
+        let config = BrokerConfig {
+            ping_interval: Duration::ZERO,
+            ..BrokerConfig::default()
+        };
+        assert_eq!(
+            config.validate(),
+            Err(tether_proto::lifecycle::ConfigError::Zero("ping_interval"))
+        );
     }
 }

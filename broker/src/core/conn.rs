@@ -115,7 +115,7 @@ impl Conn {
     pub fn new(now: Instant, hello_timeout: Duration) -> Self {
         Conn {
             phase: Phase::AwaitingHello {
-                deadline: now + hello_timeout,
+                deadline: tether_proto::deadline_after(now, hello_timeout),
             },
             last_activity: now,
             next_ping: now,
@@ -146,9 +146,10 @@ impl Conn {
             Phase::AwaitingHello { deadline } | Phase::Stalled { deadline } => Some(*deadline),
             Phase::Open(_) => {
                 if let Some(since) = self.silent_since {
-                    return Some(since + stale_after);
+                    return Some(tether_proto::deadline_after(since, stale_after));
                 }
-                let mut wake = (self.last_activity + stale_after).min(self.next_ping);
+                let mut wake =
+                    tether_proto::deadline_after(self.last_activity, stale_after).min(self.next_ping);
                 if let Some(first) = self.unacked.front() {
                     wake = wake.min(first.due);
                 }

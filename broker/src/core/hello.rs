@@ -243,7 +243,7 @@ impl Broker {
         c.phase = Phase::Open(Box::new(seat));
         self.pending_hellos = self.pending_hellos.saturating_sub(1);
         c.last_activity = now.instant;
-        c.next_ping = now.instant + self.config.ping_interval;
+        c.next_ping = tether_proto::deadline_after(now.instant, self.config.ping_interval);
         self.touch(conn);
         let cap = self.config.max_offline_keys_per_mesh;
         let mesh = self.meshes.entry(mesh_id.clone()).or_default();

@@ -28,7 +28,7 @@ impl Broker {
         // A silenced connection hears nothing, so it goes stale from the moment it was silenced.
         let silent = c.silent_since.is_some();
         let quiet_since = c.silent_since.unwrap_or(c.last_activity);
-        if now.instant >= quiet_since + stale_after {
+        if now.instant >= tether_proto::deadline_after(quiet_since, stale_after) {
             self.stats.stale_dropped += 1;
             return self.abort(conn, now);
         }
@@ -37,7 +37,7 @@ impl Broker {
         }
         let ping = now.instant >= c.next_ping;
         if ping {
-            c.next_ping = now.instant + ping_interval;
+            c.next_ping = tether_proto::deadline_after(now.instant, ping_interval);
         }
         let repush = self.expire_leases(conn, now);
         if ping {
@@ -71,7 +71,7 @@ impl Broker {
                 continue;
             }
             u.pushes += 1;
-            u.due = now.instant + lease;
+            u.due = tether_proto::deadline_after(now.instant, lease);
             repush.push(u.text.clone());
             c.unacked.push_back(u);
         }

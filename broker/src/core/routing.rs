@@ -215,7 +215,7 @@ impl Broker {
             message_id: message.message_id,
             client_message_id: message.client_message_id,
             text: message.text.clone(),
-            due: now.instant + lease,
+            due: tether_proto::deadline_after(now.instant, lease),
             pushes: 1,
         });
         // Oldest first, never the one just pushed: it is on its way anyway.

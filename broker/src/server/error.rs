@@ -19,6 +19,9 @@ pub enum ServerError {
     /// The TLS configuration could not be loaded.
     #[error("TLS setup failed: {0}")]
     Tls(#[from] TlsError),
+    /// A setting of the broker is invalid (a zero or over-long duration).
+    #[error("invalid broker configuration: {0}")]
+    Config(#[from] tether_proto::lifecycle::ConfigError),
 }
 
 /// A TLS certificate or key that could not be loaded.

@@ -156,7 +156,7 @@ impl BrokerHandle {
 
     /// Refuses every hello with `refusal`, for `duration` or until [`BrokerHandle::allow_hellos`].
     pub async fn refuse_hellos_with(&self, refusal: Refusal, duration: Option<Duration>) {
-        let until = duration.map(|d| Instant::now() + d);
+        let until = duration.map(|d| tether_proto::deadline_after(Instant::now(), d));
         self.fault(Fault::RefuseHellos { refusal, until }).await;
     }
 

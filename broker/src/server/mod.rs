@@ -83,6 +83,7 @@ impl BrokerServer {
         listen: SocketAddr,
         tls: Option<TlsSetup>,
     ) -> Result<BrokerHandle, ServerError> {
+        config.broker.validate()?;
         let tls = tls.map(TlsSetup::load).transpose()?;
         handle::start(config, listen, tls).await
     }

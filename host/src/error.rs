@@ -75,7 +75,8 @@ impl From<SendError> for ClientError {
 pub struct Sent {
     /// The broker's id for the message.
     pub message_id: String,
-    /// Whether it was queued for an offline recipient.
+    /// The ack's `queued` flag: `true` on every accepted send (it does not mean the
+    /// recipient was offline).
     pub queued: bool,
 }
 

@@ -664,7 +664,8 @@ pub struct AckFrame {
     /// The broker's id for the stored message.
     #[serde(default, deserialize_with = "null_default")]
     pub message_id: String,
-    /// Whether the message was queued for an offline recipient.
+    /// `true` when the broker accepted the message (the real broker sends it on every
+    /// accepted send, the recipient online or not); `false` only beside an `error`.
     #[serde(default, deserialize_with = "null_default")]
     pub queued: bool,
     /// Set when the send failed (e.g. `rate_limit: …`).

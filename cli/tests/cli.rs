@@ -367,3 +367,90 @@ fn sigterm_closes_every_client_with_1001() {
     let status = broker.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// The roster the broker reads with `--members`: one member of `cli-mesh`.
+fn members_file(dir: &TempDir, identity: &Path, name: &str, revoked: bool) -> PathBuf {
+    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(identity).unwrap()).unwrap();
+    let roster = serde_json::json!({"meshes": {"cli-mesh": {"members": [{
+        "memberId": name, "pubkey": file["pubkey"], "displayName": name, "revoked": revoked,
+    }]}}});
+    let path = dir.path("members.json");
+    std::fs::write(&path, roster.to_string()).unwrap();
+    path
+}
+
+#[cfg(unix)]
+#[test]
+fn listen_exits_with_the_reason_when_a_reconnect_is_refused_for_good() {
+    // proves D3 through the CLI: bob listens, the broker restarts with bob revoked,
+    // and the reconnect's rejection ends `listen` with exit 3 and the broker's
+    // reason on stderr, instead of a client that waits for ever (issue 15).
+    let dir = TempDir::new("listen-stop");
+    let bob = keygen(&dir, "bob.json", "bob");
+    let members = members_file(&dir, &bob, "bob", false);
+    let start_broker = |listen: &str| {
+        let mut broker = tether()
+            .args(["broker", "--listen", listen, "--members"])
+            .arg(&members)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut err = BufReader::new(broker.stderr.take().unwrap());
+        let line = read_until(&mut err, "broker listening on");
+        // Keep reading: a broker whose stderr is closed dies on its next log line.
+        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("ws://"))
+            .unwrap()
+            .to_owned();
+        (Running(broker), url)
+    };
+    let (mut broker, url) = start_broker("127.0.0.1:0");
+
+    let mut listener = tether()
+        .args(["listen", "--status", "--url", &url, "--identity"])
+        .arg(&bob)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut listen_err = BufReader::new(listener.stderr.take().unwrap());
+    let listener = Running(listener);
+    read_until(&mut listen_err, "open");
+
+    // The broker goes away (1001: a restart, so bob reconnects) and comes back
+    // on the same port with bob revoked.
+    let killed = Command::new("kill")
+        .args(["-TERM", &broker.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    broker.0.wait().unwrap();
+    members_file(&dir, &bob, "bob", true);
+    let address = url
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (_broker, _) = start_broker(&address);
+
+    // Everything listen says until it exits; a thread so that a listen that never
+    // exits fails the test instead of hanging it.
+    let (said, heard) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut listen_err, &mut rest);
+        let _ = said.send(rest);
+    });
+    let stderr = heard
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("listen kept running after a permanent rejection");
+    let mut listener = listener;
+    let status = listener.0.wait().unwrap();
+    assert_eq!(status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("revoked"), "{stderr}");
+    // The restart itself was announced as one (X15: 1001, not a bare 1006).
+    assert!(stderr.contains("closed with code 1001"), "{stderr}");
+}

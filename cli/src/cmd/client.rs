@@ -286,15 +286,27 @@ pub async fn listen(args: &ConnectArgs, json: bool, count: Option<usize>) -> Res
             // session_replaced, the budget spent) ends `listen` with its reason
             // and exit code, instead of waiting for ever on a dead client.
             event = events.recv() => match event {
-                Some(ClientEvent::Lifecycle(Notification::Closed { reason })) if reason != StopReason::User => {
-                    client.close().await;
-                    return Err(Failure::stopped(&reason));
+                Some(event) => {
+                    if let Some(reason) = stopped_for_good(&event) {
+                        client.close().await;
+                        return Err(Failure::stopped(&reason));
+                    }
                 }
-                Some(_) => {}
                 None => break,
             },
             push = pushes.recv() => {
-                let Some(push) = push else { break };
+                let Some(push) = push else {
+                    // The subscription ends when the session does, and may end
+                    // before the event saying why has been read: read it, or a
+                    // session refused for good would exit 0 (seen one run in two).
+                    while let Some(event) = events.recv().await {
+                        if let Some(reason) = stopped_for_good(&event) {
+                            client.close().await;
+                            return Err(Failure::stopped(&reason));
+                        }
+                    }
+                    break;
+                };
                 if json {
                     println!("{}", push_json(&push));
                 } else {
@@ -311,6 +323,16 @@ pub async fn listen(args: &ConnectArgs, json: bool, count: Option<usize>) -> Res
     }
     client.close().await;
     Ok(())
+}
+
+/// The reason a session stopped for good, when `event` says it did (not by the user).
+fn stopped_for_good(event: &ClientEvent) -> Option<StopReason> {
+    match event {
+        ClientEvent::Lifecycle(Notification::Closed { reason }) if *reason != StopReason::User => {
+            Some(reason.clone())
+        }
+        _ => None,
+    }
 }
 
 /// `tether peers`: the real CLI's view (B11, B17): sessions shown, control-plane

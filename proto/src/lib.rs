@@ -15,8 +15,8 @@
 //! (below), [`mesh::session::Session`] and [`hosted::Session`] for theirs, so
 //! tether-tokio and tether-mio run any of them with no socket loop of your own
 //! (X14). See [`machine`]; the `Bearer` handshake below runs on a real socket
-//! in `transport-tokio/examples/own_protocol.rs` and
-//! `transport-mio/examples/own_protocol.rs`.
+//! in `transport-tokio/examples/own_protocol_async.rs` and
+//! `transport-mio/examples/own_protocol_blocking.rs`.
 //!
 //! ## The drain rule
 //!

@@ -2,7 +2,7 @@
 //! docs' `Bearer` handshake) driven by the generic host in a few lines, against
 //! a server this example starts on 127.0.0.1.
 //!
-//!     cargo run -p tether-tokio --example own_protocol
+//!     cargo run -p tether-tokio --example own_protocol_async
 
 use std::convert::Infallible;
 use std::time::Instant;

@@ -2,7 +2,7 @@
 //! docs' `Bearer` handshake) driven by the generic blocking host in a few
 //! lines, against a server this example starts on 127.0.0.1.
 //!
-//!     cargo run -p tether-mio --example own_protocol
+//!     cargo run -p tether-mio --example own_protocol_blocking
 
 use std::convert::Infallible;
 use std::net::TcpListener;

@@ -3,17 +3,18 @@
 //! What tether is tested with, usable for your own code too:
 //!
 //! - [`sim`]: the deterministic simulator — real sessions and the real broker
-//!   core on a simulated clock and network, one seed per reproducible run.
+//!   core on a simulated clock and network, one seed per reproducible run
+//!   (the `tether-sim` crate, re-exported here under its old path).
 //! - [`e2e`] and [`hosts`]: the reference broker on loopback with short timings,
 //!   and one client API over both hosts so each scenario runs on tokio and mio.
 //! - [`hosted_server`]: a hosted-session server that checks headers, closes
 //!   with 4001/4003 on demand and echoes control requests.
-//! - [`storm`]: the reconnect-storm measurement.
+//! - [`storm`]: the reconnect-storm measurement (`tether_sim::storm`).
 //!
 //! Everything here waits on events, never on the clock.
 
 pub mod e2e;
 pub mod hosted_server;
 pub mod hosts;
-pub mod sim;
-pub mod storm;
+pub use tether_sim as sim;
+pub use tether_sim::storm;

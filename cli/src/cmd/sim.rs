@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
-use tether_tests::sim::{replay_command, run_seed, World};
+use tether_sim::{replay_command, run_seed, World};
 
 use crate::fail::Failure;
 

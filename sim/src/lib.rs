@@ -1,3 +1,5 @@
+//! # tether-sim
+//!
 //! A deterministic simulator built from the product's own parts: the real mesh
 //! sessions, the real broker core, a simulated clock that jumps to the earliest
 //! deadline, and a simulated network with latency, lost connections, half-open
@@ -19,13 +21,18 @@
 //! honest session.
 //!
 //! ```
-//! let outcome = tether_tests::sim::run_seed(42, false);
+//! let outcome = tether_sim::run_seed(42, false);
 //! assert!(outcome.violation.is_none(), "{:?}", outcome.violation);
 //! ```
+
+//!
+//! [`storm`] is the reconnect-storm measurement (D5): many clients whose broker
+//! restarts at the same instant, counted per window.
 
 mod check;
 mod net;
 mod scenario;
+pub mod storm;
 mod world;
 
 pub use check::Violation;

@@ -23,6 +23,16 @@ pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 256;
 pub const DEFAULT_DEDUPE_WINDOW: usize = 1024;
 /// Largest encoded `send` accepted from the application.
 pub const DEFAULT_MAX_SEND_LEN: usize = 1 << 20;
+/// How long a send may wait in the outbound queue for a connection, unless the
+/// send names its own deadline (see the session's "While away" rules).
+///
+/// 60 s: long enough that a broker restart or a short outage loses no message
+/// (the seeds' first five reconnect delays add up to 31 s, 37 s at +20 %
+/// jitter, and the attempt that succeeds needs at most the 10 s open and 5 s
+/// hello-ack deadlines on top), short enough that a caller awaiting a send
+/// learns within a minute, not never, that the broker is away. The seeds queue
+/// without any deadline, so a send made during a long outage waited for ever.
+pub const DEFAULT_QUEUE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// What a full outbound queue does with one more send (X9).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,6 +55,9 @@ pub struct SessionConfig {
     pub request_timeout: Duration,
     /// Outbound queue capacity (B3).
     pub outbound_queue: usize,
+    /// How long a queued send waits for a connection when it names no deadline
+    /// of its own; `None` waits until the session closes (the seeds' way).
+    pub queue_deadline: Option<Duration>,
     /// What a full queue does (X9).
     pub overflow: Overflow,
     /// Sends awaiting acks at once (X4).
@@ -71,6 +84,7 @@ impl SessionConfig {
             send_ack_timeout: DEFAULT_SEND_ACK_TIMEOUT,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             outbound_queue: DEFAULT_OUTBOUND_QUEUE,
+            queue_deadline: Some(DEFAULT_QUEUE_DEADLINE),
             overflow: Overflow::default(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             max_pending_requests: DEFAULT_MAX_PENDING_REQUESTS,
@@ -82,8 +96,8 @@ impl SessionConfig {
         }
     }
 
-    /// Rejects what [`Config::validate`] rejects, plus a zero or over-long ack or
-    /// reply deadline (zero would fail every op at once; longer than
+    /// Rejects what [`Config::validate`] rejects, plus a zero or over-long ack,
+    /// reply or queue deadline (zero would fail every op at once; longer than
     /// [`MAX_DURATION`](crate::MAX_DURATION) is a deadline the session would not arm).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.lifecycle.validate()?;
@@ -95,6 +109,12 @@ impl SessionConfig {
                 return Err(ConfigError::Zero(name));
             }
             crate::lifecycle::check_bound(name, value)?;
+        }
+        if let Some(deadline) = self.queue_deadline {
+            if deadline.is_zero() {
+                return Err(ConfigError::Zero("queue_deadline"));
+            }
+            crate::lifecycle::check_bound("queue_deadline", deadline)?;
         }
         Ok(())
     }

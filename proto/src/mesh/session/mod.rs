@@ -11,6 +11,32 @@
 //! The drain rule is the lifecycle's: after [`Session::handle`], [`Session::send`],
 //! [`Session::request`] or [`Session::command`], drain [`Session::poll_action`]
 //! until `None`, then sleep until [`Session::next_deadline`] and feed a tick.
+//!
+//! # While the connection is away
+//!
+//! The one rule for calls made while the connection is not open (connecting,
+//! reconnecting, or before the first connect succeeded). Both hosts' clients
+//! hand the session's answer through unchanged, so it holds on tokio and mio
+//! alike:
+//!
+//! - **Sends** wait in the outbound queue (B3, at most
+//!   [`outbound_queue`](SessionConfig::outbound_queue) of them) and are written
+//!   in order once open. Each waits at most its own
+//!   [`Queueing::Queue`] deadline, else the session's
+//!   [`queue_deadline`](SessionConfig::queue_deadline), by default
+//!   [`DEFAULT_QUEUE_DEADLINE`] (60 s; the constant says why), and then
+//!   resolves as never sent (`FailureKind::NeverSent`, `queue_expired` counted).
+//!   A caller awaiting a send therefore always gets an answer.
+//!   [`Queueing::Never`] refuses at once instead; a send to a display name is
+//!   refused at once too ([`SendRefusal::NotOpen`]), because the name is
+//!   resolved over the open connection (B15).
+//! - **Requests and commands** are refused at once with
+//!   [`RequestError::NotOpen`], nothing sent or kept: a reply is an answer
+//!   about the mesh at the moment it is asked, and a command replayed after an
+//!   outage could undo what others set meanwhile (D9). The caller decides
+//!   whether to wait for `Open` and ask again.
+//! - After the session has closed for good, everything is refused with
+//!   `Closed`.
 
 mod config;
 mod types;
@@ -32,7 +58,7 @@ use base64::Engine as _;
 pub use config::{
     Overflow, SessionConfig, SessionStats, DAEMON_SEND_ACK_TIMEOUT, DEFAULT_DEDUPE_WINDOW,
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PENDING_REQUESTS, DEFAULT_MAX_SEND_LEN, DEFAULT_OUTBOUND_QUEUE,
-    DEFAULT_PUSH_HISTORY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SEND_ACK_TIMEOUT,
+    DEFAULT_PUSH_HISTORY, DEFAULT_QUEUE_DEADLINE, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SEND_ACK_TIMEOUT,
 };
 pub use types::{
     Command, Deadline, FailureKind, OpFailure, OpId, OpResult, Outcome, Outgoing, Queueing, Request,
@@ -82,6 +108,7 @@ struct Limits {
     send_ack_timeout: std::time::Duration,
     request_timeout: std::time::Duration,
     outbound_queue: usize,
+    queue_deadline: Option<std::time::Duration>,
     overflow: Overflow,
     max_in_flight: usize,
     max_pending_requests: usize,
@@ -98,6 +125,7 @@ impl From<&SessionConfig> for Limits {
             send_ack_timeout: c.send_ack_timeout,
             request_timeout: c.request_timeout,
             outbound_queue: c.outbound_queue,
+            queue_deadline: c.queue_deadline,
             overflow: c.overflow,
             max_in_flight: c.max_in_flight,
             max_pending_requests: c.max_pending_requests,
@@ -343,7 +371,7 @@ impl Session {
             return Err(refuse(SendRefusal::TooLarge { len: text.len(), max }, outgoing));
         }
         let queue_for = match outgoing.queueing {
-            Queueing::Queue { deadline } => deadline,
+            Queueing::Queue { deadline } => deadline.or(self.limits.queue_deadline),
             Queueing::Never => None,
         };
         // Accepted: from here on the state moves.

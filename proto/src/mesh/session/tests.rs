@@ -1012,3 +1012,55 @@ fn a_queued_send_whose_deadline_passed_is_never_sent_later() {
     assert_eq!(resolved(&ack)[0].0, retry);
     assert!(resolved(&ack).iter().all(|(op, _)| *op != id), "resolved twice");
 }
+
+#[test]
+fn a_send_queued_while_away_gets_the_default_deadline() {
+    // proves B3, X9: a send that names no deadline of its own waits at most the
+    // session's queue_deadline (60 s by default), then resolves "never sent",
+    // so a caller awaiting it while the broker is away always gets an answer.
+    let mut sim = Sim::new(config());
+    sim.handle(Event::Connect);
+    let (id, _) = sim.send("@alice", "while away");
+    let mut failure = None;
+    while failure.is_none() && sim.now - sim.t0 <= 2 * DEFAULT_QUEUE_DEADLINE {
+        let (which, a) = sim.fire();
+        if which == Deadline::Op(id) {
+            failure = Some(failure_of(&a, id));
+        } else {
+            assert!(resolved(&a).is_empty(), "resolved early: {a:?}");
+        }
+    }
+    let f = failure.expect("resolved by the default deadline");
+    assert_eq!(
+        (f.kind, f.reason.as_str()),
+        (FailureKind::NeverSent, "queue_deadline")
+    );
+    assert_eq!(sim.now - sim.t0, DEFAULT_QUEUE_DEADLINE);
+    assert_eq!(sim.s.stats(sim.now).queue_expired, 1);
+}
+
+#[test]
+fn without_a_queue_deadline_a_queued_send_waits_for_the_connection() {
+    // proves B3: `queue_deadline: None` keeps the seeds' behaviour, a send
+    // waits however long the outage lasts and goes out once open.
+    let mut c = config();
+    c.queue_deadline = None;
+    let mut sim = Sim::new(c);
+    sim.handle(Event::Connect);
+    let (id, _) = sim.send("@alice", "patient");
+    while sim.now - sim.t0 < 10 * DEFAULT_QUEUE_DEADLINE {
+        let (which, a) = sim.fire();
+        assert_ne!(which, Deadline::Op(id));
+        assert!(resolved(&a).is_empty(), "resolved while away: {a:?}");
+    }
+    let a = sim.open_and_ack();
+    assert_eq!(sends(&a).len(), 1);
+}
+
+#[test]
+fn a_zero_queue_deadline_is_refused_at_construction() {
+    // proves X9: zero would fail every queued send at once.
+    let mut c = config();
+    c.queue_deadline = Some(Duration::ZERO);
+    assert_eq!(c.validate(), Err(ConfigError::Zero("queue_deadline")));
+}

@@ -17,12 +17,15 @@ use crate::mesh::wire::{BrokerFrame, DecodeError, Priority, Reply};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OpId(pub u64);
 
-/// What to do with a send made while the connection is not open (X9).
+/// What to do with a send made while the connection is not open (X9); the
+/// rules are in the [session docs](super#while-the-connection-is-away).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Queueing {
-    /// Wait in the outbound queue, at most `deadline` if given (B3).
+    /// Wait in the outbound queue (B3), at most `deadline`, or the session's
+    /// [`queue_deadline`](super::SessionConfig::queue_deadline) when `None`.
     Queue {
-        /// How long the send may wait for a connection before it fails as never sent.
+        /// How long the send may wait for a connection before it fails as never
+        /// sent; `None` takes the session's default.
         deadline: Option<Duration>,
     },
     /// Refuse at once unless open: for messages that are worthless late.

@@ -94,6 +94,7 @@ impl Failure {
         let what = e.to_string();
         let (code, hint) = match &e {
             ConnectError::Config(c) => (EXIT_USAGE, format!("fix the setting named above ({c})")),
+            ConnectError::NoCredentials => (EXIT_USAGE, "pass --identity FILE".to_owned()),
             ConnectError::Tls(t) => (EXIT_USAGE, format!("check the --ca file ({t})")),
             ConnectError::Failed(reason) => stop_hint(reason),
             ConnectError::Io(_) | ConnectError::Shutdown => (

@@ -28,6 +28,9 @@ pub enum ConnectError {
     /// The client stopped before it could answer.
     #[error("the client stopped")]
     Shutdown,
+    /// A builder was asked to connect with no identity or credentials.
+    #[error("no identity: give the builder an identity file, a member or credentials")]
+    NoCredentials,
 }
 
 impl ConnectError {
@@ -38,6 +41,7 @@ impl ConnectError {
             self,
             ConnectError::Config(_)
                 | ConnectError::Tls(_)
+                | ConnectError::NoCredentials
                 | ConnectError::Failed(StopReason::Permanent { .. } | StopReason::RetriesExhausted { .. })
         )
     }

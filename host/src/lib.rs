@@ -10,6 +10,7 @@
 //! nothing a simulator would need to see: every retry and give-up is the
 //! machine's (tether-proto).
 
+mod builder;
 mod error;
 mod fanout;
 mod hosted;
@@ -17,12 +18,14 @@ pub mod identity;
 mod log;
 mod mesh;
 mod queue;
+pub mod reexports;
 pub mod replies;
 mod router;
 mod socket;
 mod tls;
 mod transport;
 
+pub use builder::{ClientBuilder, StartMesh};
 pub use error::{first_connect, replied, sent, ClientError, ClientEvent, ConnectError, Sent};
 pub use fanout::{Fanout, Receiver, TryRecvError};
 pub use hosted::{HostedCallError, HostedClientConfig};

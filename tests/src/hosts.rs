@@ -128,6 +128,36 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 }
 
 impl AnyClient {
+    /// Wraps a tether-tokio client made some other way (its builder).
+    pub fn from_tokio(client: tether_tokio::Client) -> AnyClient {
+        let events = client.events();
+        let pushes = client.subscribe();
+        AnyClient {
+            inner: Inner::Tokio(client, pushes),
+            events,
+        }
+    }
+
+    /// Wraps a tether-mio client made some other way (its builder).
+    pub fn from_mio(client: tether_mio::BlockingClient) -> AnyClient {
+        let events = client.events();
+        AnyClient {
+            inner: Inner::Mio(client),
+            events,
+        }
+    }
+
+    /// Waits for the first connect's outcome (L8).
+    pub async fn connected(&self) -> Result<(), tether_tokio::ConnectError> {
+        match &self.inner {
+            Inner::Tokio(c, _) => c.connected().await,
+            Inner::Mio(c) => {
+                let c = c.clone();
+                blocking(move || c.connected()).await
+            }
+        }
+    }
+
     /// Connects on `host`, returning on the first ack or the failure (L8).
     pub async fn connect(host: Host, spec: Spec) -> Result<AnyClient, ConnectFailure> {
         match host {

@@ -46,7 +46,29 @@ impl std::fmt::Debug for BlockingClient {
     }
 }
 
+/// Builds a [`BlockingClient`]: `BlockingClient::builder(url).identity_file(path)?.connect()`.
+pub type ClientBuilder = tether_host::ClientBuilder<BlockingClient>;
+
+impl tether_host::StartMesh for BlockingClient {
+    type Connecting = Result<BlockingClient, ConnectError>;
+
+    fn start(config: Result<ConnConfig, ConnectError>, wait: bool) -> Self::Connecting {
+        let config = config?;
+        if wait {
+            BlockingClient::connect(config)
+        } else {
+            BlockingClient::spawn(config)
+        }
+    }
+}
+
 impl BlockingClient {
+    /// A builder with the seeds' defaults for the broker at `url`; see
+    /// [`ClientBuilder`](tether_host::ClientBuilder) for every setting.
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(url)
+    }
+
     /// Connects and returns on the broker's first hello ack, or fails with the
     /// broker's reason (L8). On failure no thread is left running (D1).
     pub fn connect(config: ConnConfig) -> Result<BlockingClient, ConnectError> {

@@ -41,25 +41,28 @@
 //!
 //! ## One connection
 //!
+//! Everything a client names is re-exported here, so this crate is the one
+//! import. [`BlockingClient::builder`] starts from the seeds' defaults:
+//!
 //! ```no_run
 //! # fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use tether_mio::{BlockingClient, ConnConfig};
-//! use tether_proto::mesh::handshake::Credentials;
-//! use tether_proto::mesh::identity::{MemberIdentity, Presence, SecretKey};
-//! use tether_proto::mesh::wire::Priority;
+//! use tether_mio::{BlockingClient, Priority};
 //!
-//! let me = MemberIdentity {
-//!     mesh_id: "mesh-1".into(),
-//!     member_id: "member-1".into(),
-//!     secret: SecretKey::from_hex(&std::env::var("TETHER_SECRET")?)?,
-//! };
-//! let config = ConnConfig::new("wss://broker.example/ws", Credentials::Member(me), Presence::default());
-//! let client = BlockingClient::connect(config)?;
-//! let sent = client.send("alice", "hello", Priority::Next)?;
+//! let client = BlockingClient::builder("wss://broker.example/ws")
+//!     .identity_file("alice.json")? // written by `tether keygen`
+//!     .connect()?;
+//! let sent = client.send("bob", "hello", Priority::Next)?;
 //! println!("delivered as {}", sent.message_id);
 //! client.close();
 //! # Ok(()) }
 //! ```
+//!
+//! The builder, the re-exports and the rule for calls made while the
+//! connection is away (`tether_proto::mesh::session`, "While the connection is
+//! away") are tether-host's and tether-proto's, so this client behaves as
+//! tether-tokio's does; [`retry_on_initial_connect`](ClientBuilder::retry_on_initial_connect)
+//! hands it back at once while the first connect is tried, with
+//! [`BlockingClient::status`] and [`BlockingClient::wait_status`] to watch it.
 
 mod blocking;
 mod config;
@@ -71,7 +74,7 @@ mod hosted;
 mod reactor;
 mod stream;
 
-pub use blocking::BlockingClient;
+pub use blocking::{BlockingClient, ClientBuilder};
 pub use config::ConnConfig;
 pub use conn::IoStats;
 pub use connection::{Connection, GenericClient, Shutdown, Watched};
@@ -80,9 +83,4 @@ pub use hosted::HostedClient;
 pub use reactor::{
     ConnId, Reactor, ReactorHandle, ReactorOptions, DEFAULT_EVENTS_PER_TURN, DEFAULT_HANDLE_CAPACITY,
 };
-pub use tether_host::{
-    Broadcast, ClientError, ClientEvent, ConnectError, HostedCallError, HostedClientConfig, IdentityError,
-    IdentityFile, MeshRouter, Receiver, Roots, Router, Sent, SessionFile, TlsError, TlsOptions, Transport,
-    TryRecvError, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY,
-    DEFAULT_WRITE_QUEUE,
-};
+pub use tether_host::reexports::*;

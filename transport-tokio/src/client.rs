@@ -5,6 +5,7 @@
 //! when the session says so (X3); the verbs only name the request and the
 //! reply they expect.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -48,7 +49,34 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// Builds a [`Client`]: `Client::builder(url).identity_file(path)?.connect().await`.
+pub type ClientBuilder = tether_host::ClientBuilder<Client>;
+
+/// What [`ClientBuilder::connect`] returns: the connect, to be awaited.
+pub type Connecting = Pin<Box<dyn Future<Output = Result<Client, ConnectError>> + Send>>;
+
+impl tether_host::StartMesh for Client {
+    type Connecting = Connecting;
+
+    fn start(config: Result<ClientConfig, ConnectError>, wait: bool) -> Connecting {
+        Box::pin(async move {
+            let config = config?;
+            if wait {
+                Client::connect(config).await
+            } else {
+                Client::spawn(config)
+            }
+        })
+    }
+}
+
 impl Client {
+    /// A builder with the seeds' defaults for the broker at `url`; see
+    /// [`ClientBuilder`](tether_host::ClientBuilder) for every setting.
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder::new(url)
+    }
+
     /// Connects and resolves on the broker's first hello ack, or fails with the
     /// broker's reason (L8). On failure nothing keeps running (D1).
     pub async fn connect(config: ClientConfig) -> Result<Client, ConnectError> {

@@ -13,25 +13,32 @@
 //!
 //! ## The mesh client
 //!
+//! Everything a client names is re-exported here, so this crate is the one
+//! import. [`Client::builder`] starts from the seeds' defaults:
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use tether_proto::mesh::handshake::Credentials;
-//! use tether_proto::mesh::identity::{MemberIdentity, Presence, SecretKey};
-//! use tether_proto::mesh::wire::Priority;
-//! use tether_tokio::{Client, ClientConfig};
+//! use tether_tokio::{Client, Priority};
 //!
-//! let me = MemberIdentity {
-//!     mesh_id: "mesh-1".into(),
-//!     member_id: "member-1".into(),
-//!     secret: SecretKey::from_hex(&std::env::var("TETHER_SECRET")?)?,
-//! };
-//! let config = ClientConfig::new("wss://broker.example/ws", Credentials::Member(me), Presence::default());
-//! let client = Client::connect(config).await?;
-//! let sent = client.send("alice", "hello", Priority::Next).await?;
+//! let client = Client::builder("wss://broker.example/ws")
+//!     .identity_file("alice.json")? // written by `tether keygen`
+//!     .connect()
+//!     .await?;
+//! let sent = client.send("bob", "hello", Priority::Next).await?;
 //! println!("delivered as {}", sent.message_id);
 //! client.close().await;
 //! # Ok(()) }
 //! ```
+//!
+//! With [`retry_on_initial_connect`](ClientBuilder::retry_on_initial_connect)
+//! the client comes back at once while the first connect is still being
+//! tried; [`Client::status`] shows where it is and [`Client::connected`] waits
+//! for the first open. What sends, requests and commands do while the
+//! connection is away (sends wait under a deadline, 60 s by default; requests
+//! and commands are refused at once) is one rule, the session's, the same on
+//! both hosts: see `tether_proto::mesh::session` ("While the connection is
+//! away"). The nested [`ClientConfig`] stays reachable through
+//! [`with_config`](ClientBuilder::with_config) and [`Client::connect`].
 
 mod client;
 mod config;
@@ -39,13 +46,8 @@ mod connection;
 mod driver;
 mod hosted;
 
-pub use client::{Client, Subscription};
+pub use client::{Client, ClientBuilder, Connecting, Subscription};
 pub use config::ClientConfig;
 pub use connection::{Connection, GenericClient, Shutdown, DEFAULT_COMMAND_CAPACITY};
 pub use hosted::HostedClient;
-pub use tether_host::{
-    Broadcast, ClientError, ClientEvent, ConnectError, HostedCallError, HostedClientConfig, IdentityError,
-    IdentityFile, MeshRouter, Receiver, Roots, Router, Sent, SessionFile, TlsError, TlsOptions, Transport,
-    TryRecvError, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY,
-    DEFAULT_WRITE_QUEUE,
-};
+pub use tether_host::reexports::*;

@@ -4,7 +4,7 @@
 use std::convert::Infallible;
 
 use tether_proto::lifecycle::{ConfigError, Notification, StopReason};
-use tether_proto::mesh::session::{OpFailure, RequestError, SendError};
+use tether_proto::mesh::session::{OpFailure, RequestError, SendError, SendRefusal};
 use tether_proto::mesh::wire::{BrokerFrame, DecodeError};
 
 use crate::tls::TlsError;
@@ -47,15 +47,47 @@ impl ConnectError {
     }
 }
 
+/// The words of every refusal because the client is closed for good, on both
+/// hosts and for every protocol: whether the session refused the call itself or
+/// the host's task or thread had already ended is a race the caller cannot
+/// see, so it must not read differently.
+pub const CLOSED: &str = "the client is closed";
+
+/// The host's task or thread is gone: the connection closed for good. Both
+/// hosts' generic connections answer with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the client is closed")]
+pub struct Shutdown;
+
+impl From<Shutdown> for ClientError {
+    fn from(_: Shutdown) -> Self {
+        ClientError::Shutdown
+    }
+}
+
+fn send_refused(e: &SendError) -> String {
+    match e.reason {
+        SendRefusal::Closed => CLOSED.to_owned(),
+        _ => format!("send refused: {e}"),
+    }
+}
+
+fn not_accepted(e: &RequestError) -> String {
+    match e {
+        RequestError::Closed => CLOSED.to_owned(),
+        _ => format!("refused: {e}"),
+    }
+}
+
 /// Why a send, request or command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The send was refused at once (queue full, closed, too large …); the message
     /// is handed back inside.
-    #[error("send refused: {0}")]
+    #[error("{}", send_refused(.0))]
     Refused(Box<SendError>),
     /// The request or command was refused at once (not open, closed, too many).
-    #[error("refused: {0}")]
+    #[error("{}", not_accepted(.0))]
     NotAccepted(#[from] RequestError),
     /// It was accepted and then failed; the failure says how (X8).
     #[error("{0}")]
@@ -64,8 +96,22 @@ pub enum ClientError {
     #[error("unexpected reply from the broker")]
     UnexpectedReply,
     /// The client has shut down.
-    #[error("the client has shut down")]
+    #[error("the client is closed")]
     Shutdown,
+}
+
+impl ClientError {
+    /// True when the call was refused because the client is closed for good,
+    /// however that reached the caller (the session's refusal or the host's
+    /// end); such errors all read [`CLOSED`].
+    pub fn is_closed(&self) -> bool {
+        match self {
+            ClientError::Refused(e) => e.reason == SendRefusal::Closed,
+            ClientError::NotAccepted(e) => *e == RequestError::Closed,
+            ClientError::Shutdown => true,
+            ClientError::Failed(_) | ClientError::UnexpectedReply => false,
+        }
+    }
 }
 
 impl From<SendError> for ClientError {
@@ -127,5 +173,48 @@ pub fn first_connect<M, E>(
         Notification::Connected { first: true, .. } => Some(Ok(())),
         Notification::Closed { reason } => Some(Err(ConnectError::Failed(reason.clone()))),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tether_proto::lifecycle::Status;
+    use tether_proto::mesh::session::Outgoing;
+
+    use super::*;
+    use crate::hosted::HostedCallError;
+
+    #[test]
+    fn every_closed_refusal_reads_the_same() {
+        // Issue 17: "the client has shut down" against "send refused: the
+        // session is closed" for one and the same refusal.
+        let send = ClientError::from(SendError {
+            reason: SendRefusal::Closed,
+            outgoing: Box::new(Outgoing::new("*", "x")),
+        });
+        let closed = [
+            send,
+            ClientError::NotAccepted(RequestError::Closed),
+            ClientError::from(Shutdown),
+        ];
+        for e in &closed {
+            assert_eq!(e.to_string(), CLOSED, "{e:?}");
+            assert!(e.is_closed(), "{e:?}");
+        }
+        let hosted = [
+            HostedCallError::Refused(tether_proto::hosted::HostedError::NotConnected {
+                status: Status::Closed,
+                payload: Box::new(serde_json::json!({})),
+            }),
+            HostedCallError::from(Shutdown),
+        ];
+        for e in &hosted {
+            assert_eq!(e.to_string(), CLOSED, "{e:?}");
+            assert!(e.is_closed(), "{e:?}");
+        }
+        // Other refusals keep their own words.
+        let not_open = ClientError::NotAccepted(RequestError::NotOpen(Status::Reconnecting));
+        assert!(!not_open.is_closed());
+        assert_ne!(not_open.to_string(), CLOSED);
     }
 }

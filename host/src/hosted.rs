@@ -4,7 +4,9 @@
 use std::time::Instant;
 
 use tether_proto::hosted::{HostedConfig, HostedError, Session, TokenProvider};
-use tether_proto::lifecycle::ConfigError;
+use tether_proto::lifecycle::{ConfigError, Status};
+
+use crate::error::{Shutdown, CLOSED};
 
 use crate::transport::{random_seed, Transport};
 
@@ -45,9 +47,37 @@ impl HostedClientConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum HostedCallError {
     /// Refused at once (not connected, not an object); the payload is inside.
-    #[error("refused: {0}")]
+    #[error("{}", refused(.0))]
     Refused(#[from] HostedError),
     /// The client has shut down.
-    #[error("the client has shut down")]
+    #[error("the client is closed")]
     Shutdown,
+}
+
+fn refused(e: &HostedError) -> String {
+    match e {
+        HostedError::NotConnected {
+            status: Status::Closed,
+            ..
+        } => CLOSED.to_owned(),
+        _ => format!("refused: {e}"),
+    }
+}
+
+impl HostedCallError {
+    /// True when the call was refused because the client is closed for good;
+    /// such errors all read [`CLOSED`], as the mesh client's do.
+    pub fn is_closed(&self) -> bool {
+        match self {
+            HostedCallError::Refused(HostedError::NotConnected { status, .. }) => *status == Status::Closed,
+            HostedCallError::Refused(HostedError::NotAnObject(_)) => false,
+            HostedCallError::Shutdown => true,
+        }
+    }
+}
+
+impl From<Shutdown> for HostedCallError {
+    fn from(_: Shutdown) -> Self {
+        HostedCallError::Shutdown
+    }
 }

@@ -26,7 +26,9 @@ mod tls;
 mod transport;
 
 pub use builder::{ClientBuilder, StartMesh};
-pub use error::{first_connect, replied, sent, ClientError, ClientEvent, ConnectError, Sent};
+pub use error::{
+    first_connect, replied, sent, ClientError, ClientEvent, ConnectError, Sent, Shutdown, CLOSED,
+};
 pub use fanout::{Fanout, Receiver, TryRecvError};
 pub use hosted::{HostedCallError, HostedClientConfig};
 pub use identity::{IdentityError, IdentityFile, SessionFile};
@@ -40,6 +42,6 @@ pub use socket::{
 };
 pub use tls::{Roots, TlsError, TlsOptions};
 pub use transport::{
-    now, random_seed, unix_ms, Transport, CLOSE_LINGER, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE,
-    DEFAULT_SUBSCRIBER_CAPACITY, DEFAULT_WRITE_QUEUE, DEFAULT_WRITE_QUEUE_BYTES,
+    next_serial, now, random_seed, unix_ms, Transport, CLOSE_LINGER, DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY, DEFAULT_WRITE_QUEUE, DEFAULT_WRITE_QUEUE_BYTES,
 };

@@ -100,6 +100,14 @@ pub fn now() -> Now {
     Now::new(Instant::now(), unix_ms())
 }
 
+/// The next number of a process-wide count, from 1: each host numbers its
+/// connections (tokio) or reactors (mio) with it, so two clients' ids never
+/// print the same.
+pub fn next_serial() -> u64 {
+    static SERIAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A seed from the OS's per-process hash keys and the clock: enough to
 /// decorrelate clients' jitter (D5) without another dependency.
 pub fn random_seed() -> u64 {

@@ -429,6 +429,17 @@ impl AnyClient {
         }
     }
 
+    /// Closes for good, keeping this handle to call on afterwards.
+    pub async fn close_keeping_handle(&self) {
+        match &self.inner {
+            Inner::Tokio(c, _) => c.close().await,
+            Inner::Mio(c) => {
+                let c = c.clone();
+                blocking(move || c.close()).await
+            }
+        }
+    }
+
     /// Closes for good.
     pub async fn close(self) {
         match self.inner {

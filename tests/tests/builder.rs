@@ -20,6 +20,7 @@ on_both_hosts!(
     retry_on_initial_connect_hands_back_a_client_that_sends_once_the_broker_is_up,
     a_send_while_away_fails_under_the_builders_queue_deadline,
     a_builder_without_an_identity_is_refused,
+    a_closed_client_refuses_every_call_in_the_same_words,
 );
 
 /// Builds a client on `host` from one builder expression over `$b`, the same
@@ -176,4 +177,94 @@ async fn connected_member(host: Host, url: &str, n: u8) -> AnyClient {
         Ok(c) => c,
         Err(e) => panic!("member {n} could not connect on {host:?}: {}", e.text),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_print_apart_on_both_hosts() {
+    // Issue 17: two BlockingClients both printed `ConnId { index: 0, generation: 0 }`.
+    let broker = start_broker(broker_config(membership(2, &[])), None).await;
+    let url = broker.url();
+    let (t1, t2) = (
+        tether_tokio::Client::builder(&url)
+            .member(member(1))
+            .spawn()
+            .await
+            .unwrap(),
+        tether_tokio::Client::builder(&url)
+            .member(member(2))
+            .spawn()
+            .await
+            .unwrap(),
+    );
+    assert_ne!(format!("{t1:?}"), format!("{t2:?}"));
+    let u = url.clone();
+    let (m1, m2) = tokio::task::spawn_blocking(move || {
+        (
+            tether_mio::BlockingClient::builder(&u)
+                .member(member(1))
+                .spawn()
+                .unwrap(),
+            tether_mio::BlockingClient::builder(&u)
+                .member(member(2))
+                .spawn()
+                .unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    assert_ne!(format!("{m1:?}"), format!("{m2:?}"));
+    assert_ne!(m1.connection().id(), m2.connection().id());
+    t1.close().await;
+    t2.close().await;
+    tokio::task::spawn_blocking(move || {
+        m1.close();
+        m2.close();
+    })
+    .await
+    .unwrap();
+    broker.stop().await;
+}
+
+/// The three calls' refusals of a client closed for good, as displayed.
+async fn refusals_of(client: &AnyClient) -> Vec<String> {
+    let send = client.send("*", "late", Priority::Next).await.err();
+    let request = client.list_peers().await.err();
+    let command = client.set_presence("late", "idle").await.err();
+    [send, request, command]
+        .into_iter()
+        .map(|e| match e.expect("refused") {
+            CallError::Refused(_, text) => text,
+            CallError::NotAccepted(e) => tether_tokio::ClientError::NotAccepted(e).to_string(),
+            CallError::Other(text) => text,
+            CallError::Failed(f) => panic!("accepted, then failed: {f}"),
+        })
+        .collect()
+}
+
+async fn a_closed_client_refuses_every_call_in_the_same_words(host: Host) {
+    // Issue 17: the same refusal read "the client has shut down" on one host
+    // and "send refused: the session is closed" on the other, depending on
+    // whether the host's task had ended yet. Both ways of being closed, on both
+    // hosts, now read tether-host's CLOSED.
+    let broker = start_broker(broker_config(membership(2, &[1])), None).await;
+    let url = broker.url();
+    let lc = lifecycle(&url);
+    // Revoked: its first attempt is refused for good, while the handle lives.
+    let revoked = build!(host, &url, |b| b
+        .member(member(1))
+        .with_config(move |c| c.session.lifecycle = lc)
+        .retry_on_initial_connect())
+    .expect("handed back at once");
+    revoked
+        .wait_status("closed by the broker", |s| s == Status::Closed)
+        .await;
+    assert!(revoked.connected().await.is_err());
+    let closed_by_broker = refusals_of(&revoked).await;
+    let bob = connected_member(host, &url, 2).await;
+    bob.close_keeping_handle().await;
+    let closed_by_us = refusals_of(&bob).await;
+    for text in closed_by_broker.iter().chain(&closed_by_us) {
+        assert_eq!(text, tether_tokio::CLOSED, "{host:?}");
+    }
+    broker.stop().await;
 }

@@ -18,13 +18,7 @@ use tether_proto::Now;
 
 use crate::config::ConnConfig;
 use crate::conn::IoStats;
-use crate::connection::{Connection, Shutdown};
-
-impl From<Shutdown> for ClientError {
-    fn from(_: Shutdown) -> Self {
-        ClientError::Shutdown
-    }
-}
+use crate::connection::Connection;
 
 /// A blocking handle to one broker connection; clone it freely, use it from any
 /// thread. The connection closes when [`BlockingClient::close`] is called or the
@@ -41,6 +35,7 @@ pub struct BlockingClient {
 impl std::fmt::Debug for BlockingClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlockingClient")
+            .field("conn", &self.conn.id())
             .field("status", &self.status())
             .finish()
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tether_host::{Broadcast, ConnectError, Fanout, Receiver, Router, Transport};
+use tether_host::{Broadcast, ConnectError, Fanout, Receiver, Router, Shutdown, Transport};
 use tether_proto::lifecycle::{Event, LifecycleError, Notification, Status};
 use tether_proto::{Machine, Now};
 use tracing::error;
@@ -18,11 +18,6 @@ use crate::reactor::{ConnId, Reactor, ReactorHandle};
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
-
-/// The reactor thread is gone: the connection closed for good.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the connection has shut down")]
-pub struct Shutdown;
 
 struct StatusCell {
     status: Mutex<Status>,
@@ -202,6 +197,11 @@ where
 }
 
 impl<M, R> Connection<M, R> {
+    /// This connection's id on its reactor, unique in the process.
+    pub fn id(&self) -> ConnId {
+        self.inner.conn
+    }
+
     /// The connection status now.
     pub fn status(&self) -> Status {
         *lock(&self.inner.status.status)

@@ -78,16 +78,25 @@ const WAKER: Token = Token(usize::MAX);
 /// Handle commands run per turn, so a flood of them cannot starve the sockets.
 const COMMANDS_PER_TURN: usize = 1024;
 
-/// Names one connection of a reactor; never reused for another connection.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Names one connection of one reactor; never reused for another connection,
+/// and never equal to an id of another reactor of the process, so two clients'
+/// ids print differently and an id handed to the wrong reactor is refused.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId {
+    reactor: u32,
     index: u32,
     generation: u32,
 }
 
 impl fmt::Display for ConnId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "c{}.{}", self.index, self.generation)
+        write!(f, "r{}.c{}.{}", self.reactor, self.index, self.generation)
+    }
+}
+
+impl fmt::Debug for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnId({self})")
     }
 }
 
@@ -130,6 +139,8 @@ struct Slot {
 /// Other threads reach it through a [`ReactorHandle`]. Dropping the reactor
 /// drops every socket without a close frame; [`close_all`](Self::close_all) first.
 pub struct Reactor {
+    /// This reactor's number in the process (tether_host::next_serial).
+    number: u32,
     poll: Poll,
     ready: Events,
     slots: Vec<Slot>,
@@ -153,6 +164,7 @@ pub struct Reactor {
 impl fmt::Debug for Reactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reactor")
+            .field("number", &self.number)
             .field("connections", &self.live)
             .field("events", &lock(&self.events).len())
             .finish_non_exhaustive()
@@ -171,6 +183,7 @@ impl Reactor {
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (cmd_tx, cmd_rx) = mpsc::sync_channel(options.handle_capacity.max(1));
         Ok(Reactor {
+            number: u32::try_from(tether_host::next_serial()).unwrap_or(u32::MAX),
             ready: Events::with_capacity(options.events_per_turn.max(1)),
             poll,
             slots: Vec::new(),
@@ -245,7 +258,15 @@ impl Reactor {
             }
         };
         let generation = self.slots[index as usize].generation;
-        (index, ConnId { index, generation })
+        let reactor = self.number;
+        (
+            index,
+            ConnId {
+                reactor,
+                index,
+                generation,
+            },
+        )
     }
 
     fn install<M, R>(
@@ -458,6 +479,7 @@ impl Reactor {
             .filter(|(_, s)| s.conn.is_some())
             .filter_map(|(i, s)| {
                 Some(ConnId {
+                    reactor: self.number,
                     index: u32::try_from(i).ok()?,
                     generation: s.generation,
                 })
@@ -621,7 +643,11 @@ impl Reactor {
 
     fn index_of(&self, id: ConnId) -> Result<u32, ReactorError> {
         match self.slots.get(id.index as usize) {
-            Some(slot) if slot.generation == id.generation && slot.conn.is_some() => Ok(id.index),
+            Some(slot)
+                if id.reactor == self.number && slot.generation == id.generation && slot.conn.is_some() =>
+            {
+                Ok(id.index)
+            }
             _ => Err(ReactorError::UnknownConnection(id)),
         }
     }

@@ -192,3 +192,24 @@ fn an_idle_reactor_sleeps() {
     assert!(!done);
     assert!(turns <= 3, "{turns} turns while idle");
 }
+
+/// Issue 17: the first connection of two reactors used to be `ConnId { index:
+/// 0, generation: 0 }` in both, so two clients' logs could not be told apart,
+/// and one reactor took the other's id for its own connection.
+#[test]
+fn ids_of_two_reactors_print_apart_and_are_not_mixed_up() {
+    let server = Server::start(Behaviour::Ack);
+    let mut a = Reactor::new().unwrap();
+    let mut b = Reactor::new().unwrap();
+    let in_a = a.add(config(&server.url())).unwrap();
+    let in_b = b.add(config(&server.url())).unwrap();
+    assert_ne!(format!("{in_a:?}"), format!("{in_b:?}"));
+    assert_ne!(in_a.to_string(), in_b.to_string());
+    assert_ne!(in_a, in_b);
+    // Each reactor knows its own connection only.
+    assert!(a.status(in_a).is_some() && b.status(in_b).is_some());
+    assert_eq!(b.status(in_a), None);
+    assert!(b.send(in_a, Outgoing::new("@alice", "hi")).is_err());
+    assert!(!b.remove(in_a));
+    assert!(a.remove(in_a) && b.remove(in_b));
+}

@@ -24,13 +24,7 @@ use tether_proto::Now;
 use tokio::sync::{oneshot, watch};
 
 use crate::config::ClientConfig;
-use crate::connection::{Connection, Shutdown};
-
-impl From<Shutdown> for ClientError {
-    fn from(_: Shutdown) -> Self {
-        ClientError::Shutdown
-    }
-}
+use crate::connection::Connection;
 
 /// A handle to one broker connection; clone it freely. The connection closes
 /// when [`Client::close`] is called or the last handle is dropped.
@@ -44,6 +38,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
+            .field("id", &self.conn.id())
             .field("status", &*self.conn.status().borrow())
             .finish()
     }

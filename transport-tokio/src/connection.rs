@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tether_host::{ConnectError, Fanout, Receiver, Transport};
+use tether_host::{ConnectError, Fanout, Receiver, Shutdown, Transport};
 use tether_proto::lifecycle::{Event, LifecycleError, Status};
 use tether_proto::{Machine, Now};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
@@ -14,17 +14,14 @@ use tether_host::{Broadcast, Router};
 /// Commands buffered from handles to the driver task.
 pub const DEFAULT_COMMAND_CAPACITY: usize = 256;
 
-/// The driver task is gone: the connection closed for good.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("the connection has shut down")]
-pub struct Shutdown;
-
 type FirstOutcome = oneshot::Receiver<Result<(), ConnectError>>;
 
 /// A handle to one connection driven by its own task, for any [`Machine`];
 /// clone it freely. The connection closes when [`close`](Self::close) is called
 /// or the last handle is dropped.
 pub struct Connection<M: Machine, R> {
+    /// Unique in the process (tether_host::next_serial), so two clients print apart.
+    id: u64,
     cmds: mpsc::Sender<Cmd<M, R>>,
     status: watch::Receiver<Status>,
     /// The first connect's outcome, taken by the first `connected()` to ask.
@@ -34,6 +31,7 @@ pub struct Connection<M: Machine, R> {
 impl<M: Machine, R> Clone for Connection<M, R> {
     fn clone(&self) -> Self {
         Connection {
+            id: self.id,
             cmds: self.cmds.clone(),
             status: self.status.clone(),
             first: Arc::clone(&self.first),
@@ -44,6 +42,7 @@ impl<M: Machine, R> Clone for Connection<M, R> {
 impl<M: Machine, R> std::fmt::Debug for Connection<M, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
+            .field("id", &self.id)
             .field("status", &*self.status.borrow())
             .finish()
     }
@@ -74,10 +73,16 @@ where
         });
         tokio::spawn(driver.run());
         Ok(Connection {
+            id: tether_host::next_serial(),
             cmds: cmd_tx,
             status: status_rx,
             first: Arc::new(Mutex::new(Some(first_rx))),
         })
+    }
+
+    /// This connection's number, unique in the process.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// Waits for the first connect's outcome: `Ok` on the first open (L8), the

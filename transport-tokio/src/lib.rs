@@ -48,6 +48,6 @@ mod hosted;
 
 pub use client::{Client, ClientBuilder, Connecting, Subscription};
 pub use config::ClientConfig;
-pub use connection::{Connection, GenericClient, Shutdown, DEFAULT_COMMAND_CAPACITY};
+pub use connection::{Connection, GenericClient, DEFAULT_COMMAND_CAPACITY};
 pub use hosted::HostedClient;
 pub use tether_host::reexports::*;

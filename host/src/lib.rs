@@ -33,7 +33,7 @@ pub use fanout::{Fanout, Receiver, TryRecvError};
 pub use hosted::{HostedCallError, HostedClientConfig};
 pub use identity::{IdentityError, IdentityFile, SessionFile};
 pub use log::{log_open, log_overflow, log_step};
-pub use mesh::MeshConfig;
+pub use mesh::{MeshConfig, MeshParts};
 pub use queue::{QueueFull, WriteQueue};
 pub use router::{Broadcast, MeshRouter, Router, Waiter};
 pub use socket::{

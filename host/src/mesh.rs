@@ -7,6 +7,13 @@ use tether_proto::mesh::handshake::{Credentials, MeshHandshake};
 use tether_proto::mesh::identity::Presence;
 use tether_proto::mesh::session::{Session, SessionConfig};
 
+use std::sync::Arc;
+
+use tether_proto::mesh::push::Push;
+
+use crate::error::ClientEvent;
+use crate::fanout::Fanout;
+use crate::router::MeshRouter;
 use crate::transport::{random_seed, Transport};
 
 /// Everything a mesh connection needs, on either host (tether-tokio calls it
@@ -57,4 +64,34 @@ impl MeshConfig {
         let seed = self.seed.unwrap_or_else(random_seed);
         Session::new(session_config, handshake, seed, now)
     }
+
+    /// Everything both hosts' mesh clients start from: the session, its router
+    /// and the subscriber queues the router feeds (subscribed to before the
+    /// first attempt, so it is seen).
+    pub fn start(&self, now: Instant) -> Result<MeshParts, ConfigError> {
+        let session = self.session(now)?;
+        let capacity = self.transport.subscriber_capacity;
+        let pushes = Arc::new(Fanout::with_first(capacity));
+        let events = Arc::new(Fanout::with_first(capacity));
+        let router = MeshRouter::new(Arc::clone(&pushes), Arc::clone(&events));
+        Ok(MeshParts {
+            session,
+            router,
+            pushes,
+            events,
+        })
+    }
+}
+
+/// A mesh client's pieces before the host drives them ([`MeshConfig::start`]).
+#[derive(Debug)]
+pub struct MeshParts {
+    /// The session to drive.
+    pub session: Session,
+    /// Its router, for the host's task or thread.
+    pub router: MeshRouter,
+    /// The pushes the router publishes, for the client's handles.
+    pub pushes: Arc<Fanout<Arc<Push>>>,
+    /// Lifecycle news and unconsumed frames, for the client's handles.
+    pub events: Arc<Fanout<ClientEvent>>,
 }

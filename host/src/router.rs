@@ -34,6 +34,13 @@ impl<E: Clone> Broadcast<E> {
     pub fn new(fanout: Arc<Fanout<E>>) -> Self {
         Broadcast { fanout }
     }
+
+    /// A router and the queue it publishes to, holding up to `capacity` per
+    /// subscriber; the first subscriber sees everything from the start.
+    pub fn with_fanout(capacity: usize) -> (Self, Arc<Fanout<E>>) {
+        let fanout = Arc::new(Fanout::with_first(capacity));
+        (Broadcast::new(Arc::clone(&fanout)), fanout)
+    }
 }
 
 impl<M> Router<M> for Broadcast<M::Event>

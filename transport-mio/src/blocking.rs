@@ -68,32 +68,21 @@ impl BlockingClient {
     /// broker's reason (L8). On failure no thread is left running (D1).
     pub fn connect(config: ConnConfig) -> Result<BlockingClient, ConnectError> {
         let client = BlockingClient::spawn(config)?;
-        match client.connected() {
-            Ok(()) => Ok(client),
-            Err(e) => {
-                // The session is closed for good (or the thread died): wait for
-                // the thread so nothing outlives the error.
-                client.close();
-                Err(e)
-            }
-        }
+        client.conn.first_open()?;
+        Ok(client)
     }
 
     /// Starts connecting on a thread of its own and returns at once, so
     /// [`events`](Self::events) sees the first attempt; [`connected`](Self::connected)
     /// waits for its outcome.
     pub fn spawn(config: ConnConfig) -> Result<BlockingClient, ConnectError> {
-        let session = config.session(Instant::now())?;
-        let capacity = config.transport.subscriber_capacity;
-        let events = Arc::new(Fanout::with_first(capacity));
-        let pushes = Arc::new(Fanout::with_first(capacity));
-        let inbox = Arc::new(pushes.subscribe());
-        let router = MeshRouter::new(Arc::clone(&pushes), Arc::clone(&events));
-        let conn = Connection::spawn(session, router, config.url(), &config.transport)?;
+        let parts = config.start(Instant::now())?;
+        let inbox = Arc::new(parts.pushes.subscribe());
+        let conn = Connection::spawn(parts.session, parts.router, config.url(), &config.transport)?;
         Ok(BlockingClient {
             conn,
-            events,
-            pushes,
+            events: parts.events,
+            pushes: parts.pushes,
             inbox,
         })
     }

@@ -145,6 +145,16 @@ where
         result
     }
 
+    /// Waits for the first open; on failure closes and joins the thread
+    /// first, so nothing outlives the error (D1). Every client's `connect`.
+    pub(crate) fn first_open(&self) -> Result<(), ConnectError> {
+        let result = self.connected();
+        if result.is_err() {
+            self.close();
+        }
+        result
+    }
+
     /// Runs `f` on the reactor thread with the machine, its router and the
     /// time, then drains the machine, and waits for the answer: the one call
     /// path of every protocol's blocking client.
@@ -308,8 +318,7 @@ where
     /// Starts driving `machine` at once; subscribe with [`events`](Self::events)
     /// before [`connected`](Connection::connected) to see the first attempt.
     pub fn spawn(machine: M, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
-        let events = Arc::new(Fanout::with_first(transport.subscriber_capacity));
-        let router = Broadcast::new(Arc::clone(&events));
+        let (router, events) = Broadcast::with_fanout(transport.subscriber_capacity);
         let conn = Connection::spawn(machine, router, url, transport)?;
         Ok(GenericClient { conn, events })
     }
@@ -317,13 +326,8 @@ where
     /// Starts and waits for the first open (L8); on failure the thread is gone (D1).
     pub fn connect(machine: M, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
         let client = GenericClient::spawn(machine, url, transport)?;
-        match client.conn.connected() {
-            Ok(()) => Ok(client),
-            Err(e) => {
-                client.conn.close();
-                Err(e)
-            }
-        }
+        client.conn.first_open()?;
+        Ok(client)
     }
 
     /// Every event of the machine (the first call's receiver from the start,

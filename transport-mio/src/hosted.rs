@@ -30,13 +30,8 @@ impl HostedClient {
     /// or fails with the stop reason; on failure no thread is left (D1).
     pub fn connect(config: &HostedClientConfig, tokens: TokenProvider) -> Result<Self, ConnectError> {
         let client = HostedClient::spawn(config, tokens)?;
-        match client.connected() {
-            Ok(()) => Ok(client),
-            Err(e) => {
-                client.close();
-                Err(e)
-            }
-        }
+        client.inner.first_open()?;
+        Ok(client)
     }
 
     /// Waits for the first connect's outcome; `Ok` at once after it.
@@ -46,14 +41,12 @@ impl HostedClient {
 
     /// Sends a control request with a fresh `request_id`, which it returns (S7).
     pub fn send_control_request(&self, request: Value) -> Result<String, HostedCallError> {
-        let sent = self.inner.with(move |s, _| s.send_control_request(request));
-        Ok(sent.map_err(|_| HostedCallError::Shutdown)??)
+        Ok(self.inner.with(move |s, _| s.send_control_request(request))??)
     }
 
     /// Sends a control response as it is (S10).
     pub fn send_control_response(&self, response: Value) -> Result<(), HostedCallError> {
-        let sent = self.inner.with(move |s, _| s.send_control_response(response));
-        Ok(sent.map_err(|_| HostedCallError::Shutdown)??)
+        Ok(self.inner.with(move |s, _| s.send_control_response(response))??)
     }
 
     /// Messages and lifecycle news (the first call's receiver from the start,
@@ -74,7 +67,7 @@ impl HostedClient {
 
     /// Forces a fresh connection after 500 ms, counters reset (S5).
     pub fn reconnect(&self) -> Result<(), HostedCallError> {
-        self.inner.reconnect().map_err(|_| HostedCallError::Shutdown)
+        Ok(self.inner.reconnect()?)
     }
 
     /// Closes for good (L11); idempotent.

@@ -76,13 +76,8 @@ impl Client {
     /// broker's reason (L8). On failure nothing keeps running (D1).
     pub async fn connect(config: ClientConfig) -> Result<Client, ConnectError> {
         let client = Client::spawn(config)?;
-        match client.connected().await {
-            Ok(()) => Ok(client),
-            Err(e) => {
-                client.close().await;
-                Err(e)
-            }
-        }
+        client.conn.first_open().await?;
+        Ok(client)
     }
 
     /// Starts connecting and returns at once, so [`events`](Self::events) and
@@ -90,13 +85,13 @@ impl Client {
     /// [`connected`](Self::connected) waits for its outcome. Sends made
     /// meanwhile wait in the session's outbound queue (B3).
     pub fn spawn(config: ClientConfig) -> Result<Client, ConnectError> {
-        let session = config.session(Instant::now())?;
-        let capacity = config.transport.subscriber_capacity;
-        let pushes = Arc::new(Fanout::with_first(capacity));
-        let events = Arc::new(Fanout::with_first(capacity));
-        let router = MeshRouter::new(Arc::clone(&pushes), Arc::clone(&events));
-        let conn = Connection::spawn(session, router, config.url(), &config.transport)?;
-        Ok(Client { conn, pushes, events })
+        let parts = config.start(Instant::now())?;
+        let conn = Connection::spawn(parts.session, parts.router, config.url(), &config.transport)?;
+        Ok(Client {
+            conn,
+            pushes: parts.pushes,
+            events: parts.events,
+        })
     }
 
     /// Waits for the first connect's outcome (L8); `Ok` at once after it.

@@ -100,6 +100,16 @@ where
         }
     }
 
+    /// Waits for the first open; on failure closes and waits for the task's
+    /// end first, so nothing keeps running (D1). Every client's `connect`.
+    pub(crate) async fn first_open(&self) -> Result<(), ConnectError> {
+        let result = self.connected().await;
+        if result.is_err() {
+            self.close().await;
+        }
+        result
+    }
+
     /// Runs `f` on the driver task with the machine, its router and the time,
     /// then drains the machine: the one call path of every protocol's client.
     pub async fn call<T: Send + 'static>(
@@ -175,8 +185,7 @@ where
     /// Starts driving `machine` at once; subscribe with [`events`](Self::events)
     /// before awaiting [`connected`](Connection::connected) to see the first attempt.
     pub fn spawn(machine: M, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
-        let events = Arc::new(Fanout::with_first(transport.subscriber_capacity));
-        let router = Broadcast::new(Arc::clone(&events));
+        let (router, events) = Broadcast::with_fanout(transport.subscriber_capacity);
         let conn = Connection::spawn(machine, router, url, transport)?;
         Ok(GenericClient { conn, events })
     }
@@ -184,13 +193,8 @@ where
     /// Starts and waits for the first open (L8); on failure the task is gone (D1).
     pub async fn connect(machine: M, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
         let client = GenericClient::spawn(machine, url, transport)?;
-        match client.connected().await {
-            Ok(()) => Ok(client),
-            Err(e) => {
-                client.close().await;
-                Err(e)
-            }
-        }
+        client.conn.first_open().await?;
+        Ok(client)
     }
 
     /// Every event of the machine (the first call's receiver from the start,

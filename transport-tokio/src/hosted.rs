@@ -31,13 +31,8 @@ impl HostedClient {
     /// or fails with the stop reason; on failure nothing keeps running (D1).
     pub async fn connect(config: &HostedClientConfig, tokens: TokenProvider) -> Result<Self, ConnectError> {
         let client = HostedClient::spawn(config, tokens)?;
-        match client.connected().await {
-            Ok(()) => Ok(client),
-            Err(e) => {
-                client.close().await;
-                Err(e)
-            }
-        }
+        client.inner.connection().first_open().await?;
+        Ok(client)
     }
 
     /// Waits for the first connect's outcome; `Ok` at once after it.
@@ -47,17 +42,18 @@ impl HostedClient {
 
     /// Sends a control request with a fresh `request_id`, which it returns (S7).
     pub async fn send_control_request(&self, request: Value) -> Result<String, HostedCallError> {
-        let sent = self.inner.with(move |s, _| s.send_control_request(request)).await;
-        Ok(sent.map_err(|_| HostedCallError::Shutdown)??)
+        Ok(self
+            .inner
+            .with(move |s, _| s.send_control_request(request))
+            .await??)
     }
 
     /// Sends a control response as it is (S10).
     pub async fn send_control_response(&self, response: Value) -> Result<(), HostedCallError> {
-        let sent = self
+        Ok(self
             .inner
             .with(move |s, _| s.send_control_response(response))
-            .await;
-        Ok(sent.map_err(|_| HostedCallError::Shutdown)??)
+            .await??)
     }
 
     /// Messages and lifecycle news (the first call's receiver from the start,
@@ -73,10 +69,7 @@ impl HostedClient {
 
     /// Forces a fresh connection after 500 ms, counters reset (S5).
     pub async fn reconnect(&self) -> Result<(), HostedCallError> {
-        self.inner
-            .reconnect()
-            .await
-            .map_err(|_| HostedCallError::Shutdown)
+        Ok(self.inner.reconnect().await?)
     }
 
     /// Closes for good (L11); idempotent.

@@ -38,6 +38,7 @@ async fn wss_with_a_self_signed_certificate_from_pem_files() {
     let files = TlsFiles {
         cert_pem_path: dir.0.join("cert.pem"),
         key_pem_path: dir.0.join("key.pem"),
+        client_ca_pem_path: None,
     };
     std::fs::write(&files.cert_pem_path, issued.cert.pem()).unwrap();
     std::fs::write(&files.key_pem_path, issued.signing_key.serialize_pem()).unwrap();
@@ -64,6 +65,7 @@ fn missing_pem_files_are_a_tls_error() {
     let files = TlsFiles {
         cert_pem_path: "/nonexistent/cert.pem".into(),
         key_pem_path: "/nonexistent/key.pem".into(),
+        client_ca_pem_path: None,
     };
     assert!(TlsSetup::Files(files).load().is_err());
 }

@@ -8,7 +8,8 @@
 //! | invalid setting, `--ca` file unreadable or without a certificate | refused before connecting | 2 |
 //! | connect: configuration (bad URL or scheme, header, TLS set-up) | stop | 2 |
 //! | connect: TLS certificate (unknown issuer, wrong name, expired) | stop | 3 |
-//! | connect: DNS, refused, TLS other, HTTP status, upgrade, timeout, network | retry (first connect: fail fast) | 4 |
+//! | connect: the proxy refused its credentials (CONNECT answered 407) | stop | 3 |
+//! | connect: DNS, refused, TLS other, HTTP status, other proxy refusals, upgrade, timeout, network | retry (first connect: fail fast) | 4 |
 //! | rejection `bad_signature`, `malformed`, `unauthorized`, `revoked`, `session_replaced`, 4002/4003 | stop | 3 |
 //! | rejection `timestamp_skew` | 2 retries with a fresh timestamp, then stop (first connect too) | 3 |
 //! | rejection `bad_session_pubkey`, `bad_parent_pubkey`, `attestation_mismatch`, `expired` | 1 retry with a re-minted attestation, then stop | 3 |
@@ -183,6 +184,12 @@ fn stop_hint(reason: &StopReason) -> (u8, String) {
                 ConnectFailureKind::Tls => "the TLS handshake failed: check that the broker speaks wss://",
                 ConnectFailureKind::HttpStatus(_) | ConnectFailureKind::Upgrade => {
                     "the server did not accept a WebSocket there: check the --url path"
+                }
+                ConnectFailureKind::Proxy(407) => {
+                    "the proxy refused its credentials: check the user and password in HTTPS_PROXY/HTTP_PROXY"
+                }
+                ConnectFailureKind::Proxy(_) => {
+                    "the proxy refused the tunnel: check HTTPS_PROXY/HTTP_PROXY and NO_PROXY"
                 }
                 ConnectFailureKind::Timeout | ConnectFailureKind::Network => {
                     "the network failed: check that the broker is reachable, then retry"

@@ -5,7 +5,8 @@
 //! request ([`Target`], `wss:` detected in any case), what a WebSocket message
 //! or error means to the machine ([`inbound`], [`closed_by`]), the one bounded
 //! [`WriteQueue`] and its one overflow rule, the close linger, the one
-//! [`Transport`] configuration (TLS trust, message and buffer sizes), clocks
+//! [`Transport`] configuration (TLS trust and client certificates, the
+//! CONNECT [`Proxy`], message and buffer sizes), clocks
 //! and seeds, the log lines, and the client error and event types. It decides
 //! nothing a simulator would need to see: every retry and give-up is the
 //! machine's (tether-proto).
@@ -17,6 +18,7 @@ mod hosted;
 pub mod identity;
 mod log;
 mod mesh;
+mod proxy;
 mod queue;
 pub mod reexports;
 pub mod replies;
@@ -34,13 +36,14 @@ pub use hosted::{HostedCallError, HostedClientConfig};
 pub use identity::{IdentityError, IdentityFile, SessionFile};
 pub use log::{log_open, log_overflow, log_step};
 pub use mesh::{MeshConfig, MeshParts};
+pub use proxy::{bypasses, proxy_for, Proxy, ProxyEnv, ProxyError, ProxyUrl, Tunnel, Wants};
 pub use queue::{QueueFull, WriteQueue};
 pub use router::{Broadcast, MeshRouter, Router, Waiter};
 pub use socket::{
     close_message, closed_by, connect_failed, connect_failure_kind, inbound, is_secure, message_len,
     misconfigured, outbound, queue_overflowed, stream_ended, Target, WRITE_QUEUE_FULL,
 };
-pub use tls::{Roots, TlsError, TlsOptions};
+pub use tls::{ClientCert, Roots, TlsError, TlsOptions};
 pub use transport::{
     next_serial, now, random_seed, unix_ms, Transport, CLOSE_LINGER, DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY, DEFAULT_WRITE_QUEUE, DEFAULT_WRITE_QUEUE_BYTES,

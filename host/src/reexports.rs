@@ -7,8 +7,9 @@ pub use crate::error::{ClientError, ClientEvent, ConnectError, Sent, Shutdown, C
 pub use crate::fanout::{Receiver, TryRecvError};
 pub use crate::hosted::{HostedCallError, HostedClientConfig};
 pub use crate::identity::{IdentityError, IdentityFile, SessionFile};
+pub use crate::proxy::{Proxy, ProxyEnv, ProxyError, ProxyUrl};
 pub use crate::router::{Broadcast, MeshRouter, Router};
-pub use crate::tls::{Roots, TlsError, TlsOptions};
+pub use crate::tls::{ClientCert, Roots, TlsError, TlsOptions};
 pub use crate::transport::{
     Transport, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY,
     DEFAULT_WRITE_QUEUE,

@@ -184,6 +184,16 @@ fn io_failure_kind(io: &std::io::Error) -> ConnectFailureKind {
             _ => ConnectFailureKind::Tls,
         };
     }
+    if let Some(proxy) = io
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<crate::proxy::ProxyError>())
+    {
+        return match proxy {
+            crate::proxy::ProxyError::Refused { status, .. } => ConnectFailureKind::Proxy(*status),
+            crate::proxy::ProxyError::BadUrl { .. } => ConnectFailureKind::Configuration,
+            crate::proxy::ProxyError::BadReply(_) => ConnectFailureKind::Network,
+        };
+    }
     match io.kind() {
         ErrorKind::ConnectionRefused => ConnectFailureKind::Refused,
         ErrorKind::TimedOut => ConnectFailureKind::Timeout,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tether_proto::Now;
 use tungstenite::protocol::WebSocketConfig;
 
+use crate::proxy::Proxy;
 use crate::tls::{TlsError, TlsOptions};
 
 /// Largest WebSocket message accepted by default (matches the session's send limit).
@@ -42,8 +43,10 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// The socket side of a connection, the same on both hosts.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transport {
-    /// `wss://` trust settings.
+    /// `wss://` trust settings and the client certificate.
     pub tls: TlsOptions,
+    /// HTTP CONNECT proxy for ws and wss (S8); by default from the environment.
+    pub proxy: Proxy,
     /// Largest inbound or outbound WebSocket message.
     pub max_message_size: usize,
     /// tungstenite's read buffer (see [`DEFAULT_READ_BUFFER_SIZE`]).
@@ -60,6 +63,7 @@ impl Default for Transport {
     fn default() -> Self {
         Transport {
             tls: TlsOptions::default(),
+            proxy: Proxy::default(),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             read_buffer_size: DEFAULT_READ_BUFFER_SIZE,
             write_queue: DEFAULT_WRITE_QUEUE,

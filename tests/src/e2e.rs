@@ -114,8 +114,7 @@ pub fn spec(url: &str, n: u8, session: &str) -> Spec {
         session: session_config,
         credentials: Credentials::Member(member(n)),
         presence,
-        max_message_size: tether_tokio::DEFAULT_MAX_MESSAGE_SIZE,
-        extra_ca_pem: None,
+        transport: tether_tokio::Transport::default(),
         seed: u64::from(n),
     }
 }

@@ -51,10 +51,8 @@ pub struct Spec {
     pub credentials: Credentials,
     /// Presence fields.
     pub presence: Presence,
-    /// Largest message.
-    pub max_message_size: usize,
-    /// Extra CA (PEM) for wss.
-    pub extra_ca_pem: Option<String>,
+    /// The socket side: TLS roots and client certificate, proxy, sizes.
+    pub transport: tether_tokio::Transport,
     /// Seed of jitter and ids.
     pub seed: u64,
 }
@@ -168,11 +166,8 @@ impl AnyClient {
                     spec.presence,
                 );
                 c.session = spec.session;
-                c.transport.max_message_size = spec.max_message_size;
+                c.transport = spec.transport;
                 c.seed = Some(spec.seed);
-                if let Some(pem) = spec.extra_ca_pem {
-                    c.transport.tls = c.transport.tls.with_extra_ca_pem(pem);
-                }
                 match tether_tokio::Client::connect(c).await {
                     Ok(client) => {
                         let events = client.events();
@@ -199,11 +194,8 @@ impl AnyClient {
                     spec.presence,
                 );
                 c.session = spec.session;
-                c.transport.max_message_size = spec.max_message_size;
+                c.transport = spec.transport;
                 c.seed = Some(spec.seed);
-                if let Some(pem) = spec.extra_ca_pem {
-                    c.transport.tls.extra_ca_pem.push(pem);
-                }
                 match blocking(move || tether_mio::BlockingClient::connect(c)).await {
                     Ok(client) => {
                         let events = client.events();

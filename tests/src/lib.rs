@@ -9,6 +9,7 @@
 //!   and one client API over both hosts so each scenario runs on tokio and mio.
 //! - [`hosted_server`]: a hosted-session server that checks headers, closes
 //!   with 4001/4003 on demand and echoes control requests.
+//! - [`proxy`]: an HTTP CONNECT proxy that records what it was asked for.
 //! - [`storm`]: the reconnect-storm measurement (`tether_sim::storm`).
 //!
 //! Everything here waits on events, never on the clock.
@@ -16,5 +17,6 @@
 pub mod e2e;
 pub mod hosted_server;
 pub mod hosts;
+pub mod proxy;
 pub use tether_sim as sim;
 pub use tether_sim::storm;

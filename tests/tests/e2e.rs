@@ -406,7 +406,7 @@ async fn oversized_frames_are_refused_with_a_clear_error(host: Host) {
     // proves X4
     let broker = start_broker(broker_config(membership(1, &[])), None).await;
     let mut s = spec(&broker.url(), 1, "s1");
-    s.max_message_size = 64 * 1024;
+    s.transport.max_message_size = 64 * 1024;
     s.session.max_send_len = 64 * 1024;
     let mut alice = AnyClient::connect(host, s).await.unwrap();
     // Outbound: refused at the call, nothing sent.
@@ -470,7 +470,7 @@ async fn wss_with_a_self_signed_certificate_needs_its_ca(host: Host) {
         Ok(_) => panic!("a self-signed broker was trusted without its CA"),
     }
     let mut s = spec(&url, 1, "s1");
-    s.extra_ca_pem = Some(issued.cert.pem());
+    s.transport.tls.extra_ca_pem.push(issued.cert.pem());
     let alice = AnyClient::connect(host, s).await.unwrap();
     // A broadcast: the real broker refuses a direct send to one's own only connection.
     alice.send("*", "over tls", Priority::Next).await.unwrap();

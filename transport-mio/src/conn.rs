@@ -18,7 +18,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
-use tether_host::{now, Router, Target as Request, Transport, WriteQueue, CLOSE_LINGER};
+use tether_host::{now, Proxy, Router, Target as Request, Transport, Tunnel, WriteQueue, CLOSE_LINGER};
 use tether_proto::lifecycle::{ConnectFailureKind, Event, Io, LifecycleError, SocketId, Status};
 use tether_proto::{Machine, Now, Output};
 use tracing::debug;
@@ -94,6 +94,7 @@ pub(crate) struct Conn<M, R> {
     ws_config: WebSocketConfig,
     /// The write queue's bounds: frames and bytes.
     write_queue: (usize, usize),
+    proxy: Proxy,
     /// The deadline under which the reactor's timer table files this connection.
     filed: Option<Instant>,
     /// Frames were written since the last flush.
@@ -119,6 +120,8 @@ enum Stage {
     Resolving(Box<Target>),
     /// TCP connect in flight.
     Connecting(TcpStream, Box<Target>),
+    /// CONNECT to the proxy in flight (S8).
+    Tunnelling(TcpStream, Box<Target>),
     /// TLS handshake in flight.
     Tls(Box<TlsStream>, Box<Target>),
     /// WebSocket upgrade in flight.
@@ -131,6 +134,8 @@ enum Stage {
 struct Target {
     request: tungstenite::handshake::client::Request,
     tls_name: Option<ServerName<'static>>,
+    /// The CONNECT exchange to run first, when the attempt goes through a proxy.
+    tunnel: Option<Box<Tunnel>>,
     /// Addresses not tried yet, in the resolver's order.
     addrs: VecDeque<SocketAddr>,
     last_error: Option<Fail>,
@@ -183,6 +188,7 @@ where
             tls,
             ws_config: transport.ws_config(),
             write_queue: (transport.write_queue, transport.write_queue_bytes),
+            proxy: transport.proxy.clone(),
             filed: None,
             dirty: false,
             flush_listed: false,
@@ -362,12 +368,17 @@ where
         url: &str,
         headers: &[(String, String)],
     ) -> Result<Stage, Fail> {
+        let target = Request::new(url, headers).map_err(misconfigured)?;
+        let proxy = self
+            .proxy
+            .for_target(&target)
+            .map_err(|e| misconfigured(e.to_string()))?;
         let Request {
             request,
             secure,
             host,
             port,
-        } = Request::new(url, headers).map_err(misconfigured)?;
+        } = target;
         let tls_name = if secure {
             if self.tls.is_none() {
                 return Err(misconfigured("wss:// needs a TLS configuration"));
@@ -378,9 +389,19 @@ where
         } else {
             None
         };
+        // Through a proxy, the socket goes to the proxy and the tunnel to the target.
+        let (tunnel, host, port) = match proxy {
+            Some(proxy) => {
+                debug!(target: "tether", conn = %self.id, %proxy, host, port, "connecting through proxy");
+                let tunnel = Box::new(Tunnel::new(&proxy, &host, port));
+                (Some(tunnel), proxy.host().to_owned(), proxy.port())
+            }
+            None => (None, host, port),
+        };
         let mut target = Box::new(Target {
             request,
             tls_name,
+            tunnel,
             addrs: VecDeque::new(),
             last_error: None,
         });
@@ -445,6 +466,7 @@ where
                 }
                 Stage::Resolving(target) => Step::Wait(Stage::Resolving(target)),
                 Stage::Connecting(tcp, target) => self.connected(ctx, tcp, target),
+                Stage::Tunnelling(tcp, target) => self.tunnel(ctx, tcp, target),
                 Stage::Tls(tls, target) => self.tls_handshake(tls, target),
                 Stage::Upgrading(mid) => upgraded(mid.handshake(), self.write_queue),
             };
@@ -491,6 +513,9 @@ where
                 Ok(_) => {
                     // Frames are small and latency matters more than packet count.
                     let _ = tcp.set_nodelay(true);
+                    if target.tunnel.is_some() {
+                        return Step::Next(Stage::Tunnelling(tcp, target));
+                    }
                     return self.secure(tcp, target);
                 }
                 Err(e) if matches!(e.kind(), ErrorKind::NotConnected | ErrorKind::WouldBlock) => {
@@ -503,6 +528,24 @@ where
         drop(tcp);
         target.last_error = Some(io_reason(error));
         connect_next(ctx, target)
+    }
+
+    /// The CONNECT exchange with the proxy, then TLS and the upgrade through it.
+    fn tunnel(&self, ctx: &mut Ctx<'_>, mut tcp: TcpStream, mut target: Box<Target>) -> Step {
+        let Some(tunnel) = target.tunnel.as_mut() else {
+            return self.secure(tcp, target);
+        };
+        match tunnel.drive(&mut tcp) {
+            Ok(None) => {
+                target.tunnel = None;
+                self.secure(tcp, target)
+            }
+            Ok(Some(_)) => Step::Wait(Stage::Tunnelling(tcp, target)),
+            Err(e) => {
+                let _ = ctx.registry.deregister(&mut tcp);
+                Step::Failed(io_reason(e))
+            }
+        }
     }
 
     fn secure(&self, tcp: TcpStream, mut target: Box<Target>) -> Step {
@@ -738,7 +781,7 @@ impl Stage {
     fn tcp_mut(&mut self) -> Option<&mut TcpStream> {
         match self {
             Stage::Resolving(_) => None,
-            Stage::Connecting(tcp, _) => Some(tcp),
+            Stage::Connecting(tcp, _) | Stage::Tunnelling(tcp, _) => Some(tcp),
             Stage::Tls(tls, _) => Some(&mut tls.sock),
             Stage::Upgrading(mid) => Some(mid.get_mut().get_mut().tcp_mut()),
             Stage::Open(open) => Some(open.ws.get_mut().tcp_mut()),

@@ -14,7 +14,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::{Sink, Stream};
-use tether_host::{ConnectError, Target, Transport, WriteQueue, CLOSE_LINGER};
+use tether_host::{
+    ConnectError, Proxy, ProxyUrl, Target, Transport, Tunnel, Wants, WriteQueue, CLOSE_LINGER,
+};
 use tether_proto::lifecycle::{Event, Io, Notification, SocketId, Status};
 use tether_proto::{Machine, Now, Output};
 use tokio::net::TcpStream;
@@ -88,6 +90,7 @@ pub(crate) struct Driver<M: Machine, R> {
     tls: Option<Arc<rustls::ClientConfig>>,
     ws_config: WebSocketConfig,
     write_queue: (usize, usize),
+    proxy: Proxy,
 }
 
 impl<M, R> Driver<M, R>
@@ -111,6 +114,7 @@ where
             tls: parts.tls,
             ws_config: parts.transport.ws_config(),
             write_queue: (parts.transport.write_queue, parts.transport.write_queue_bytes),
+            proxy: parts.transport.proxy,
         }
     }
 
@@ -285,6 +289,7 @@ where
 
     fn open(&self, url: &str, headers: &[(String, String)]) -> Result<Connecting, String> {
         let target = Target::new(url, headers)?;
+        let proxy = self.proxy.for_target(&target).map_err(|e| e.to_string())?;
         let connector = if target.secure {
             match &self.tls {
                 Some(tls) => Connector::Rustls(Arc::clone(tls)),
@@ -294,6 +299,19 @@ where
             Connector::Plain
         };
         let config = self.ws_config;
+        if let Some(proxy) = proxy {
+            return Ok(Box::pin(async move {
+                let tcp = tunnelled(&proxy, &target.host, target.port).await?;
+                tokio_tungstenite::client_async_tls_with_config(
+                    target.request,
+                    tcp,
+                    Some(config),
+                    Some(connector),
+                )
+                .await
+                .map(|(ws, _response)| ws)
+            }));
+        }
         Ok(Box::pin(async move {
             tokio_tungstenite::connect_async_tls_with_config(
                 target.request,
@@ -362,6 +380,44 @@ where
             }
         }
         self.router.route(event);
+    }
+}
+
+/// A TCP connection to `proxy`, tunnelled by CONNECT to `host:port` (S8);
+/// TLS and the upgrade then run through it as over a direct connection.
+async fn tunnelled(proxy: &ProxyUrl, host: &str, port: u16) -> Result<TcpStream, tungstenite::Error> {
+    debug!(target: "tether", %proxy, host, port, "connecting through proxy");
+    let tcp = TcpStream::connect((proxy.host(), proxy.port())).await?;
+    // Frames are small and latency matters more than packet count.
+    let _ = tcp.set_nodelay(true);
+    let mut tunnel = Tunnel::new(proxy, host, port);
+    // tether-host's one exchange, over tokio's non-blocking socket calls.
+    while let Some(wants) = tunnel.drive(&mut TryIo(&tcp))? {
+        match wants {
+            Wants::Write => tcp.writable().await?,
+            Wants::Read => tcp.readable().await?,
+        }
+    }
+    Ok(tcp)
+}
+
+/// std's `Read`/`Write` over a tokio socket's `try_` calls: `WouldBlock` when
+/// the socket is not ready, as with any non-blocking socket.
+struct TryIo<'a>(&'a TcpStream);
+
+impl std::io::Read for TryIo<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.try_read(buf)
+    }
+}
+
+impl std::io::Write for TryIo<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.try_write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -41,6 +41,9 @@ pub enum TlsError {
     /// The key file holds no private key.
     #[error("no private key in {0}")]
     NoPrivateKey(PathBuf),
+    /// The client CA file cannot verify client certificates.
+    #[error("client CAs: {0}")]
+    ClientVerifier(String),
     /// rustls refused the certificate and key.
     #[error("rustls: {0}")]
     Rustls(#[from] rustls::Error),

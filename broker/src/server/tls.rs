@@ -1,4 +1,5 @@
-//! `wss://`: a rustls server configuration from PEM files or supplied ready-made.
+//! `wss://`: a rustls server configuration from PEM files or supplied ready-made,
+//! optionally requiring client certificates (mTLS) issued by given CAs.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -14,6 +15,10 @@ pub struct TlsFiles {
     pub cert_pem_path: PathBuf,
     /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
     pub key_pem_path: PathBuf,
+    /// PEM file of CA certificates: when set, every client must present a
+    /// certificate issued by one of them, or the TLS handshake fails (mTLS,
+    /// as a hosted deployment behind a client-certificate gateway does).
+    pub client_ca_pem_path: Option<PathBuf>,
 }
 
 /// How the server gets its TLS configuration.
@@ -60,9 +65,25 @@ fn load_files(files: &TlsFiles) -> Result<Arc<rustls::ServerConfig>, TlsError> {
         .ok_or_else(|| TlsError::NoPrivateKey(files.key_pem_path.clone()))?;
     // An explicit provider: the process may have none installed, or more than one.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()?;
+    let builder = match &files.client_ca_pem_path {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in rustls_pemfile::certs(&mut open(path)?) {
+                roots.add(ca.map_err(read_error(path))?)?;
+            }
+            if roots.is_empty() {
+                return Err(TlsError::NoCertificate(path.clone()));
+            }
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
+                    .build()
+                    .map_err(|e| TlsError::ClientVerifier(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let config = builder.with_single_cert(certs, key)?;
     Ok(Arc::new(config))
 }

@@ -30,6 +30,10 @@ pub struct BrokerArgs {
     /// PEM private key for wss://.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// PEM file of CAs: require every client to present a certificate issued
+    /// by one of them (mTLS); a client without one fails the TLS handshake.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Presences (open and in their 90 s grace) allowed per mesh.
     #[arg(long, default_value_t = tether_broker::core::DEFAULT_MAX_CONNECTIONS_PER_MESH)]
     pub max_connections_per_mesh: usize,
@@ -57,6 +61,7 @@ pub async fn run(args: BrokerArgs) -> Result<(), Failure> {
         (Some(cert_pem_path), Some(key_pem_path)) => Some(TlsSetup::Files(TlsFiles {
             cert_pem_path,
             key_pem_path,
+            client_ca_pem_path: args.tls_client_ca,
         })),
         _ => None,
     };

@@ -165,7 +165,7 @@ fn option<T>(
 /// Any kind of connect failure, the ones that stop included.
 fn connect_kind(u: &mut Unstructured<'_>) -> ConnectFailureKind {
     use ConnectFailureKind::*;
-    match u.int_in_range(0u8..=8).unwrap_or(1) {
+    match u.int_in_range(0u8..=9).unwrap_or(1) {
         0 => Configuration,
         1 => Dns,
         2 => Refused,
@@ -174,6 +174,7 @@ fn connect_kind(u: &mut Unstructured<'_>) -> ConnectFailureKind {
         5 => HttpStatus(u.arbitrary().unwrap_or(502)),
         6 => Upgrade,
         7 => Timeout,
+        8 => Proxy(u.arbitrary().unwrap_or(407)),
         _ => Network,
     }
 }

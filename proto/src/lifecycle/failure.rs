@@ -8,7 +8,8 @@ use std::time::Duration;
 /// The host classifies its transport's error (tether-host has the one function
 /// both hosts use); the close policy gives every kind a verdict. By default
 /// [`Configuration`](Self::Configuration) and [`TlsCertificate`](Self::TlsCertificate)
-/// stop: a malformed URL or a certificate that does not verify will be the same
+/// stop, and so does a proxy's 407: a malformed URL, proxy credentials it
+/// refuses, or a certificate that does not verify will be the same
 /// on the next attempt, so retrying only hides the mistake (and a certificate
 /// that "fixes itself" is exactly what verification is there to notice). Every
 /// other kind is a network condition that can pass, and reconnects.
@@ -26,6 +27,10 @@ pub enum ConnectFailureKind {
     Tls,
     /// The upgrade was answered with an HTTP status other than 101.
     HttpStatus(u16),
+    /// The HTTP proxy refused the CONNECT tunnel with this status (407: its
+    /// credentials are missing or wrong, which stops by default; 502/503: it
+    /// could not reach the target, which reconnects).
+    Proxy(u16),
     /// The WebSocket upgrade itself failed (bad accept key, not a WebSocket server).
     Upgrade,
     /// The transport timed out while connecting.
@@ -44,6 +49,7 @@ impl ConnectFailureKind {
             ConnectFailureKind::TlsCertificate => "tls_certificate",
             ConnectFailureKind::Tls => "tls",
             ConnectFailureKind::HttpStatus(_) => "http_status",
+            ConnectFailureKind::Proxy(_) => "proxy",
             ConnectFailureKind::Upgrade => "upgrade",
             ConnectFailureKind::Timeout => "timeout",
             ConnectFailureKind::Network => "network",

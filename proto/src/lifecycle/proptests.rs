@@ -81,6 +81,7 @@ fn connect_kind() -> impl Strategy<Value = ConnectFailureKind> {
         6 => prop::sample::select(vec![Dns, Refused, Tls, Upgrade, Timeout, Network]),
         1 => prop::sample::select(vec![Configuration, TlsCertificate]),
         1 => any::<u16>().prop_map(HttpStatus),
+        1 => any::<u16>().prop_map(Proxy),
     ]
 }
 

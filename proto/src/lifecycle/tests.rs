@@ -1239,6 +1239,7 @@ fn a_refused_input_changes_nothing_not_even_the_clock() {
 
 #[test]
 fn configuration_and_certificate_failures_stop_other_connect_failures_retry() {
+    // proves S8: a proxy refusing its credentials (407) stops like a typo.
     // A typo in the URL or a certificate that does not verify fails the same way
     // every time: even with FirstConnect::Retry, and after having been open, the
     // machine stops and says why instead of retrying for ever.
@@ -1249,6 +1250,8 @@ fn configuration_and_certificate_failures_stop_other_connect_failures_retry() {
         (ConnectFailureKind::Refused, false),
         (ConnectFailureKind::Tls, false),
         (ConnectFailureKind::HttpStatus(502), false),
+        (ConnectFailureKind::Proxy(407), true),
+        (ConnectFailureKind::Proxy(502), false),
         (ConnectFailureKind::Upgrade, false),
         (ConnectFailureKind::Timeout, false),
         (ConnectFailureKind::Network, false),

@@ -262,6 +262,12 @@ impl Default for ClosePolicy {
                     on: Match::Connect(ConnectFailureKind::TlsCertificate),
                     verdict: Stop,
                 },
+                // The proxy wants credentials it was not given, or refuses the
+                // ones it was: every retry sends the same again.
+                Rule {
+                    on: Match::Connect(ConnectFailureKind::Proxy(407)),
+                    verdict: Stop,
+                },
             ],
             Reconnect,
         )

@@ -27,6 +27,7 @@
 use std::fmt;
 use std::process::ExitCode;
 
+use crate::stderr::say;
 use tether_proto::lifecycle::{ConnectFailureKind, Failure as Ended, StopReason};
 use tether_proto::mesh::session::FailureKind;
 use tether_tokio::{ClientError, ConnectError, IdentityError};
@@ -144,7 +145,7 @@ impl Failure {
 
     /// Prints the one line and returns the exit code.
     pub fn report(&self) -> ExitCode {
-        eprintln!("error: {self}");
+        say!("error: {self}");
         ExitCode::from(self.code)
     }
 }

@@ -4,6 +4,7 @@
 
 mod cmd;
 mod fail;
+mod stderr;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -141,7 +142,7 @@ fn init_tracing() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| stderr::Stderr)
         .try_init();
 }
 
@@ -151,7 +152,7 @@ fn init_broker_logs() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| stderr::Stderr)
         .try_init();
 }
 

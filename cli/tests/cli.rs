@@ -454,3 +454,52 @@ fn listen_exits_with_the_reason_when_a_reconnect_is_refused_for_good() {
     // The restart itself was announced as one (X15: 1001, not a bare 1006).
     assert!(stderr.contains("closed with code 1001"), "{stderr}");
 }
+
+#[test]
+fn a_broker_whose_stderr_is_closed_keeps_serving() {
+    // A broker started by a supervisor that later goes away (or `tether broker |
+    // head`) loses its stderr. Its log must not take it down: before, the first
+    // log line after that panicked (EPIPE), and clients saw a bare 1006.
+    let dir = TempDir::new("stderr-closed");
+    let alice = keygen(&dir, "alice.json", "alice");
+    let mut broker = tether()
+        .args(["broker", "--open", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut broker_err = BufReader::new(broker.stderr.take().unwrap());
+    let pid = broker.id();
+    let mut broker = Running(broker);
+    let line = read_until(&mut broker_err, "broker listening on");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("ws://"))
+        .unwrap()
+        .to_owned();
+    drop(broker_err);
+
+    // Each connection logs; each must still be served.
+    for _ in 0..3 {
+        let peers = tether()
+            .args(["peers", "--all", "--url", &url, "--identity"])
+            .arg(&alice)
+            .output()
+            .unwrap();
+        assert!(
+            peers.status.success(),
+            "{}",
+            String::from_utf8_lossy(&peers.stderr)
+        );
+    }
+    let mut client = ws_connect(&url);
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // The shutdown, logged too, still closes everyone properly and exits cleanly.
+    assert_eq!(ws_read_close(&mut client), (1001, "shutting down".to_owned()));
+    let status = broker.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+}

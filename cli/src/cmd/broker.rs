@@ -8,6 +8,7 @@ use tether_broker::{BrokerConfig, BrokerServer, Membership, ServerConfig, SkillB
 use tracing::info;
 
 use crate::fail::Failure;
+use crate::stderr::say;
 
 /// Options of `tether broker`.
 #[derive(Args, Debug)]
@@ -90,12 +91,12 @@ pub async fn run(args: BrokerArgs) -> Result<(), Failure> {
         )
     })?;
     info!(url = %handle.url(), "broker listening");
-    eprintln!(
+    say!(
         "broker listening on {} (Ctrl-C or SIGTERM to stop; everything is kept in memory and lost on restart)",
         handle.url()
     );
     stop_signal().await;
-    eprintln!("stopping: closing every connection with 1001");
+    say!("stopping: closing every connection with 1001");
     handle.stop().await;
     Ok(())
 }

@@ -11,6 +11,7 @@ use tether_proto::mesh::wire::{HelloExtras, Priority};
 use tether_tokio::{Client, ClientConfig, ClientEvent, IdentityFile, SessionFile};
 
 use crate::fail::Failure;
+use crate::stderr::say;
 
 /// The broker URL used when neither a flag, the environment nor a config file names one.
 pub const DEFAULT_URL: &str = "ws://127.0.0.1:7878/ws";
@@ -188,11 +189,11 @@ pub async fn connect(args: &ConnectArgs, channel: &str, kind: Presence) -> Resul
     let mut config = ClientConfig::new(&settings.url, credentials, presence);
     config.transport.tls.extra_ca_files = settings.ca_files;
     if args.status {
-        eprintln!("· connecting to {}", settings.url);
+        say!("· connecting to {}", settings.url);
     }
     let client = Client::connect(config).await.map_err(Failure::connect)?;
     if args.status {
-        eprintln!("· open");
+        say!("· open");
         spawn_status_line(&client);
     }
     Ok(client)
@@ -223,7 +224,7 @@ fn spawn_status_line(client: &Client) {
             if tty {
                 eprint!("\r\x1b[K· {line}");
             } else {
-                eprintln!("· {line}");
+                say!("· {line}");
             }
         }
     });

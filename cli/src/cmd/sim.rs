@@ -6,6 +6,7 @@ use std::time::Instant;
 use tether_sim::{replay_command, run_seed, World};
 
 use crate::fail::Failure;
+use crate::stderr::say;
 
 /// Runs seeds `from..from + seeds`, with a progress bar on a terminal; stops at
 /// the first broken invariant and prints its replay line and trace tail.
@@ -21,7 +22,7 @@ pub fn run(seeds: u64, from: u64) -> Result<(), Failure> {
         simulated += outcome.simulated.as_secs_f64();
         if let Some(v) = outcome.violation {
             if tty {
-                eprintln!();
+                say!();
             }
             let traced = run_seed(seed, true);
             println!("seed {seed}: {}", v.0);
@@ -45,7 +46,7 @@ pub fn run(seeds: u64, from: u64) -> Result<(), Failure> {
         }
     }
     if tty {
-        eprintln!();
+        say!();
     }
     println!(
         "{seeds} seeds ({from}..{}) held every invariant",

@@ -28,7 +28,10 @@ pub struct MeshConfig {
     pub presence: Presence,
     /// Extra request headers on every attempt.
     pub headers: Vec<(String, String)>,
-    /// Seed of the session's jitter and ids; `None` draws one from the OS.
+    /// Seed of the session's jitter, ids and direct-message nonces; `None` draws
+    /// one from the OS ([`random_seed`]). Fix it only in tests and simulations:
+    /// two sessions with the same keys and seed send the same nonces, and a
+    /// crypto_box nonce used twice for one pair of keys exposes both messages.
     pub seed: Option<u64>,
     /// The socket side: TLS, message and buffer sizes.
     pub transport: Transport,

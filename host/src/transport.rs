@@ -112,9 +112,17 @@ pub fn next_serial() -> u64 {
     SERIAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
-/// A seed from the OS's per-process hash keys and the clock: enough to
-/// decorrelate clients' jitter (D5) without another dependency.
+/// A seed for a connection's session, from the OS's random bytes.
+///
+/// proto takes its randomness as an input (a run replays exactly from its seed),
+/// so this is where the entropy of jitter (D5), generated ids and the nonces of
+/// direct messages (B14) comes from when the caller leaves the seed unset. Should
+/// the OS refuse, the per-process hash keys (also OS-seeded) over the clock
+/// still decorrelate clients.
 pub fn random_seed() -> u64 {
+    if let Ok(seed) = getrandom::u64() {
+        return seed;
+    }
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
         SystemTime::now()

@@ -94,3 +94,19 @@ fn tether_and_libsodium_read_each_others_direct_messages() {
     }}));
     assert_eq!(answer["decrypted"], Value::Null);
 }
+
+// proves B14: the golden sealed send of proto (a session seeded with 5, member
+// 0x07 × 32 to bob 0x02 × 32; `golden_encrypted_send_with_a_fixed_seed`) opens
+// under libsodium itself.
+#[test]
+fn the_golden_sealed_send_opens_with_libsodium() {
+    let sender = SecretKey::from_seed([7; 32]);
+    let bob = SecretKey::from_seed([2; 32]);
+    let answer = libsodium(json!({"decrypt": {
+        "nonce": "Tt0tEw0Nf4f1bl2ryuxUbOPdpALQGp2f",
+        "ciphertext": "eo60G8oq6OXyjbitCSS5B84eg0EVHnPObZuB6rw1Mr7r",
+        "senderPubkey": sender.public_key().to_hex(),
+        "recipientSecret": bob.to_hex(),
+    }}));
+    assert_eq!(answer["decrypted"], "golden hello, bob");
+}

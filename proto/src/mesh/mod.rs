@@ -4,6 +4,8 @@ pub mod handshake;
 pub mod hex;
 pub mod identity;
 pub mod push;
+#[cfg(test)]
+mod real_broker_golden;
 pub mod session;
 pub mod target;
 pub mod wire;

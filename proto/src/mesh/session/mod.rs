@@ -171,7 +171,16 @@ pub struct Session {
 }
 
 impl Session {
-    /// A session in `Idle`; `seed` fixes its jitter and generated ids.
+    /// A session in `Idle`; `seed` fixes its jitter, generated ids and the nonces
+    /// of its direct messages (B14).
+    ///
+    /// proto draws no randomness of its own, so that a run replays exactly from
+    /// its seed (the simulator, the fuzzers, the golden frames): the host supplies
+    /// it, and both hosts seed every connection from the OS
+    /// (`tether_host::random_seed`) unless their caller fixes it. A fixed seed is
+    /// for tests: two sessions with the same keys and seed send the same nonces,
+    /// and a crypto_box nonce used twice for one pair of keys exposes both
+    /// messages.
     pub fn new(
         config: SessionConfig,
         handshake: MeshHandshake,
@@ -317,7 +326,8 @@ impl Session {
             return Err(refuse(SendRefusal::QueueFull, outgoing));
         }
         // Ids and nonces come from a copy of the generator, kept only once the
-        // send is accepted.
+        // send is accepted. The generator's seed is the host's OS randomness (see
+        // `new`); consecutive draws never repeat within a session.
         let mut rng = self.rng.clone();
         let id = match &outgoing.client_message_id {
             Some(id) => id.clone(),

@@ -209,6 +209,21 @@ fn send_and_listen_round_trip_through_a_broker() {
     assert_eq!(rows[0]["pubkey"], session["sessionPubkey"]);
     assert_eq!(rows[0]["sessionId"], session["sessionId"]);
     assert!(rows[0].get("role").is_none(), "no profile role was set: {rows:?}");
+
+    // B15, B16: a name nobody has is never sent and permanent: exit 3 with what
+    // went wrong, not 4 "retry" (what the real broker's error ack made of it).
+    let nobody = tether()
+        .args(["send", "--config"])
+        .arg(&config)
+        .args(["nobody", "anyone there?"])
+        .env_remove("TETHER_URL")
+        .env_remove("TETHER_IDENTITY")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&nobody.stderr);
+    assert_eq!(nobody.status.code(), Some(3), "{err}");
+    assert!(err.contains("no peer is named \"nobody\""), "{err}");
+    assert!(!err.contains("may have been delivered"), "never sent: {err}");
     let mut listener = listener;
     assert!(listener.0.wait().unwrap().success());
 }

@@ -234,6 +234,12 @@ impl Default for ClosePolicy {
                 rejection("bad_parent_pubkey", backoff_limit(ATTESTATION_RETRIES)),
                 rejection("attestation_mismatch", backoff_limit(ATTESTATION_RETRIES)),
                 rejection("expired", backoff_limit(ATTESTATION_RETRIES)),
+                // The real broker's other session_hello refusals (apps/broker's
+                // crypto.ts and handleSessionHello), missing from PROTOCOL.md's
+                // table: unmatched they fell to the 1008 default and reconnected
+                // for ever with the same key material.
+                rejection("ttl_too_long", backoff_limit(ATTESTATION_RETRIES)),
+                rejection("parent_member_id_mismatch", backoff_limit(ATTESTATION_RETRIES)),
                 rejection("unknown_message_type", Stop),
                 rejection("no_hello", Stop),
                 rejection("session_replaced", Stop),
@@ -345,6 +351,32 @@ mod tests {
         }
         assert_eq!(p.classify(&closed(4002, "banned")).verdict, Verdict::Stop);
         assert_eq!(p.classify(&closed(4003, "")).verdict, Verdict::Stop);
+    }
+
+    #[test]
+    fn every_session_hello_refusal_of_the_real_broker_is_limited() {
+        // proves D3, B12: re-mint once, then stop, for each attestation refusal
+        // the real broker writes (error code, then close 1008 with the same reason).
+        let p = ClosePolicy::default();
+        let limited = Verdict::Limited(Limit {
+            max_retries: ATTESTATION_RETRIES,
+            delay: LimitDelay::Backoff,
+        });
+        for code in [
+            "bad_session_pubkey",
+            "bad_parent_pubkey",
+            "attestation_mismatch",
+            "expired",
+            "ttl_too_long",
+            "parent_member_id_mismatch",
+        ] {
+            assert_eq!(
+                p.classify(&rejected(code, Some((1008, code)))).verdict,
+                limited,
+                "{code}"
+            );
+            assert_eq!(p.classify(&closed(1008, code)).verdict, limited, "{code}");
+        }
     }
 
     #[test]

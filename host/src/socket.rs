@@ -37,6 +37,17 @@ impl Target {
     /// Checks `url` and builds the upgrade request with `headers` (S1: the
     /// attempt's fresh credentials). The error is the reason the attempt fails.
     pub fn new(url: &str, headers: &[(String, String)]) -> Result<Target, String> {
+        // tungstenite matches the scheme case-sensitively and would refuse
+        // `WSS://`; the scheme is case-insensitive (RFC 3986 §3.1), so it goes
+        // out lower-case.
+        let lowered;
+        let url = match url.split_once("://") {
+            Some((scheme, rest)) if scheme.bytes().any(|b| b.is_ascii_uppercase()) => {
+                lowered = format!("{}://{rest}", scheme.to_ascii_lowercase());
+                lowered.as_str()
+            }
+            _ => url,
+        };
         let mut request = url
             .into_client_request()
             .map_err(|e| format!("bad URL {url}: {e}"))?;
@@ -290,6 +301,9 @@ mod tests {
         for url in ["wss://h/ws", "WSS://h/ws", "WsS://h/ws"] {
             assert!(is_secure(url), "{url}");
             assert!(Target::new(url, &[]).map(|t| t.secure).unwrap_or(false), "{url}");
+            // tungstenite refuses a scheme that is not lower-case.
+            let scheme = Target::new(url, &[]).map(|t| t.request.uri().scheme_str().map(str::to_owned));
+            assert_eq!(scheme.ok().flatten().as_deref(), Some("wss"), "{url}");
         }
         for url in ["ws://h/ws", "WS://h/ws", "http://h", "w"] {
             assert!(!is_secure(url), "{url}");

@@ -432,11 +432,54 @@ impl AnyClient {
         }
     }
 
+    /// A new push subscription, from now on.
+    pub fn subscribe(&self) -> AnySubscription {
+        match &self.inner {
+            Inner::Tokio(c, _) => AnySubscription::Tokio(c.subscribe()),
+            Inner::Mio(c) => AnySubscription::Mio(c.subscribe()),
+        }
+    }
+
+    /// A new receiver of lifecycle events and unconsumed frames, from now on.
+    pub fn events(&self) -> tether_tokio::Receiver<HostEvent> {
+        match &self.inner {
+            Inner::Tokio(c, _) => c.events(),
+            Inner::Mio(c) => c.events(),
+        }
+    }
+
     /// Closes for good.
     pub async fn close(self) {
         match self.inner {
             Inner::Tokio(c, _) => c.close().await,
             Inner::Mio(c) => blocking(move || c.close()).await,
+        }
+    }
+}
+
+/// A push subscription on either host: pushes from its creation on, in order,
+/// the oldest lost (and counted) when it falls behind.
+pub enum AnySubscription {
+    /// tether-tokio's `Subscription`.
+    Tokio(tether_tokio::Subscription),
+    /// tether-mio's receiver.
+    Mio(tether_tokio::Receiver<Arc<Push>>),
+}
+
+impl AnySubscription {
+    /// The next push; `None` once the client is closed.
+    pub async fn recv(&mut self) -> Option<Arc<Push>> {
+        match self {
+            AnySubscription::Tokio(s) => s.recv().await,
+            AnySubscription::Mio(r) => r.recv().await,
+        }
+    }
+
+    /// Pushes this subscriber lost by falling behind.
+    pub fn missed(&self) -> u64 {
+        match self {
+            AnySubscription::Tokio(s) => s.missed(),
+            AnySubscription::Mio(r) => r.missed(),
         }
     }
 }

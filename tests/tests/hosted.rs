@@ -1,17 +1,16 @@
 //! The hosted session client end to end, one definition per scenario run on
 //! both hosts, against the hosted test server (S1–S7, S10, D1, X14).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
-use tether_proto::hosted::{HostedConfig, HostedEvent, TokenProvider};
+use tether_proto::hosted::{HostedConfig, HostedEvent};
 use tether_proto::lifecycle::{Notification, Status, StopReason};
 use tether_proto::policy::{Jitter, Limit, LimitDelay, Match, Rule, Verdict};
 use tether_tests::e2e::PATIENCE;
-use tether_tests::hosted_server::{HostedServer, Plan, ORGANIZATION, SESSION_ID};
-use tether_tests::hosts::{AnyHosted, Host, HostedEvents};
+use tether_tests::hosted_server::{tokens, wait_for, HostedServer, Plan, ORGANIZATION, SESSION_ID};
+use tether_tests::hosts::{AnyHosted, Host};
 use tether_tokio::{ConnectError, HostedCallError, HostedClientConfig};
 
 use tether_tests::on_both_hosts;
@@ -23,15 +22,6 @@ on_both_hosts!(
     a_failed_first_connect_leaves_nothing_running,
     control_messages_are_refused_while_not_connected,
 );
-
-/// Tokens `tok-1`, `tok-2`, … and a counter of how many were fetched.
-fn tokens() -> (TokenProvider, Arc<AtomicU64>) {
-    let fetched = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&fetched);
-    let provider: TokenProvider =
-        Box::new(move || Ok(format!("tok-{}", counter.fetch_add(1, Ordering::SeqCst) + 1)));
-    (provider, fetched)
-}
 
 /// The server's subscribe URL with test timings: 4001 retried after 50 ms × n.
 fn config(server: &HostedServer) -> HostedClientConfig {
@@ -48,26 +38,6 @@ fn config(server: &HostedServer) -> HostedClientConfig {
     let mut c = HostedClientConfig::new(hosted);
     c.seed = Some(7);
     c
-}
-
-/// The first event `pick` takes; panics after [`PATIENCE`].
-async fn wait_for<T>(
-    events: &mut HostedEvents,
-    what: &str,
-    mut pick: impl FnMut(&HostedEvent) -> Option<T>,
-) -> T {
-    let found = tokio::time::timeout(PATIENCE, async {
-        while let Some(event) = events.recv().await {
-            if let Some(t) = pick(&event) {
-                return Some(t);
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten();
-    found.unwrap_or_else(|| panic!("gave up waiting for {what}"))
 }
 
 async fn a_session_connects_with_fresh_headers_and_echoes_control_requests(host: Host) {

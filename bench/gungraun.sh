@@ -22,7 +22,7 @@ if [ "$have" != "$VERSION" ]; then
   cargo install --locked gungraun-runner --version "$VERSION"
 fi
 
-mkdir -p target/bench-results
-OUT=target/bench-results/gungraun.txt
+OUT=${CARGO_TARGET_DIR:-target}/bench-results/gungraun.txt
+mkdir -p "$(dirname "$OUT")"
 cargo bench -p tether-bench --features gungraun --bench instructions -- "$@" 2>&1 | tee "$OUT"
 echo "gungraun.sh: output in $OUT" >&2

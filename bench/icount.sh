@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 N=${1:-2000}
 shift || true
 cargo build --release -q -p tether-bench --bin icount
-BIN=target/release/icount
+BIN=${CARGO_TARGET_DIR:-target}/release/icount
 if [ $# -gt 0 ]; then CASES=("$@"); else mapfile -t CASES < <("$BIN" list); fi
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT

@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Runs every tether benchmark once and rewrites the generated section of
-# BENCHMARKS.md (between the bench:begin / bench:end markers; the other sections
-# are kept). Needs cargo, valgrind, node + npm (installs bench/node's packages),
+# Runs every tether benchmark once and rewrites the generated parts of
+# BENCHMARKS.md: the opening table (between the goals:begin / goals:end markers)
+# and the details (between bench:begin / bench:end); the other sections are kept. Needs cargo, valgrind, node + npm (installs bench/node's packages),
 # taskset and /usr/bin/time; bench/gungraun.sh installs gungraun-runner. About
-# 12 minutes on the project's 2-core machine.
+# 15 minutes on the project's 2-core machine. Honours CARGO_TARGET_DIR.
 #
 #   bench/run.sh            # everything
 #   QUICK=1 bench/run.sh    # a smoke run: short criterion times, fewer rounds
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=target/bench-results
+T=${CARGO_TARGET_DIR:-target}
+R=$T/release
+OUT=$T/bench-results
 mkdir -p "$OUT"
+# Rows of the opening table written by other blocks of this script (one
+# markdown table row a line, any file name; report.rs appends them in name order).
+rm -rf "$OUT/goals"
+mkdir -p "$OUT/goals"
 QUICK=${QUICK:-}
 
 echo "== machine"
@@ -19,7 +25,7 @@ echo "$(nproc) cores, ${model:-unknown CPU}, $(free -g | awk '/^Mem:/ {print $2}
 
 echo "== build"
 cargo build --release -q -p tether-bench --bins
-cargo build --release -q -p tether-cli
+cargo build --release -q -p tether-cli --bin tether
 
 echo "== node runner (the seeds' client)"
 ( cd bench/node && if [ -f package-lock.json ]; then npm ci --no-audit --no-fund --loglevel=error; \
@@ -39,23 +45,30 @@ bench/icount.sh "$N" | tee "$OUT/icount.txt"
 echo "== gungraun: the same counts through gungraun (installs gungraun-runner)"
 bench/gungraun.sh
 
+echo "== client CPU per acked send (each client its own process, the broker in another)"
+if [ -n "$QUICK" ]; then CPU=(--rounds 1 --sends 2000 --warmup 500 --icount 500); else CPU=(--rounds 5 --icount 5000); fi
+"$R/cpu" "${CPU[@]}" --broker "$R/tether" --node bench/node --json "$OUT/cpu.json"
+
 echo "== loopback"
 if [ -n "$QUICK" ]; then LB=(--quick --rounds 3); else LB=(--rounds 5); fi
 # One at a time is cheap (2 000 sends a round) and its spread at 5 rounds was
 # ±5 %: the pinned latency runs take 21.
 if [ -n "$QUICK" ]; then LAT=(--quick --rounds 3); else LAT=(--rounds 21); fi
-taskset -c 0 target/release/loopback "${LAT[@]}" --only latency --node bench/node --json "$OUT/latency.json"
-target/release/loopback "${LB[@]}" --only throughput --node bench/node --json "$OUT/throughput.json"
-taskset -c 0 target/release/loopback "${LAT[@]}" --only blocking-latency --json "$OUT/blocking-latency.json"
-target/release/loopback "${LB[@]}" --only blocking --json "$OUT/blocking.json"
+taskset -c 0 "$R/loopback" "${LAT[@]}" --only latency --node bench/node --json "$OUT/latency.json"
+"$R/loopback" "${LB[@]}" --only throughput --node bench/node --json "$OUT/throughput.json"
+taskset -c 0 "$R/loopback" "${LAT[@]}" --only blocking-latency --json "$OUT/blocking-latency.json"
+"$R/loopback" "${LB[@]}" --only blocking --json "$OUT/blocking.json"
 
 echo "== peak RSS of tether demo"
 : > "$OUT/rss.txt"
 for _ in 1 2 3; do
-  /usr/bin/time -v target/release/tether demo >/dev/null 2>"$OUT/time.txt"
+  /usr/bin/time -v "$R/tether" demo >/dev/null 2>"$OUT/time.txt"
   sed -n 's/^[[:space:]]*Maximum resident set size (kbytes): //p' "$OUT/time.txt" | tee -a "$OUT/rss.txt"
 done
 
+# Other blocks add rows to the opening table by writing "$OUT/goals/NAME.md"
+# (markdown table rows: goal | tether | baseline | ratio | command | met/missed).
+
 echo "== BENCHMARKS.md"
-target/release/report "$OUT" BENCHMARKS.md
+CRITERION_DIR="$T/criterion" "$R/report" "$OUT" BENCHMARKS.md
 echo "done: BENCHMARKS.md rewritten"

@@ -16,8 +16,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use tether_bench::{
-    ack_text, bare_parse, hello_text, push_pool, replay_socket, send_id, typed_push_parse, ws_pong_frame,
-    ws_read, ws_text_frame, OpenSession, POOL,
+    ack_template, ack_text, bare_parse, hello_text, push_pool, replay_socket, send_id, typed_push_parse,
+    ws_pong_frame, ws_read, ws_text_frame, OpenSession, POOL,
 };
 use tether_proto::lifecycle::Handshake;
 use tether_proto::mesh::identity::sign_hello;
@@ -52,9 +52,9 @@ fn send_ack(c: &mut Criterion) {
         b.iter_batched(
             || {
                 i = (i + 1) % POOL;
-                (ids[i].clone(), acks[i].clone())
+                ack_template(i)
             },
-            |(id, ack)| black_box(s.send_ack(id, ack)),
+            |ack| black_box(s.send_ack(ack)),
             BatchSize::SmallInput,
         )
     });

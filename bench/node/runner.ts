@@ -5,6 +5,9 @@
 //
 //   node --import tsx runner.ts URL CONNS      connects CONNS clients, prints "ready"
 //   stdin  "round CONNS IN_FLIGHT PER_CONN"    → one JSON line of results
+//   stdin  "cpu IN_FLIGHT SENDS"                → one JSON line: this process's CPU
+//                                               (process.cpuUsage: getrusage) and
+//                                               wall time over SENDS sends on client 1
 //   stdin  "interop"                            → one JSON line: hello, acks, pushes
 //   stdin  "quit"
 import { createPrivateKey, createPublicKey, sign, randomBytes } from "node:crypto";
@@ -177,6 +180,14 @@ async function main() {
           rtt_p99_us: quantile(rtts, 0.99) * 1000,
         }),
       );
+    } else if (cmd === "cpu") {
+      const [inFlight, sends] = args.map(Number);
+      const c0 = process.cpuUsage();
+      const t = performance.now();
+      await runOne(clients[0], sends, inFlight, []);
+      const wall = performance.now() - t;
+      const cpu = process.cpuUsage(c0);
+      console.log(JSON.stringify({ cpu_us: cpu.user + cpu.system, wall_us: wall * 1000, sends }));
     } else if (cmd === "interop") {
       // Two seed clients in one mesh: each send to `*` is acked and pushed to the other.
       const a = new SeedClient(url, "node-interop", "member-a", 9001);

@@ -10,8 +10,8 @@ use std::hint::black_box;
 use tether_proto::lifecycle::Handshake;
 
 use crate::{
-    ack_text, bare_parse, hello_text, push_pool, replay_socket, send_id, typed_push_parse, ws_pong_frame,
-    ws_read, ws_text_frame, OpenSession, POOL,
+    ack_template, ack_text, bare_parse, hello_text, push_pool, replay_socket, send_id, typed_push_parse,
+    ws_pong_frame, ws_read, ws_text_frame, OpenSession, POOL,
 };
 
 /// Every case, in report order.
@@ -52,6 +52,7 @@ pub fn case(name: &str, n: usize) -> Option<Op> {
     let pool = push_pool(POOL);
     let ids: Vec<String> = (0..POOL).map(send_id).collect();
     let acks: Vec<String> = ids.iter().enumerate().map(|(i, id)| ack_text(id, i)).collect();
+    let templates: Vec<String> = (0..POOL).map(ack_template).collect();
     let op: Op = match name {
         "tick" => {
             let mut s = OpenSession::new();
@@ -73,15 +74,14 @@ pub fn case(name: &str, n: usize) -> Option<Op> {
         }
         "send_ack" => {
             let mut s = OpenSession::new();
-            // Owned inputs made beforehand: the host already owns them.
-            let mut inputs: Vec<Option<(String, String)>> = (0..WARMUP + n)
-                .map(|i| Some((ids[i % POOL].clone(), acks[i % POOL].clone())))
-                .collect();
+            // Owned acks made beforehand (the host already owns the text it
+            // reads); the session generates each send's id and nonce.
+            let mut inputs: Vec<String> = (0..WARMUP + n).map(|i| templates[i % POOL].clone()).collect();
             let mut k = 0;
             Box::new(move |_| {
-                let (id, ack) = inputs[k].take().unwrap_or_default();
+                let ack = std::mem::take(&mut inputs[k]);
                 k += 1;
-                black_box(s.send_ack(id, ack));
+                black_box(s.send_ack(ack));
             })
         }
         "bare_parse_ack" => Box::new(move |i| {

@@ -156,6 +156,11 @@ pub struct Reactor {
     again: Vec<u32>,
     /// Connections that wrote this turn: flushed once, at the end of it.
     unflushed: Vec<u32>,
+    /// The other halves of `again` and `unflushed`: each list is swapped with
+    /// its spare while it is worked through, so neither gives its capacity
+    /// back and a steady-state turn allocates nothing.
+    again_spare: Vec<u32>,
+    unflushed_spare: Vec<u32>,
     scratch: Vec<u32>,
     more_commands: bool,
     tls_configs: Vec<(TlsOptions, Arc<rustls::ClientConfig>)>,
@@ -197,6 +202,8 @@ impl Reactor {
             cmd_rx,
             again: Vec::new(),
             unflushed: Vec::new(),
+            again_spare: Vec::new(),
+            unflushed_spare: Vec::new(),
             scratch: Vec::new(),
             more_commands: false,
             tls_configs: Vec::new(),
@@ -541,7 +548,8 @@ impl Reactor {
                 return Err(e);
             }
         }
-        let leftovers = std::mem::take(&mut self.again);
+        let mut leftovers = std::mem::take(&mut self.again_spare);
+        std::mem::swap(&mut leftovers, &mut self.again);
         let mut woke = self.more_commands;
         self.scratch.clear();
         for event in self.ready.iter() {
@@ -556,6 +564,8 @@ impl Reactor {
             self.drive(index);
         }
         self.scratch = ready;
+        leftovers.clear();
+        self.again_spare = leftovers;
         if woke {
             self.on_wake();
         }
@@ -568,10 +578,13 @@ impl Reactor {
     /// one write per connection per turn.
     fn flush_all(&mut self) {
         while !self.unflushed.is_empty() {
-            let listed = std::mem::take(&mut self.unflushed);
+            let mut listed = std::mem::take(&mut self.unflushed_spare);
+            std::mem::swap(&mut listed, &mut self.unflushed);
             for &index in &listed {
                 self.with_conn(index, |conn, ctx| conn.flush_now(ctx));
             }
+            listed.clear();
+            self.unflushed_spare = listed;
         }
     }
 

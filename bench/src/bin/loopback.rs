@@ -8,9 +8,15 @@
 //! the same rounds, against the same broker, and an interop check at the end.
 //!
 //! Every client sends `send` frames to `*` in a mesh of its own (so the broker acks
-//! at once and pushes to nobody) and waits for each `ack`. The bare client sends the
-//! very frames tether encodes (a pre-signed hello, then pre-encoded `send`s with
-//! unique idempotency ids) and parses each reply with `serde_json::Value`.
+//! at once and pushes to nobody) and waits for each `ack`. Every client's clock
+//! for a send starts before the send is encoded and written. The bare clients
+//! (`tether_bench::bare`) do the same work as tether inside that time: a fresh id
+//! and nonce, the frame encoded with serde, a map of pending sends, a typed parse
+//! of each ack, batched flushes. tokio rows: tether-tokio beside the bare
+//! tokio-tungstenite client; mio rows: tether-mio's `Reactor` and its
+//! `BlockingClient` facade beside a bare mio event loop with tether-mio's
+//! WebSocket settings. Every kind is warmed up with at least 5 000 sends, and the
+//! kinds take turns going first, round by round.
 //! Configurations: 1 or 100 connections, 1 or 100 sends in flight per connection.
 
 use std::io::{BufRead, BufReader, Write as _};
@@ -19,20 +25,14 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use futures_util::stream::FuturesUnordered;
-use futures_util::{SinkExt, StreamExt};
-use tether_bench::{member, presence};
+use tether_bench::bare::{BareMio, BareTokio};
+use tether_bench::hosts::{self, ReactorClients};
 use tether_broker::{BrokerConfig, BrokerServer, Membership, ServerConfig};
-use tether_proto::lifecycle::Config;
-use tether_proto::mesh::handshake::Credentials;
-use tether_proto::mesh::session::SessionConfig;
-use tether_proto::mesh::wire::{ClientFrame, Priority, SendFrame};
-use tether_tokio::{Client, ClientConfig};
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tether_tokio::Client;
 
-const BODY: &str = "hello from the loopback bench";
+/// Sends of the warm-up before each configuration's rounds, per kind: the
+/// seeds' client on Node needs about 5 000 for its JIT to settle.
+const WARM_SENDS: usize = 5_000;
 
 /// One configuration of the matrix.
 #[derive(Clone, Copy, Debug)]
@@ -64,140 +64,6 @@ impl Run {
         self.rtts.sort_unstable();
         let i = ((self.rtts.len() - 1) as f64 * q).round() as usize;
         self.rtts[i]
-    }
-}
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// A bare client: the socket, a hello signed before the clock starts, nothing else.
-struct Bare {
-    ws: Ws,
-    mesh: String,
-    next: u64,
-}
-
-impl Bare {
-    async fn connect(url: &str, n: u32) -> Bare {
-        let mesh = format!("bare-{n}");
-        let me = member(&mesh, n);
-        let hello = ClientFrame::Hello(me.hello(&presence(n), unix_ms())).encode();
-        let (mut ws, _) =
-            match tokio_tungstenite::connect_async_with_config(url, Some(bare_config()), true).await {
-                Ok(pair) => pair,
-                Err(e) => panic!("bare client connects: {e}"),
-            };
-        if let Err(e) = ws.send(Message::Text(hello.into())).await {
-            panic!("bare hello written: {e}");
-        }
-        let mut bare = Bare { ws, mesh, next: 0 };
-        bare.wait_for("hello_ack").await;
-        bare
-    }
-
-    /// `count` send frames, encoded like tether's, with fresh idempotency ids.
-    fn frames(&mut self, count: usize) -> Vec<String> {
-        (0..count)
-            .map(|_| {
-                self.next += 1;
-                send_frame(&format!("{}-{:012x}", self.mesh, self.next))
-            })
-            .collect()
-    }
-
-    /// Waits for the next `ack`.
-    async fn next_ack(&mut self) {
-        self.wait_for("ack").await;
-    }
-
-    /// Reads until a frame of type `kind`, parsing each as the seeds do; an
-    /// `error` frame or a lost socket ends the run.
-    async fn wait_for(&mut self, kind: &str) {
-        loop {
-            match self.ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
-                    match v["type"].as_str() {
-                        Some(k) if k == kind => return,
-                        Some("error") => panic!("bare client refused while waiting for {kind}: {t}"),
-                        _ => {}
-                    }
-                }
-                Some(Ok(_)) => {}
-                other => panic!("bare client lost while waiting for {kind}: {other:?}"),
-            }
-        }
-    }
-
-    /// One at a time through a channel, the way a client that gives its callers a
-    /// handle to a connection task works: the caller hands each frame over (an
-    /// mpsc send) and waits for a oneshot reply; the socket side, polled in the
-    /// same task, writes, waits for the ack and answers. Measures what that
-    /// hand-over costs by itself, with no session behind it.
-    async fn run_handed_over(&mut self, frames: Vec<String>) -> Vec<Duration> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(String, tokio::sync::oneshot::Sender<()>)>(16);
-        let socket = async {
-            while let Some((frame, done)) = rx.recv().await {
-                if let Err(e) = self.ws.send(Message::Text(frame.into())).await {
-                    panic!("bare send written: {e}");
-                }
-                self.next_ack().await;
-                let _ = done.send(());
-            }
-        };
-        let caller = async move {
-            let mut rtts = Vec::new();
-            for frame in frames {
-                let start = Instant::now();
-                let (done, acked) = tokio::sync::oneshot::channel();
-                if tx.send((frame, done)).await.is_err() || acked.await.is_err() {
-                    panic!("the socket side stopped");
-                }
-                rtts.push(start.elapsed());
-            }
-            rtts
-        };
-        let ((), rtts) = tokio::join!(socket, caller);
-        rtts
-    }
-
-    async fn run(&mut self, frames: Vec<String>, in_flight: usize) -> Vec<Duration> {
-        let mut rtts = Vec::new();
-        if in_flight <= 1 {
-            for frame in frames {
-                let start = Instant::now();
-                if let Err(e) = self.ws.send(Message::Text(frame.into())).await {
-                    panic!("bare send written: {e}");
-                }
-                self.next_ack().await;
-                rtts.push(start.elapsed());
-            }
-            return rtts;
-        }
-        let total = frames.len();
-        let mut frames = frames.into_iter();
-        let mut sent = 0;
-        for frame in frames.by_ref().take(in_flight) {
-            sent += 1;
-            if let Err(e) = self.ws.feed(Message::Text(frame.into())).await {
-                panic!("bare send written: {e}");
-            }
-        }
-        if let Err(e) = self.ws.flush().await {
-            panic!("bare flush: {e}");
-        }
-        let mut acked = 0;
-        while acked < total {
-            self.next_ack().await;
-            acked += 1;
-            if let Some(frame) = frames.next() {
-                sent += 1;
-                if let Err(e) = self.ws.send(Message::Text(frame.into())).await {
-                    panic!("bare send written: {e}");
-                }
-            }
-        }
-        debug_assert_eq!(sent, total);
-        rtts
     }
 }
 
@@ -267,22 +133,18 @@ impl Node {
     }
 }
 
-/// The blocking host (tether-mio) beside a bare blocking tungstenite client.
+/// tether-mio's `BlockingClient` facade, a reactor thread behind each handle.
 mod blocking {
-    use std::net::TcpStream;
     use std::sync::Barrier;
     use std::time::{Duration, Instant};
 
+    use tether_bench::bare::BODY;
     use tether_bench::{member, presence};
-    use tether_mio::{BlockingClient, ConnConfig, ConnId, Reactor};
-    use tether_proto::lifecycle::Status;
+    use tether_mio::{BlockingClient, ConnConfig};
     use tether_proto::mesh::handshake::Credentials;
-    use tether_proto::mesh::session::{OpId, Outgoing, SessionEvent};
-    use tether_proto::mesh::wire::{ClientFrame, Priority};
-    use tungstenite::stream::MaybeTlsStream;
-    use tungstenite::{Message, WebSocket};
+    use tether_proto::mesh::wire::Priority;
 
-    use super::{Run, Shape, BODY};
+    use super::{Run, Shape};
 
     pub(super) fn connect_tether(url: &str, n: u32) -> BlockingClient {
         let mesh = format!("mio-{n}");
@@ -291,204 +153,6 @@ mod blocking {
         match BlockingClient::connect(config) {
             Ok(c) => c,
             Err(e) => panic!("tether-mio client connects: {e}"),
-        }
-    }
-
-    /// tether-mio's `Reactor` driven from the caller's own thread: the event-loop
-    /// API a mio program uses, which pipelines without threads.
-    pub(super) struct ReactorClients {
-        reactor: Reactor,
-        conns: Vec<ConnId>,
-    }
-
-    pub(super) fn connect_reactor(url: &str, count: u32) -> ReactorClients {
-        let mut reactor = match Reactor::new() {
-            Ok(r) => r,
-            Err(e) => panic!("reactor: {e}"),
-        };
-        let conns: Vec<ConnId> = (1..=count)
-            .map(|n| {
-                let mesh = format!("reactor-{n}");
-                let mut config = ConnConfig::new(url, Credentials::Member(member(&mesh, n)), presence(n));
-                config.seed = Some(u64::from(n));
-                match reactor.add(config) {
-                    Ok(id) => id,
-                    Err(e) => panic!("reactor connection: {e}"),
-                }
-            })
-            .collect();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !conns.iter().all(|&c| reactor.status(c) == Some(Status::Open)) {
-            assert!(Instant::now() < deadline, "reactor connections open within 30 s");
-            if let Err(e) = reactor.run_once(Some(Duration::from_millis(100))) {
-                panic!("reactor turn: {e}");
-            }
-            reactor.drain_events().for_each(drop);
-        }
-        ReactorClients { reactor, conns }
-    }
-
-    impl ReactorClients {
-        /// Sends one frame on connection `conn`; operation ids are per connection.
-        fn send(&mut self, conn: usize) -> (ConnId, OpId) {
-            let id = self.conns[conn];
-            match self.reactor.send(
-                self.conns[conn],
-                Outgoing::new("*", BODY).priority(Priority::Next),
-            ) {
-                Ok(op) => (id, op),
-                Err(e) => panic!("reactor send: {e}"),
-            }
-        }
-
-        /// One round over the first `shape.conns` connections, all from this thread.
-        pub(super) fn round(&mut self, shape: Shape) -> Run {
-            let conns = shape.conns.min(self.conns.len());
-            let total = shape.per_conn * conns;
-            let mut left = vec![shape.per_conn; conns];
-            let mut started: std::collections::HashMap<(ConnId, OpId), (usize, Instant)> =
-                std::collections::HashMap::new();
-            let mut rtts = Vec::new();
-            let start = Instant::now();
-            for (conn, left) in left.iter_mut().enumerate() {
-                for _ in 0..shape.in_flight.min(*left) {
-                    *left -= 1;
-                    let id = self.send(conn);
-                    started.insert(id, (conn, Instant::now()));
-                }
-            }
-            let mut done = 0;
-            while done < total {
-                if let Err(e) = self.reactor.run_once(Some(Duration::from_secs(5))) {
-                    panic!("reactor turn: {e}");
-                }
-                while let Some((from, event)) = self.reactor.poll_event() {
-                    let SessionEvent::Resolved { id, result } = event else {
-                        continue;
-                    };
-                    if let Err(e) = result {
-                        panic!("reactor send acked: {e}");
-                    }
-                    let Some((conn, at)) = started.remove(&(from, id)) else {
-                        continue;
-                    };
-                    done += 1;
-                    if shape.in_flight <= 1 {
-                        rtts.push(at.elapsed());
-                    }
-                    if left[conn] > 0 {
-                        left[conn] -= 1;
-                        let id = self.send(conn);
-                        started.insert(id, (conn, Instant::now()));
-                    }
-                }
-            }
-            Run {
-                ops: total,
-                elapsed: start.elapsed(),
-                rtts,
-            }
-        }
-
-        pub(super) fn close(mut self) {
-            self.reactor.close_all();
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while Instant::now() < deadline
-                && self
-                    .conns
-                    .iter()
-                    .any(|&c| self.reactor.status(c).is_some_and(|s| s != Status::Closed))
-            {
-                let _ = self.reactor.run_once(Some(Duration::from_millis(50)));
-                self.reactor.drain_events().for_each(drop);
-            }
-        }
-    }
-
-    /// A bare blocking client: tungstenite on a std socket, a pre-signed hello.
-    pub(super) struct BareBlocking {
-        ws: WebSocket<MaybeTlsStream<TcpStream>>,
-        mesh: String,
-        next: u64,
-    }
-
-    impl BareBlocking {
-        pub(super) fn connect(url: &str, n: u32) -> BareBlocking {
-            let mesh = format!("bare-blocking-{n}");
-            let me = member(&mesh, n);
-            let hello = ClientFrame::Hello(me.hello(&presence(n), super::unix_ms())).encode();
-            let (mut ws, _) =
-                match tungstenite::client::connect_with_config(url, Some(super::bare_config()), 3) {
-                    Ok(pair) => pair,
-                    Err(e) => panic!("bare blocking client connects: {e}"),
-                };
-            if let MaybeTlsStream::Plain(s) = ws.get_ref() {
-                let _ = s.set_nodelay(true);
-            }
-            if let Err(e) = ws.send(Message::Text(hello.into())) {
-                panic!("bare blocking hello: {e}");
-            }
-            let mut me = BareBlocking { ws, mesh, next: 0 };
-            me.wait_for("hello_ack");
-            me
-        }
-
-        fn wait_for(&mut self, kind: &str) {
-            loop {
-                match self.ws.read() {
-                    Ok(Message::Text(t)) => {
-                        let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
-                        if v["type"].as_str() == Some(kind) {
-                            return;
-                        }
-                        if v["type"].as_str() == Some("error") {
-                            panic!("bare blocking client refused: {t}");
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => panic!("bare blocking client lost: {e}"),
-                }
-            }
-        }
-
-        fn frame(&mut self) -> String {
-            self.next += 1;
-            super::send_frame(&format!("{}-{:012x}", self.mesh, self.next))
-        }
-
-        fn run(&mut self, count: usize, in_flight: usize, barrier: &Barrier) -> Vec<Duration> {
-            let frames: Vec<String> = (0..count).map(|_| self.frame()).collect();
-            let mut rtts = Vec::new();
-            barrier.wait();
-            if in_flight <= 1 {
-                for f in frames {
-                    let start = Instant::now();
-                    if let Err(e) = self.ws.send(Message::Text(f.into())) {
-                        panic!("bare blocking send: {e}");
-                    }
-                    self.wait_for("ack");
-                    rtts.push(start.elapsed());
-                }
-                return rtts;
-            }
-            let mut frames = frames.into_iter();
-            for f in frames.by_ref().take(in_flight) {
-                if let Err(e) = self.ws.write(Message::Text(f.into())) {
-                    panic!("bare blocking send: {e}");
-                }
-            }
-            if let Err(e) = self.ws.flush() {
-                panic!("bare blocking flush: {e}");
-            }
-            for _ in 0..count {
-                self.wait_for("ack");
-                if let Some(f) = frames.next() {
-                    if let Err(e) = self.ws.send(Message::Text(f.into())) {
-                        panic!("bare blocking send: {e}");
-                    }
-                }
-            }
-            rtts
         }
     }
 
@@ -536,127 +200,53 @@ mod blocking {
             }
         })
     }
-
-    pub(super) fn round_bare(bares: &mut [BareBlocking], shape: Shape) -> Run {
-        let barrier = Barrier::new(bares.len() + 1);
-        let ops = shape.per_conn * bares.len();
-        std::thread::scope(|scope| {
-            let handles: Vec<_> = bares
-                .iter_mut()
-                .map(|b| {
-                    let barrier = &barrier;
-                    scope.spawn(move || b.run(shape.per_conn, shape.in_flight, barrier))
-                })
-                .collect();
-            barrier.wait();
-            let start = Instant::now();
-            let rtts: Vec<Duration> = handles
-                .into_iter()
-                .flat_map(|h| h.join().unwrap_or_default())
-                .collect();
-            Run {
-                ops,
-                elapsed: start.elapsed(),
-                rtts,
-            }
-        })
-    }
 }
 
-/// The bare clients' WebSocket settings: tungstenite's defaults but tether's read
-/// buffer. tungstenite zero-fills its whole read buffer (128 KiB by default) before
-/// every read, which would make any client with a small buffer look fast; with the
-/// same buffer on both sides the ratio measures what tether adds, not a setting.
-fn bare_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
-    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-        .read_buffer_size(tether_tokio::DEFAULT_READ_BUFFER_SIZE)
-}
-
-/// A `send` frame exactly as tether encodes one, with idempotency id `id`.
-fn send_frame(id: &str) -> String {
-    ClientFrame::Send(SendFrame {
-        id: id.to_owned(),
-        target_spec: "*".to_owned(),
-        priority: Priority::Next,
-        nonce: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_owned(),
-        ciphertext: "aGVsbG8gZnJvbSB0aGUgbG9vcGJhY2sgYmVuY2g=".to_owned(),
-        client_message_id: Some(id.to_owned()),
-        request_fingerprint: None,
-        mentions: None,
-        reply_to_id: None,
-        body_version: None,
-    })
-    .encode()
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-async fn tether_connect(url: &str, n: u32) -> Client {
-    let mesh = format!("tether-{n}");
-    let mut config = ClientConfig::new(url, Credentials::Member(member(&mesh, n)), presence(n));
-    config.session = SessionConfig::new(Config::new(url));
-    config.seed = Some(u64::from(n));
-    match Client::connect(config).await {
-        Ok(c) => c,
-        Err(e) => panic!("tether client connects: {e}"),
-    }
-}
-
-async fn tether_run(client: &Client, count: usize, in_flight: usize) -> Vec<Duration> {
-    let mut rtts = Vec::new();
-    if in_flight <= 1 {
-        for _ in 0..count {
-            let start = Instant::now();
-            if let Err(e) = client.send("*", BODY, Priority::Next).await {
-                panic!("tether send acked: {e}");
-            }
-            rtts.push(start.elapsed());
-        }
-        return rtts;
-    }
-    let mut pending = FuturesUnordered::new();
-    let mut started = 0;
-    while started < count.min(in_flight) {
-        pending.push(client.send("*", BODY, Priority::Next));
-        started += 1;
-    }
-    while let Some(result) = pending.next().await {
-        if let Err(e) = result {
-            panic!("tether send acked: {e}");
-        }
-        if started < count {
-            pending.push(client.send("*", BODY, Priority::Next));
-            started += 1;
-        }
-    }
-    rtts
-}
-
-/// One round of tether over `clients`, in a task of its own.
+/// One round of tether-tokio over `clients`, in a task of its own.
 ///
-/// Both kinds run their rounds in a spawned task, as application code does:
+/// Every kind runs its rounds in a spawned task, as application code does:
 /// `block_on`'s own future is woken by another path (a zero-timeout poll of the
 /// reactor per wake-up), which would charge a client that is woken by another
 /// task, as tether's callers are, for a quirk of the harness.
 async fn round_tether(clients: &[Client], shape: Shape) -> Run {
     let clients = clients.to_vec();
-    match tokio::spawn(async move { round_tether_here(&clients, shape).await }).await {
+    let task = tokio::spawn(async move {
+        let start = Instant::now();
+        let runs = futures_util::future::join_all(clients.iter().map(|c| async move {
+            let mut rtts = Vec::new();
+            hosts::tokio_run(c, shape.per_conn, shape.in_flight, Some(&mut rtts)).await;
+            rtts
+        }))
+        .await;
+        Run {
+            ops: shape.per_conn * clients.len(),
+            elapsed: start.elapsed(),
+            rtts: runs.into_iter().flatten().collect(),
+        }
+    });
+    match task.await {
         Ok(run) => run,
         Err(e) => panic!("tether round: {e}"),
     }
 }
 
-/// One round of the bare client over the first `conns` of `bares`, in a task of
-/// its own (see `round_tether`); with `handed_over`, one at a time through a
-/// channel (see `Bare::run_handed_over`).
-async fn round_bare(bares: &mut Vec<Bare>, shape: Shape, handed_over: bool) -> Run {
-    let mut mine: Vec<Bare> = bares.drain(..shape.conns).collect();
+/// One round of the bare tokio client over the first `shape.conns` of
+/// `bares`, in a task of its own (see `round_tether`).
+async fn round_bare(bares: &mut Vec<BareTokio>, shape: Shape) -> Run {
+    let mut mine: Vec<BareTokio> = bares.drain(..shape.conns).collect();
     let task = tokio::spawn(async move {
-        let run = round_bare_here(&mut mine, shape, handed_over).await;
+        let start = Instant::now();
+        let runs = futures_util::future::join_all(mine.iter_mut().map(|b| async move {
+            let mut rtts = Vec::new();
+            b.run(shape.per_conn, shape.in_flight, Some(&mut rtts)).await;
+            rtts
+        }))
+        .await;
+        let run = Run {
+            ops: shape.per_conn * runs.len(),
+            elapsed: start.elapsed(),
+            rtts: runs.into_iter().flatten().collect(),
+        };
         (mine, run)
     });
     match task.await {
@@ -668,45 +258,16 @@ async fn round_bare(bares: &mut Vec<Bare>, shape: Shape, handed_over: bool) -> R
     }
 }
 
-/// One round of one kind over all its connections, concurrently.
-async fn round_tether_here(clients: &[Client], shape: Shape) -> Run {
+/// One round of a client driven from this thread: `f` records round trips.
+fn timed(ops: usize, keep_rtts: bool, f: impl FnOnce(Option<&mut Vec<Duration>>)) -> Run {
+    let mut rtts = Vec::new();
     let start = Instant::now();
-    let runs = futures_util::future::join_all(
-        clients
-            .iter()
-            .map(|c| tether_run(c, shape.per_conn, shape.in_flight)),
-    )
-    .await;
+    f(Some(&mut rtts));
+    let elapsed = start.elapsed();
     Run {
-        ops: shape.per_conn * clients.len(),
-        elapsed: start.elapsed(),
-        rtts: runs.into_iter().flatten().collect(),
-    }
-}
-
-async fn round_bare_here(bares: &mut [Bare], shape: Shape, handed_over: bool) -> Run {
-    // Frames are encoded before the clock starts: the bare client does no JSON work
-    // on the way out.
-    let work: Vec<(&mut Bare, Vec<String>)> = bares
-        .iter_mut()
-        .map(|b| {
-            let f = b.frames(shape.per_conn);
-            (b, f)
-        })
-        .collect();
-    let start = Instant::now();
-    let runs = futures_util::future::join_all(work.into_iter().map(|(b, frames)| async move {
-        if handed_over {
-            b.run_handed_over(frames).await
-        } else {
-            b.run(frames, shape.in_flight).await
-        }
-    }))
-    .await;
-    Run {
-        ops: shape.per_conn * runs.len(),
-        elapsed: start.elapsed(),
-        rtts: runs.into_iter().flatten().collect(),
+        ops,
+        elapsed,
+        rtts: if keep_rtts { rtts } else { Vec::new() },
     }
 }
 
@@ -816,6 +377,9 @@ fn start_broker() -> String {
             let config = ServerConfig {
                 broker: BrokerConfig {
                     membership: Membership::Open,
+                    // Every client has a mesh of its own: 100 each of tether,
+                    // bare and Node at once (the default bound is 256).
+                    max_meshes: 1024,
                     ..BrokerConfig::default()
                 },
                 ..ServerConfig::default()
@@ -883,21 +447,22 @@ fn main() {
         let max_conns = shapes.iter().map(|(_, s)| s.conns).max().unwrap_or(1);
         let mut tethers = Vec::new();
         let mut bares = Vec::new();
-        for n in 0..max_conns as u32 {
-            tethers.push(tether_connect(&url, n + 1).await);
-            bares.push(Bare::connect(&url, n + 1).await);
+        for n in 1..=max_conns as u32 {
+            tethers.push(hosts::tokio_connect(&url, &format!("tether-{n}"), n).await);
+            bares.push(BareTokio::connect(&url, &format!("bare-{n}"), n).await);
         }
         let mut node = opts.node.as_deref().map(|dir| Node::start(dir, &url, max_conns));
         for (kind, shape) in &shapes {
             if opts.only.as_deref().is_some_and(|o| o != *kind) || !opts.wants(shape) {
                 continue;
             }
-            // Warm-up round, not counted.
+            // Warm-up, not counted: at least WARM_SENDS sends per kind (Node's JIT
+            // needs about 5 000 to settle).
             let warm = Shape {
-                per_conn: shape.per_conn.min(50),
+                per_conn: (WARM_SENDS / shape.conns).max(shape.per_conn.min(50)),
                 ..*shape
             };
-            round_bare(&mut bares, warm, false).await;
+            round_bare(&mut bares, warm).await;
             round_tether(&tethers[..shape.conns], warm).await;
             if let Some(node) = node.as_mut() {
                 node.round(warm);
@@ -905,22 +470,19 @@ fn main() {
             let mut t_runs = Vec::new();
             let mut b_runs = Vec::new();
             let mut n_runs = Vec::new();
-            let mut h_runs = Vec::new();
-            let one_at_a_time = shape.conns == 1 && shape.in_flight == 1;
+            let kinds = if node.is_some() { 3 } else { 2 };
             for round in 0..opts.rounds {
-                if one_at_a_time {
-                    h_runs.push(round_bare(&mut bares, *shape, true).await);
-                }
-                // A/B interleaved, alternating which goes first.
-                if round % 2 == 0 {
-                    b_runs.push(round_bare(&mut bares, *shape, false).await);
-                    t_runs.push(round_tether(&tethers[..shape.conns], *shape).await);
-                } else {
-                    t_runs.push(round_tether(&tethers[..shape.conns], *shape).await);
-                    b_runs.push(round_bare(&mut bares, *shape, false).await);
-                }
-                if let Some(node) = node.as_mut() {
-                    n_runs.push(node.round(*shape));
+                // Interleaved, rotating which kind goes first.
+                for step in 0..kinds {
+                    match (round + step) % kinds {
+                        0 => b_runs.push(round_bare(&mut bares, *shape).await),
+                        1 => t_runs.push(round_tether(&tethers[..shape.conns], *shape).await),
+                        _ => {
+                            if let Some(node) = node.as_mut() {
+                                n_runs.push(node.round(*shape));
+                            }
+                        }
+                    }
                 }
             }
             let row = Row {
@@ -933,7 +495,6 @@ fn main() {
                     rtt_p50_us: median(n_runs.iter().map(|r| r.rtt_p50_us).collect()),
                     rtt_p99_us: median(n_runs.iter().map(|r| r.rtt_p99_us).collect()),
                 }),
-                handed_over: (!h_runs.is_empty()).then(|| summarise(&mut h_runs)),
             };
             print_row(&row);
             rows.push(row);
@@ -964,7 +525,6 @@ fn main() {
                     "tether": summary(&r.tether),
                     "bare": summary(&r.bare),
                     "node": r.node.as_ref().map(summary),
-                    "bare_handed_over": r.handed_over.as_ref().map(summary),
                 })
             })
             .collect();
@@ -1000,31 +560,32 @@ fn blocking_rows(url: &str, opts: &Options, scale: usize, kind: &str) -> Vec<Row
         return Vec::new();
     }
     let max = shapes.iter().map(|s| s.conns).max().unwrap_or(1) as u32;
-    let mut reactor = blocking::connect_reactor(url, max);
+    let mut reactor = ReactorClients::connect(url, "reactor", max);
     let tethers: Vec<_> = (1..=max).map(|n| blocking::connect_tether(url, n)).collect();
-    let mut bares: Vec<_> = (1..=max)
-        .map(|n| blocking::BareBlocking::connect(url, n))
-        .collect();
+    let mut bare = BareMio::connect(url, "bare-mio", max);
     let mut rows = Vec::new();
     for shape in shapes {
         // 100 × 100 through the facade would take 10 000 threads.
         let facade = shape.conns * shape.in_flight <= 100;
         let warm = Shape {
-            per_conn: shape.per_conn.min(50),
+            per_conn: (WARM_SENDS / shape.conns).max(shape.per_conn.min(50)),
             ..shape
         };
-        blocking::round_bare(&mut bares[..shape.conns], warm);
-        reactor.round(warm);
+        let (conns, per, window) = (shape.conns, shape.per_conn, shape.in_flight);
+        let ops = conns * per;
+        let one = window == 1 && conns == 1;
+        bare.run(conns, warm.per_conn, window, None);
+        reactor.run(conns, warm.per_conn, window, None);
         if facade {
             blocking::round_tether(&tethers[..shape.conns], warm);
         }
         let (mut b_runs, mut r_runs, mut f_runs) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..opts.rounds {
-            // A/B interleaved, rotating which goes first.
+            // Interleaved, rotating which goes first.
             for step in 0..3 {
                 match (round + step) % 3 {
-                    0 => b_runs.push(blocking::round_bare(&mut bares[..shape.conns], shape)),
-                    1 => r_runs.push(reactor.round(shape)),
+                    0 => b_runs.push(timed(ops, one, |r| bare.run(conns, per, window, r))),
+                    1 => r_runs.push(timed(ops, one, |r| reactor.run(conns, per, window, r))),
                     _ if facade => f_runs.push(blocking::round_tether(&tethers[..shape.conns], shape)),
                     _ => {}
                 }
@@ -1042,7 +603,6 @@ fn blocking_rows(url: &str, opts: &Options, scale: usize, kind: &str) -> Vec<Row
                 tether: summarise(&mut runs),
                 bare,
                 node: None,
-                handed_over: None,
             };
             print_row(&row);
             rows.push(row);
@@ -1062,8 +622,6 @@ struct Row {
     tether: Summary,
     bare: Summary,
     node: Option<Summary>,
-    /// The bare client one at a time through a channel (1 × 1 only).
-    handed_over: Option<Summary>,
 }
 
 fn print_row(r: &Row) {
@@ -1080,13 +638,6 @@ fn print_row(r: &Row) {
     } else {
         String::new()
     };
-    let handed = r.handed_over.map_or(String::new(), |h| {
-        format!(
-            "  bare through a channel: rtt p50 {:.1} µs = {:.2}× bare",
-            h.rtt_p50_us,
-            h.rtt_p50_us / b.rtt_p50_us
-        )
-    });
     let node = r.node.map_or(String::new(), |n| {
         format!(
             "  node {:.0}/s (tether {:.1}×), rtt p50 {:.1} µs",
@@ -1096,7 +647,7 @@ fn print_row(r: &Row) {
         )
     });
     println!(
-        "{:<5} conns {:>3} in-flight {:>3}: tether {:>8.0}/s bare {:>8.0}/s = {:.2}×{rtt}{handed}{node}",
+        "{:<5} conns {:>3} in-flight {:>3}: tether {:>8.0}/s bare {:>8.0}/s = {:.2}×{rtt}{node}",
         r.host,
         s.conns,
         s.in_flight,

@@ -11,6 +11,7 @@
 //!   with 4001/4003 on demand and echoes control requests.
 //! - [`proxy`]: an HTTP CONNECT proxy that records what it was asked for.
 //! - [`storm`]: the reconnect-storm measurement (`tether_sim::storm`).
+//! - [`readme`]: the README's library examples, run as doc tests.
 //!
 //! Everything here waits on events, never on the clock.
 
@@ -18,5 +19,6 @@ pub mod e2e;
 pub mod hosted_server;
 pub mod hosts;
 pub mod proxy;
+pub mod readme;
 pub use tether_sim as sim;
 pub use tether_sim::storm;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tether_broker::Membership;
 use tether_proto::lifecycle::Status;
-use tether_proto::mesh::session::FailureKind;
+use tether_proto::mesh::session::{FailureKind, RequestError};
 use tether_proto::mesh::wire::Priority;
 use tether_tests::e2e::*;
 use tether_tests::hosts::{AnyClient, CallError, Host};
@@ -156,6 +156,12 @@ async fn a_send_while_away_fails_under_the_builders_queue_deadline(host: Host) {
             assert!(!f.may_have_been_delivered());
         }
         other => panic!("a send while away resolved {other:?}"),
+    }
+    // Requests are refused at once while away, the same on both hosts (the
+    // session's one rule, "While the connection is away").
+    match alice.list_peers().await {
+        Err(CallError::NotAccepted(RequestError::NotOpen(status))) => assert_ne!(status, Status::Open),
+        other => panic!("a request while away: {other:?}"),
     }
     alice.close().await;
 }

@@ -5,7 +5,7 @@
 //! only — never against its message, where a transient `rate_limit` may well
 //! mention "unauthorized bursts". [`ErrorPolicy::default`] is PROTOCOL.md's list.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// PROTOCOL.md's fragments of permanent error codes ("classify a failure as
 /// permanent when its code matches …"); everything else is transient
@@ -68,17 +68,25 @@ impl ErrorPolicy {
 }
 
 impl Default for ErrorPolicy {
+    /// PROTOCOL.md's list, built once per process and shared by every
+    /// connection made from default settings (like the close table).
     fn default() -> Self {
-        ErrorPolicy::new(
-            PERMANENT_ERROR_CODES
-                .iter()
-                .map(|f| ErrorRule {
-                    fragment: (*f).to_owned(),
-                    permanent: true,
-                })
-                .collect(),
-        )
+        static DEFAULT: OnceLock<ErrorPolicy> = OnceLock::new();
+        DEFAULT.get_or_init(default_table).clone()
     }
+}
+
+/// The table behind [`ErrorPolicy::default`].
+fn default_table() -> ErrorPolicy {
+    ErrorPolicy::new(
+        PERMANENT_ERROR_CODES
+            .iter()
+            .map(|f| ErrorRule {
+                fragment: (*f).to_owned(),
+                permanent: true,
+            })
+            .collect(),
+    )
 }
 
 /// Splits an ack's `error` text into the broker's code and its message.

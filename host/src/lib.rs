@@ -40,8 +40,8 @@ pub use proxy::{bypasses, proxy_for, Proxy, ProxyEnv, ProxyError, ProxyUrl, Tunn
 pub use queue::{QueueFull, WriteQueue};
 pub use router::{Broadcast, MeshRouter, Router, Waiter};
 pub use socket::{
-    close_message, closed_by, connect_failed, connect_failure_kind, inbound, is_secure, message_len,
-    misconfigured, outbound, queue_overflowed, stream_ended, Target, WRITE_QUEUE_FULL,
+    after_headers, close_message, closed_by, connect_failed, connect_failure_kind, inbound, is_secure,
+    message_len, misconfigured, outbound, queue_overflowed, stream_ended, Target, WRITE_QUEUE_FULL,
 };
 pub use tls::{ClientCert, Roots, TlsError, TlsOptions};
 pub use transport::{

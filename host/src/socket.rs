@@ -20,6 +20,31 @@ pub fn is_secure(url: &str) -> bool {
     url.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("wss:"))
 }
 
+/// What an upgrade read past the end of the server's response headers: the
+/// first frames, when the server sent some at once. `None` until `read` holds
+/// the whole header block.
+///
+/// tungstenite keeps the 4 KiB buffer its handshake read into as the
+/// connection's read buffer for life, whatever `read_buffer_size` says; a host
+/// that rebuilds the socket from this tail (`WebSocket::from_partially_read`)
+/// gets the configured size, 2 KiB less per idle connection by default. Lines
+/// end in `\n` with an optional `\r` and the block ends at the first empty
+/// line, as for httparse, tungstenite's parser.
+pub fn after_headers(read: &[u8]) -> Option<&[u8]> {
+    let mut line_start = 0;
+    for (i, byte) in read.iter().enumerate() {
+        if *byte != b'\n' {
+            continue;
+        }
+        let line = &read[line_start..i];
+        if line_start > 0 && (line.is_empty() || line == b"\r") {
+            return Some(&read[i + 1..]);
+        }
+        line_start = i + 1;
+    }
+    None
+}
+
 /// Where one attempt goes, checked before any socket is opened.
 #[derive(Debug)]
 pub struct Target {
@@ -237,6 +262,20 @@ pub fn misconfigured(socket: SocketId, reason: String) -> Event {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_tail_after_the_response_headers_is_what_the_server_sent_next() {
+        let response = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(after_headers(response), Some(&b""[..]));
+        let with_frame = [&response[..], b"\x81\x02hi"].concat();
+        assert_eq!(after_headers(&with_frame), Some(&b"\x81\x02hi"[..]));
+        assert_eq!(
+            after_headers(b"HTTP/1.1 101 OK\nUpgrade: websocket\n\nrest"),
+            Some(&b"rest"[..])
+        );
+        assert_eq!(after_headers(b"HTTP/1.1 101 OK\r\nUpgrade: webs"), None);
+        assert_eq!(after_headers(b""), None);
+    }
+
     use super::*;
 
     #[test]

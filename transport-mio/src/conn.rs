@@ -24,12 +24,12 @@ use tether_proto::{Machine, Now, Output};
 use tracing::debug;
 use tungstenite::handshake::client::{ClientHandshake, Response};
 use tungstenite::handshake::{HandshakeError, MidHandshake};
-use tungstenite::protocol::WebSocketConfig;
+use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Message, WebSocket};
 
 use crate::dns::Resolver;
 use crate::reactor::ConnId;
-use crate::stream::{Stream, TlsStream};
+use crate::stream::{Recording, Stream, TlsStream};
 
 /// Messages read from one socket per turn, so a chatty peer cannot starve the
 /// other connections of the reactor; the rest are read on the next turn.
@@ -125,7 +125,7 @@ enum Stage {
     /// TLS handshake in flight.
     Tls(Box<TlsStream>, Box<Target>),
     /// WebSocket upgrade in flight.
-    Upgrading(Box<MidHandshake<ClientHandshake<Stream>>>),
+    Upgrading(Box<MidHandshake<ClientHandshake<Recording>>>),
     /// Frames flow.
     Open(Open),
 }
@@ -468,7 +468,7 @@ where
                 Stage::Connecting(tcp, target) => self.connected(ctx, tcp, target),
                 Stage::Tunnelling(tcp, target) => self.tunnel(ctx, tcp, target),
                 Stage::Tls(tls, target) => self.tls_handshake(tls, target),
-                Stage::Upgrading(mid) => upgraded(mid.handshake(), self.write_queue),
+                Stage::Upgrading(mid) => upgraded(mid.handshake(), self.write_queue, self.ws_config),
             };
             if !self.apply(ctx, id, step) {
                 return false;
@@ -553,10 +553,11 @@ where
             return upgraded(
                 tungstenite::client::client_with_config(
                     target.request,
-                    Stream::Plain(tcp),
+                    Recording::new(Stream::Plain(tcp)),
                     Some(self.ws_config),
                 ),
                 self.write_queue,
+                self.ws_config,
             );
         };
         let Some(config) = &self.tls else {
@@ -583,8 +584,13 @@ where
             return Step::Wait(Stage::Tls(tls, target));
         }
         upgraded(
-            tungstenite::client::client_with_config(target.request, Stream::Tls(tls), Some(self.ws_config)),
+            tungstenite::client::client_with_config(
+                target.request,
+                Recording::new(Stream::Tls(tls)),
+                Some(self.ws_config),
+            ),
             self.write_queue,
+            self.ws_config,
         )
     }
 
@@ -783,7 +789,7 @@ impl Stage {
             Stage::Resolving(_) => None,
             Stage::Connecting(tcp, _) | Stage::Tunnelling(tcp, _) => Some(tcp),
             Stage::Tls(tls, _) => Some(&mut tls.sock),
-            Stage::Upgrading(mid) => Some(mid.get_mut().get_mut().tcp_mut()),
+            Stage::Upgrading(mid) => Some(mid.get_mut().get_mut().stream.tcp_mut()),
             Stage::Open(open) => Some(open.ws.get_mut().tcp_mut()),
         }
     }
@@ -854,11 +860,23 @@ fn connect_next(ctx: &mut Ctx<'_>, mut target: Box<Target>) -> Step {
 }
 
 fn upgraded(
-    result: Result<(WebSocket<Stream>, Response), HandshakeError<ClientHandshake<Stream>>>,
+    result: Result<(WebSocket<Recording>, Response), HandshakeError<ClientHandshake<Recording>>>,
     queue: (usize, usize),
+    config: WebSocketConfig,
 ) -> Step {
     match result {
-        Ok((ws, _response)) => Step::Next(Stage::Open(Open::new(ws, queue))),
+        Ok((ws, _response)) => {
+            // Rebuilt around what followed the response, so the socket reads
+            // into a buffer of the configured size, not the handshake's 4 KiB.
+            let Recording { stream, read } = ws.into_inner();
+            let Some(tail) = tether_host::after_headers(&read) else {
+                // tungstenite parsed a whole response out of these very bytes.
+                let reason = "WebSocket protocol error: incomplete upgrade response".to_owned();
+                return Step::Failed((ConnectFailureKind::Upgrade, reason));
+            };
+            let ws = WebSocket::from_partially_read(stream, tail.to_vec(), Role::Client, Some(config));
+            Step::Next(Stage::Open(Open::new(ws, queue)))
+        }
         Err(HandshakeError::Interrupted(mid)) => Step::Wait(Stage::Upgrading(Box::new(mid))),
         Err(HandshakeError::Failure(e)) => {
             Step::Failed((tether_host::connect_failure_kind(&e), e.to_string()))

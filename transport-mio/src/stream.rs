@@ -56,3 +56,39 @@ impl Write for Stream {
         }
     }
 }
+
+/// A socket being upgraded: every byte the handshake reads is kept, so the
+/// open socket can be rebuilt with the configured read buffer instead of the
+/// handshake's 4 KiB one (see `tether_host::after_headers`).
+pub(crate) struct Recording {
+    pub stream: Stream,
+    /// Everything read so far: the response, and any frames behind it.
+    pub read: Vec<u8>,
+}
+
+impl Recording {
+    pub(crate) fn new(stream: Stream) -> Self {
+        Recording {
+            stream,
+            read: Vec::new(),
+        }
+    }
+}
+
+impl Read for Recording {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        self.read.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+impl Write for Recording {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}

@@ -213,3 +213,73 @@ fn ids_of_two_reactors_print_apart_and_are_not_mixed_up() {
     assert!(!b.remove(in_a));
     assert!(a.remove(in_a) && b.remove(in_b));
 }
+
+/// A server that answers the upgrade and, in the same write, its first frame:
+/// the client must read that frame though it arrived with the handshake. The
+/// host rebuilds the socket after the upgrade (to give it the configured read
+/// buffer, not the handshake's 4 KiB), so this is the frame that could be lost.
+#[test]
+fn a_frame_that_arrives_with_the_upgrade_response_is_read() {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/ws", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        let (mut tcp, _) = listener.accept().unwrap();
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") {
+            tcp.read_exact(&mut byte).unwrap();
+            request.push(byte[0]);
+        }
+        let request = String::from_utf8(request).unwrap();
+        let key = request
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("Sec-WebSocket-Key: ")
+                    .or_else(|| l.strip_prefix("sec-websocket-key: "))
+            })
+            .unwrap()
+            .trim();
+        let accept = tungstenite::handshake::derive_accept_key(key.as_bytes());
+        let ack = br#"{"type":"hello_ack","presenceId":"p","memberDisplayName":"m"}"#;
+        let mut reply = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+        )
+        .into_bytes();
+        // An unmasked text frame, in the same write as the response.
+        reply.extend_from_slice(&[0x81, ack.len() as u8]);
+        reply.extend_from_slice(ack);
+        tcp.write_all(&reply).unwrap();
+        // Hold the socket until the client goes away.
+        let _ = tcp.read_to_end(&mut Vec::new());
+    });
+    let mut c = config(&url);
+    c.session.lifecycle.hello_ack_timeout = Duration::from_secs(2);
+    let mut reactor = Reactor::new().unwrap();
+    let id = reactor.add(c).unwrap();
+    let mut outcome = None;
+    let done = reactor
+        .run_until(Some(PATIENCE), |r| {
+            while let Some((_, event)) = r.poll_event() {
+                match event {
+                    SessionEvent::Lifecycle(Notification::Connected { .. }) => outcome = Some(Ok(())),
+                    SessionEvent::Lifecycle(Notification::Disconnected { failure, .. }) => {
+                        outcome = Some(Err(format!("{failure:?}")))
+                    }
+                    _ => {}
+                }
+            }
+            outcome.is_some()
+        })
+        .unwrap();
+    assert!(done, "neither open nor failed");
+    assert_eq!(
+        outcome,
+        Some(Ok(())),
+        "the hello_ack sent with the upgrade response was lost"
+    );
+    assert_eq!(reactor.status(id), Some(Status::Open));
+    assert!(reactor.remove(id));
+    drop(reactor);
+    server.join().unwrap();
+}

@@ -62,7 +62,7 @@ where
         let (cmd_tx, cmd_rx) = mpsc::channel(DEFAULT_COMMAND_CAPACITY);
         let (status_tx, status_rx) = watch::channel(machine.status());
         let (first_tx, first_rx) = oneshot::channel();
-        let driver = Driver::new(Parts {
+        let driver = Box::new(Driver::new(Parts {
             machine,
             router,
             cmds: cmd_rx,
@@ -70,7 +70,7 @@ where
             first: first_tx,
             tls,
             transport: transport.clone(),
-        });
+        }));
         tokio::spawn(driver.run());
         Ok(Connection {
             id: tether_host::next_serial(),

@@ -118,7 +118,13 @@ where
         }
     }
 
-    pub(crate) async fn run(mut self) {
+    /// Drives the connection until the machine is closed for good.
+    ///
+    /// Boxed: an `async fn` keeps its arguments in its future twice (the
+    /// argument and the binding it is moved into), so a driver taken by value
+    /// would cost two copies of the machine per connection; a box costs two
+    /// pointers.
+    pub(crate) async fn run(mut self: Box<Self>) {
         // Connect is refused only by a closed machine, which a new one is not.
         self.feed(Event::Connect);
         loop {

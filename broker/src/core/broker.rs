@@ -8,6 +8,7 @@ use tether_proto::mesh::wire::{decode_client_frame, BrokerFrame, ErrorFrame};
 use tether_proto::policy::is_sendable_close_code;
 use tether_proto::{Now, Rng};
 
+use super::admission::Admission;
 use super::bounds::has_duplicate_type;
 use super::config::BrokerConfig;
 use super::conn::{Conn, Phase};
@@ -46,6 +47,8 @@ pub struct Broker {
     delayed_seq: u64,
     outputs: VecDeque<Output>,
     pub(crate) faults: FaultState,
+    /// The hello rate limiter, when `hello_rate` is set.
+    pub(crate) admission: Option<Admission>,
     pub(crate) stats: BrokerStats,
     pub(crate) dedupe: Dedupe,
     latest: Option<Instant>,
@@ -54,6 +57,7 @@ pub struct Broker {
 impl Broker {
     /// A broker with no connections; ids come from a generator seeded with `config.seed`.
     pub fn new(config: BrokerConfig) -> Self {
+        let admission = config.hello_rate.map(Admission::new);
         Broker {
             rng: Rng::new(config.seed),
             config,
@@ -70,6 +74,7 @@ impl Broker {
             delayed_seq: 0,
             outputs: VecDeque::new(),
             faults: FaultState::default(),
+            admission,
             stats: BrokerStats::default(),
             dedupe: Dedupe::default(),
             latest: None,

@@ -76,6 +76,11 @@ pub struct BrokerConfig {
     /// Bytes of messages kept for lingering presences and offline keys, broker-wide;
     /// a message beyond it is not kept (counted).
     pub max_kept_bytes: usize,
+    /// Hellos admitted per second, if limited: the rest are refused with
+    /// `capacity` and a `retryAfterMs` that is the refused client's turn in the
+    /// queue of turns already promised ([`crate::core::Admission`]), checked
+    /// before any signature. `None` (the default) admits every hello.
+    pub hello_rate: Option<crate::core::HelloRate>,
     /// `retryAfterMs` sent with a `capacity` rejection.
     pub capacity_retry_after_ms: u64,
     /// Meshes the broker keeps data for; a hello for a new mesh beyond it gets `capacity`.
@@ -129,6 +134,17 @@ impl BrokerConfig {
                 });
             }
         }
+        if let Some(rate) = self.hello_rate {
+            if rate.per_second == 0 {
+                return Err(ConfigError::Zero("hello_rate.per_second"));
+            }
+            if rate.max_wait > tether_proto::MAX_DURATION {
+                return Err(ConfigError::TooLong {
+                    name: "hello_rate.max_wait",
+                    max: tether_proto::MAX_DURATION,
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -158,6 +174,7 @@ impl Default for BrokerConfig {
             max_unacked_bytes_per_conn: 2 * 1024 * 1024,
             max_kept_bytes: 64 * 1024 * 1024,
             capacity_retry_after_ms: 5_000,
+            hello_rate: None,
             max_meshes: 256,
             hello_timeout: DEFAULT_HELLO_TIMEOUT,
             ping_interval: DEFAULT_PING_INTERVAL,

@@ -2,6 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use tether_proto::mesh::wire::ErrorFrame;
+
 use super::output::ConnId;
 
 /// Close code and reason of a graceful broker shutdown (PROTOCOL.md: reconnect with backoff).
@@ -47,6 +49,17 @@ impl Refusal {
             close_code,
             close_reason,
             retry_after_ms: None,
+        }
+    }
+
+    /// The `error` frame sent before the close.
+    pub fn error_frame(&self) -> ErrorFrame {
+        ErrorFrame {
+            code: self.code.clone(),
+            message: self.message.clone(),
+            id: None,
+            req_id: None,
+            retry_after_ms: self.retry_after_ms,
         }
     }
 

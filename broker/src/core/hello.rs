@@ -2,9 +2,10 @@
 //! then ack (replacing an older connection of the same session) or refuse.
 
 use tether_proto::mesh::identity::{verify_hello, verify_session_hello};
-use tether_proto::mesh::wire::{ErrorFrame, HelloAckFrame, HelloExtras, HelloFrame, SessionHelloFrame};
+use tether_proto::mesh::wire::{HelloAckFrame, HelloExtras, HelloFrame, SessionHelloFrame};
 use tether_proto::Now;
 
+use super::admission::Admit;
 use super::bounds::TooLong;
 use super::broker::Broker;
 use super::clock::rfc3339_from_unix_ms;
@@ -119,6 +120,19 @@ impl Broker {
         if let Some(refusal) = self.faults.refusal(now.instant).cloned() {
             self.reject(conn, refusal, now);
             return true;
+        }
+        // Before any signature is checked: a refused hello costs nothing.
+        if let Some(admission) = &mut self.admission {
+            if let Admit::Later(wait) = admission.admit(now.instant) {
+                let per_second = admission.rate().per_second;
+                // Rounded up: a client told 0 ms would come straight back.
+                let ms = wait.as_nanos().div_ceil(1_000_000);
+                let ms = u64::try_from(ms).unwrap_or(u64::MAX);
+                self.stats.hellos_rate_limited += 1;
+                let refusal = Refusal::capacity(format!("admitting {per_second} hellos a second"), ms);
+                self.reject(conn, refusal, now);
+                return true;
+            }
         }
         false
     }
@@ -333,16 +347,7 @@ impl Broker {
 
     /// Sends the `error` frame, then the close the refusal names.
     pub(crate) fn reject(&mut self, conn: ConnId, refusal: Refusal, now: Now) {
-        self.send_frame(
-            conn,
-            ErrorFrame {
-                code: refusal.code.clone(),
-                message: refusal.message,
-                id: None,
-                req_id: None,
-                retry_after_ms: refusal.retry_after_ms,
-            },
-        );
+        self.send_frame(conn, refusal.error_frame());
         *self
             .stats
             .hellos_rejected

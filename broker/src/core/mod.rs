@@ -20,6 +20,7 @@
 //!
 //! Every buffer is bounded by a [`BrokerConfig`] cap and counted in [`BrokerStats`].
 
+mod admission;
 mod bounds;
 mod broker;
 mod clock;
@@ -44,6 +45,7 @@ mod stats;
 #[cfg(test)]
 mod tests;
 
+pub use admission::{Admission, Admit, HelloRate};
 pub use broker::Broker;
 pub use clock::rfc3339_from_unix_ms;
 pub use config::{

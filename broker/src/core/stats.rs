@@ -13,6 +13,8 @@ pub struct BrokerStats {
     pub hellos_accepted: u64,
     /// Hellos refused, by `error` code.
     pub hellos_rejected: BTreeMap<String, u64>,
+    /// Hellos refused with `capacity` because they came faster than `hello_rate`.
+    pub hellos_rate_limited: u64,
     /// Hellos left unanswered by the stall fault.
     pub hellos_stalled: u64,
     /// Connections closed for never getting a hello accepted in time.

@@ -235,3 +235,35 @@ fn a_hello_must_come_within_the_hello_timeout() {
     );
     assert_eq!(h.broker.stats().hello_timeouts, 1);
 }
+
+// proves X10 (issue 16): hellos beyond the broker's rate are refused with
+// `capacity` before their signature is checked, each told its own turn.
+#[test]
+fn hellos_beyond_the_rate_are_refused_each_with_its_turn() {
+    let mut h = Harness::new(BrokerConfig {
+        hello_rate: Some(crate::core::HelloRate {
+            per_second: 10,
+            burst: 1,
+            max_wait: Duration::from_secs(300),
+        }),
+        ..BrokerConfig::default()
+    });
+    h.join(&member(1), "s1");
+    let mut turns = Vec::new();
+    for n in 2..=4 {
+        let conn = hello_on_new_conn(&mut h, member(n).hello(&presence("s", None), T0_MS));
+        let (error, code, _) = rejection(&mut h, conn);
+        assert_eq!((error.code.as_str(), code), ("capacity", 1008));
+        turns.push(error.retry_after_ms);
+    }
+    assert_eq!(turns, vec![Some(100), Some(200), Some(300)]);
+    assert_eq!(h.broker.stats().hellos_rate_limited, 3);
+    // A bad signature refused by rate costs no verification: still `capacity`.
+    let mut forged = member(5).hello(&presence("s5", None), T0_MS);
+    forged.member_id = "someone-else".into();
+    let conn = hello_on_new_conn(&mut h, forged);
+    assert_eq!(rejection(&mut h, conn).0.code, "capacity");
+    // At its turn the first refused client is admitted.
+    h.advance(Duration::from_millis(100));
+    h.join(&member(2), "s");
+}

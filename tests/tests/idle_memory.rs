@@ -31,7 +31,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 const SERVER_ENV: &str = "TETHER_IDLE_MEMORY_BROKER";
 
-/// The goal of issue 12 is 1.25× the bare connection; it is not met (2.13× on
+/// The goal of issue 12 is 1.25× the bare connection; it is not met (2.15× on
 /// 2026-12-01, see BENCHMARKS.md for where the bytes go). This bound keeps what
 /// was won: with the driver taken by value (two copies of the session per
 /// connection) and a close table per connection it was 3.09×.

@@ -4,7 +4,8 @@
 // (apps/cli/src/daemon/broker.ts), the daemon's per-session `SessionBrokerClient`
 // (apps/cli/src/daemon/session-broker.ts), the daemon's inbound path
 // (apps/cli/src/daemon/inbound.ts) and the product's crypto (box.ts) from
-// ../shared/reference/claudemesh-213a6b3; nothing of theirs is edited.
+// tests/node/product/claudemesh-213a6b3 (a copy of revision 213a6b3 from
+// ../shared/reference, MIT); nothing of theirs is edited.
 //
 // The test talks to it in JSON lines: on stdin `{"id", "op", ...}`, on stdout
 // `{"id", "ok"}` or `{"id", "err"}` per request, and events

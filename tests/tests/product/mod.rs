@@ -1,6 +1,6 @@
 //! The real product's own clients as a test peer: `tests/node/product/driver.ts`
-//! bundled by esbuild with their unmodified source from
-//! `../shared/reference/claudemesh-213a6b3` and run on Node.
+//! bundled by esbuild with their unmodified source (a copy of revision 213a6b3
+//! kept in `tests/node/product/claudemesh-213a6b3`) and run on Node.
 //!
 //! The npm packages (esbuild, and the `ws` and `libsodium-wrappers` versions the
 //! product pins) are installed from the registry by `npm ci` on first use into
@@ -24,13 +24,14 @@ use tether_tests::e2e::{member, MESH, PATIENCE};
 const NODE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/node/product");
 const LOCK: &str = include_str!("../../node/product/package-lock.json");
 
-/// Where the product's source at the pinned revision lives: beside the
-/// repository, as in the workplace and in CI, unless `TETHER_PRODUCT_SOURCE`
-/// says otherwise.
+/// Where the product's source at the pinned revision lives: the unmodified copy
+/// kept in this repository as a test fixture (`tests/node/product/claudemesh-213a6b3`,
+/// MIT), so a clean checkout needs nothing beside it, unless
+/// `TETHER_PRODUCT_SOURCE` says otherwise.
 fn product_source() -> PathBuf {
     let dir = match std::env::var_os("TETHER_PRODUCT_SOURCE") {
         Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/claudemesh-213a6b3"),
+        None => Path::new(NODE_DIR).join("claudemesh-213a6b3"),
     };
     let cli = dir.join("apps/cli/src");
     assert!(

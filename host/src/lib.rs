@@ -37,7 +37,7 @@ pub use identity::{IdentityError, IdentityFile, SessionFile};
 pub use log::{log_open, log_overflow, log_step};
 pub use mesh::{MeshConfig, MeshParts};
 pub use proxy::{bypasses, proxy_for, Proxy, ProxyEnv, ProxyError, ProxyUrl, Tunnel, Wants};
-pub use queue::{QueueFull, WriteQueue};
+pub use queue::{queue_write, IoStats, QueueFull, WriteQueue};
 pub use router::{Broadcast, MeshRouter, Router, Waiter};
 pub use socket::{
     after_headers, close_message, closed_by, connect_failed, connect_failure_kind, inbound, is_secure,

@@ -6,13 +6,52 @@
 //! host drops it and reports it closed with 1006 and
 //! [`WRITE_QUEUE_FULL`](crate::socket::WRITE_QUEUE_FULL), and the machine's
 //! reconnect policy takes over. Nothing is silently discarded while the socket
-//! lives, and every overflow is counted.
+//! lives, and every overflow is counted in the connection's [`IoStats`] by the
+//! one function both hosts write through, [`queue_write`].
 
 use std::collections::VecDeque;
+use std::fmt;
 
+use tether_proto::lifecycle::{Event, SocketId};
 use tungstenite::Message;
 
-use crate::socket::message_len;
+use crate::socket::{message_len, queue_overflowed};
+
+/// Counters of one connection's socket work, kept across its sockets (X4);
+/// the same fields, counted by the same rules, on both hosts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IoStats {
+    /// Frames waiting behind a socket that does not take them now.
+    pub queued: usize,
+    /// Sockets dropped because that queue was full.
+    pub queue_overflows: u64,
+    /// WebSocket messages received (text, binary, ping, pong).
+    pub messages_in: u64,
+    /// WebSocket messages handed to the socket (text, ping, close).
+    pub messages_out: u64,
+    /// Batches handed to the socket: one per turn that wrote anything.
+    pub flushes: u64,
+}
+
+/// Queues a frame the machine wrote, under the one overflow rule: counted as a
+/// message out when it fits; when the queue is full, the overflow is counted and
+/// logged and the `Err` carries the event to feed once the host has dropped the
+/// socket (`conn` names the connection in the log).
+pub fn queue_write(
+    queue: &mut WriteQueue,
+    stats: &mut IoStats,
+    conn: &dyn fmt::Display,
+    socket: SocketId,
+    message: Message,
+) -> Result<(), Event> {
+    if queue.push(message).is_ok() {
+        stats.messages_out += 1;
+        return Ok(());
+    }
+    stats.queue_overflows += 1;
+    crate::log::log_overflow(conn, socket.0);
+    Err(queue_overflowed(socket))
+}
 
 /// The write queue was full; the socket must be dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -96,6 +135,18 @@ impl WriteQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overflow_is_counted_and_becomes_a_1006_close() {
+        // proves X4: the refusal is counted, and the socket is reported dead
+        let mut q = WriteQueue::new(1, 100);
+        let mut stats = IoStats::default();
+        assert_eq!(queue_write(&mut q, &mut stats, &"", SocketId(3), text(1)), Ok(()));
+        let refused = queue_write(&mut q, &mut stats, &"", SocketId(3), text(1));
+        assert_eq!(refused, Err(queue_overflowed(SocketId(3))));
+        assert_eq!((stats.messages_out, stats.queue_overflows), (1, 1));
+        assert_eq!(q.len(), 1, "the refused frame is not queued");
+    }
 
     fn text(n: usize) -> Message {
         Message::Text("x".repeat(n).into())

@@ -8,6 +8,7 @@ pub use crate::fanout::{Receiver, TryRecvError};
 pub use crate::hosted::{HostedCallError, HostedClientConfig};
 pub use crate::identity::{IdentityError, IdentityFile, SessionFile};
 pub use crate::proxy::{Proxy, ProxyEnv, ProxyError, ProxyUrl};
+pub use crate::queue::IoStats;
 pub use crate::router::{Broadcast, MeshRouter, Router};
 pub use crate::tls::{ClientCert, Roots, TlsError, TlsOptions};
 pub use crate::transport::{

@@ -557,6 +557,17 @@ impl AnyHosted {
         }
     }
 
+    /// The socket counters (write queue overflows, messages, flushes).
+    pub async fn io_stats(&self) -> Result<tether_tokio::IoStats, tether_tokio::HostedCallError> {
+        match self {
+            AnyHosted::Tokio(c) => c.io_stats().await,
+            AnyHosted::Mio(c) => {
+                let c = c.clone();
+                blocking(move || c.io_stats()).await
+            }
+        }
+    }
+
     /// Forces a fresh connection after 500 ms (S5).
     pub async fn reconnect(&self) -> Result<(), tether_tokio::HostedCallError> {
         match self {

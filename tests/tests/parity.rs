@@ -99,7 +99,8 @@ async fn our_close_frame_reaches_the_peer_with_its_code(host: Host) {
 }
 
 async fn a_stuck_peer_overflows_the_write_queue_into_1006(host: Host) {
-    // proves X4, X1: one overflow rule on both hosts, a socket this far behind is dead.
+    // proves X4, X1: one overflow rule on both hosts, a socket this far behind
+    // is dead, and its refusal is counted the same way on both.
     let server = HostedServer::start(vec![Plan::Stall]).await;
     let mut c = config(&server);
     c.transport.write_queue = 8;
@@ -130,6 +131,9 @@ async fn a_stuck_peer_overflows_the_write_queue_into_1006(host: Host) {
         }
         other => panic!("after {sent} sends: {other:?}"),
     }
+    // The refusal is counted, once, by the same rule on both hosts.
+    let stats = client.io_stats().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stats.queue_overflows, 1, "{stats:?}");
     client.close().await;
 }
 

@@ -17,8 +17,8 @@ use tether_proto::mesh::wire::{MemoryRow, Peer, Priority, Reply, Skill, SkillSum
 use tether_proto::Now;
 
 use crate::config::ConnConfig;
-use crate::conn::IoStats;
 use crate::connection::Connection;
+use tether_host::IoStats;
 
 /// A blocking handle to one broker connection; clone it freely, use it from any
 /// thread. The connection closes when [`BlockingClient::close`] is called or the

@@ -18,7 +18,9 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
-use tether_host::{now, Proxy, Router, Target as Request, Transport, Tunnel, WriteQueue, CLOSE_LINGER};
+use tether_host::{
+    now, IoStats, Proxy, Router, Target as Request, Transport, Tunnel, WriteQueue, CLOSE_LINGER,
+};
 use tether_proto::lifecycle::{ConnectFailureKind, Event, Io, LifecycleError, SocketId, Status};
 use tether_proto::{Machine, Now, Output};
 use tracing::debug;
@@ -40,21 +42,6 @@ pub(crate) struct Ctx<'a> {
     pub registry: &'a Registry,
     pub token: Token,
     pub dns: &'a mut Resolver,
-}
-
-/// Counters of one connection's socket work (X4).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IoStats {
-    /// Frames waiting behind a socket that does not take them now.
-    pub queued: usize,
-    /// Sockets dropped because that queue was full.
-    pub queue_overflows: u64,
-    /// WebSocket messages received (text, binary, ping, pong).
-    pub messages_in: u64,
-    /// WebSocket messages handed to the socket (text, ping, close).
-    pub messages_out: u64,
-    /// Batches handed to the socket: one per turn that wrote anything.
-    pub flushes: u64,
 }
 
 /// A connection of any protocol, as the reactor holds it.
@@ -299,19 +286,24 @@ where
     fn write(&mut self, ctx: &mut Ctx<'_>, socket: SocketId, message: Message, inbox: &mut VecDeque<Event>) {
         // Not open (yet or any more): the session never writes before the open,
         // and a socket it has left is gone.
-        let Some(open) = self.open_for(socket) else {
+        let Some(Socket {
+            id,
+            stage: Stage::Open(open),
+        }) = &mut self.socket
+        else {
             return;
         };
-        if open.queue.push(message).is_ok() {
-            self.stats.messages_out += 1;
-            self.dirty = true;
+        if *id != socket {
             return;
         }
-        // The one overflow rule (tether-host): this socket is dead, say so.
-        self.stats.queue_overflows += 1;
-        tether_host::log_overflow(&self.id, socket.0);
-        self.drop_socket(ctx);
-        inbox.push_back(tether_host::queue_overflowed(socket));
+        match tether_host::queue_write(&mut open.queue, &mut self.stats, &self.id, socket, message) {
+            Ok(()) => self.dirty = true,
+            // The one overflow rule (tether-host): this socket is dead, say so.
+            Err(closed) => {
+                self.drop_socket(ctx);
+                inbox.push_back(closed);
+            }
+        }
     }
 
     /// Pushes out whatever the turn wrote, in one batch.
@@ -337,16 +329,6 @@ where
 
     fn is_current(&self, socket: SocketId) -> bool {
         self.socket.as_ref().is_some_and(|s| s.id == socket)
-    }
-
-    fn open_for(&mut self, socket: SocketId) -> Option<&mut Open> {
-        match &mut self.socket {
-            Some(Socket {
-                id,
-                stage: Stage::Open(open),
-            }) if *id == socket => Some(open),
-            _ => None,
-        }
     }
 
     fn drop_socket(&mut self, ctx: &mut Ctx<'_>) {

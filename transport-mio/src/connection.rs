@@ -12,8 +12,8 @@ use tether_proto::lifecycle::{Event, LifecycleError, Notification, Status};
 use tether_proto::{Machine, Now};
 use tracing::error;
 
-use crate::conn::IoStats;
 use crate::reactor::{ConnId, Reactor, ReactorHandle};
+use tether_host::IoStats;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tether_host::{ConnectError, HostedCallError, HostedClientConfig, Receiver};
+use tether_host::{ConnectError, HostedCallError, HostedClientConfig, IoStats, Receiver};
 use tether_proto::hosted::{HostedEvent, Session, TokenProvider};
 use tether_proto::lifecycle::Status;
 
@@ -63,6 +63,11 @@ impl HostedClient {
     /// Waits until the status satisfies `pred`, at most `timeout`.
     pub fn wait_status(&self, pred: impl Fn(Status) -> bool, timeout: Duration) -> Option<Status> {
         self.inner.wait_status(pred, timeout)
+    }
+
+    /// The socket counters: write queue depth and overflows, messages, flushes.
+    pub fn io_stats(&self) -> Result<IoStats, HostedCallError> {
+        Ok(self.inner.io_stats()?)
     }
 
     /// Forces a fresh connection after 500 ms, counters reset (S5).

@@ -76,7 +76,6 @@ mod stream;
 
 pub use blocking::{BlockingClient, ClientBuilder};
 pub use config::ConnConfig;
-pub use conn::IoStats;
 pub use connection::{Connection, GenericClient, Watched};
 pub use error::{AddError, HandleError, ReactorError};
 pub use hosted::HostedClient;

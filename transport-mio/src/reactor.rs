@@ -26,9 +26,10 @@ use tether_proto::mesh::session::{
 use tether_proto::{Machine, Now};
 
 use crate::config::ConnConfig;
-use crate::conn::{Conn, Ctx, Driven, IoStats};
+use crate::conn::{Conn, Ctx, Driven};
 use crate::dns::Resolver;
 use crate::error::{AddError, HandleError, ReactorError};
+use tether_host::IoStats;
 
 /// What runs when a send or request resolves, on the reactor thread.
 type Callback = Box<dyn FnOnce(OpResult) + Send>;

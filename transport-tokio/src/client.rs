@@ -14,7 +14,8 @@ use std::time::Instant;
 use futures_util::Stream;
 use serde_json::Value;
 use tether_host::{
-    replied, replies, sent, ClientError, ClientEvent, ConnectError, Fanout, MeshRouter, Receiver, Sent,
+    replied, replies, sent, ClientError, ClientEvent, ConnectError, Fanout, IoStats, MeshRouter, Receiver,
+    Sent,
 };
 use tether_proto::lifecycle::Status;
 use tether_proto::mesh::push::Push;
@@ -282,6 +283,11 @@ impl Client {
     /// A metrics snapshot (X12).
     pub async fn stats(&self) -> Result<SessionStats, ClientError> {
         Ok(self.conn.call(|s, _, _| s.stats(Instant::now())).await?)
+    }
+
+    /// The socket counters: write queue depth and overflows, messages, flushes.
+    pub async fn io_stats(&self) -> Result<IoStats, ClientError> {
+        Ok(self.conn.io_stats().await?)
     }
 
     /// "The network is back": reset the backoff and connect now (X11).

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use tether_host::{ConnectError, Fanout, Receiver, Shutdown, Transport};
+use tether_host::{ConnectError, Fanout, IoStats, Receiver, Shutdown, Transport};
 use tether_proto::lifecycle::{Event, LifecycleError, Status};
 use tether_proto::{Machine, Now};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
@@ -117,10 +117,18 @@ where
         f: impl FnOnce(&mut M, &mut R, Now) -> T + Send + 'static,
     ) -> Result<T, Shutdown> {
         let (tx, rx) = oneshot::channel();
-        let cmd: Cmd<M, R> = Box::new(move |m, r, now| {
+        let cmd: Cmd<M, R> = Cmd::Call(Box::new(move |m, r, now| {
             let _ = tx.send(f(m, r, now));
-        });
+        }));
         self.cmds.send(cmd).await.map_err(|_| Shutdown)?;
+        rx.await.map_err(|_| Shutdown)
+    }
+
+    /// The socket counters: write queue depth and overflows, messages, flushes
+    /// (the same counters, counted the same way, as tether-mio's).
+    pub async fn io_stats(&self) -> Result<IoStats, Shutdown> {
+        let (tx, rx) = oneshot::channel();
+        self.cmds.send(Cmd::IoStats(tx)).await.map_err(|_| Shutdown)?;
         rx.await.map_err(|_| Shutdown)
     }
 

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{Sink, Stream};
 use tether_host::{
-    ConnectError, Proxy, ProxyUrl, Target, Transport, Tunnel, Wants, WriteQueue, CLOSE_LINGER,
+    ConnectError, IoStats, Proxy, ProxyUrl, Target, Transport, Tunnel, Wants, WriteQueue, CLOSE_LINGER,
 };
 use tether_proto::lifecycle::{Event, Io, Notification, SocketId, Status};
 use tether_proto::{Machine, Now, Output};
@@ -34,7 +34,15 @@ type Connecting = Pin<Box<dyn Future<Output = Result<Ws, tungstenite::Error>> + 
 
 /// Work a handle runs on the driver task, with the machine and its router at
 /// hand; the driver drains the machine right after (the one call path).
-pub(crate) type Cmd<M, R> = Box<dyn FnOnce(&mut M, &mut R, Now) + Send>;
+pub(crate) type Call<M, R> = Box<dyn FnOnce(&mut M, &mut R, Now) + Send>;
+
+/// What a handle asks of the driver task.
+pub(crate) enum Cmd<M, R> {
+    /// Run work on the machine, then drain it.
+    Call(Call<M, R>),
+    /// Report the socket counters.
+    IoStats(oneshot::Sender<IoStats>),
+}
 
 /// The open socket. Reads and writes are driven from this one task, through one
 /// poll, so the socket needs no lock between a read half and a write half.
@@ -91,6 +99,8 @@ pub(crate) struct Driver<M: Machine, R> {
     ws_config: WebSocketConfig,
     write_queue: (usize, usize),
     proxy: Proxy,
+    /// Counted across sockets, by tether-host's rules, as tether-mio counts them.
+    stats: IoStats,
 }
 
 impl<M, R> Driver<M, R>
@@ -115,6 +125,7 @@ where
             ws_config: parts.transport.ws_config(),
             write_queue: (parts.transport.write_queue, parts.transport.write_queue_bytes),
             proxy: parts.transport.proxy,
+            stats: IoStats::default(),
         }
     }
 
@@ -154,7 +165,7 @@ where
                 },
                 // Written in this task, not handed to another: no extra wake-up
                 // per frame. The socket's own backpressure parks only the writes.
-                (socket, io) = socket_io(&mut self.socket) => match io {
+                (socket, io) = socket_io(&mut self.socket, &mut self.stats) => match io {
                     SocketIo::Read(msg) => self.on_message(socket, msg),
                     SocketIo::WriteFailed(e) => {
                         // The read side would see the same failure; report it once, now.
@@ -180,8 +191,17 @@ where
     }
 
     fn on_cmd(&mut self, cmd: Cmd<M, R>) {
-        cmd(&mut self.machine, &mut self.router, tether_host::now());
-        self.drain();
+        match cmd {
+            Cmd::Call(call) => {
+                call(&mut self.machine, &mut self.router, tether_host::now());
+                self.drain();
+            }
+            Cmd::IoStats(reply) => {
+                let mut stats = self.stats;
+                stats.queued = self.socket.as_ref().map_or(0, |live| live.out.len());
+                let _ = reply.send(stats);
+            }
+        }
     }
 
     /// The drain rule: act on every output, then feed what the socket work
@@ -250,6 +270,7 @@ where
                     // awaited, in a task of their own, briefly.
                     live.out.push_close(tether_host::close_message(code, reason));
                     live.dirty = true;
+                    self.stats.flushes += 1;
                     self.linger(live);
                 }
                 self.forget(socket);
@@ -283,14 +304,14 @@ where
         let Some(live) = self.socket.as_mut().filter(|l| l.id == socket) else {
             return;
         };
-        if live.out.push(message).is_err() {
+        match tether_host::queue_write(&mut live.out, &mut self.stats, &"", socket, message) {
+            Ok(()) => live.dirty = true,
             // The one overflow rule (tether-host): this socket is dead, say so.
-            tether_host::log_overflow(&"", socket.0);
-            self.socket = None;
-            self.inbox.push_back(tether_host::queue_overflowed(socket));
-            return;
+            Err(closed) => {
+                self.socket = None;
+                self.inbox.push_back(closed);
+            }
         }
-        live.dirty = true;
     }
 
     fn open(&self, url: &str, headers: &[(String, String)]) -> Result<Connecting, String> {
@@ -348,6 +369,7 @@ where
     }
 
     fn on_message(&mut self, socket: SocketId, msg: Option<Result<Message, tungstenite::Error>>) {
+        self.stats.messages_in += u64::from(matches!(msg, Some(Ok(_))));
         let event = match msg {
             Some(Ok(message)) => match tether_host::inbound(socket, message) {
                 Some(event) => event,
@@ -429,7 +451,7 @@ impl std::io::Write for TryIo<'_> {
 
 /// Flushes what is queued and waits for the next message; completes with a
 /// message or a write failure. Cancel-safe: what is not yet written stays queued.
-async fn socket_io(socket: &mut Option<Live>) -> (SocketId, SocketIo) {
+async fn socket_io(socket: &mut Option<Live>, stats: &mut IoStats) -> (SocketId, SocketIo) {
     let Some(live) = socket else {
         return std::future::pending().await;
     };
@@ -437,7 +459,10 @@ async fn socket_io(socket: &mut Option<Live>) -> (SocketId, SocketIo) {
     let io = std::future::poll_fn(|cx| {
         if live.dirty {
             match poll_flush(live, cx) {
-                Poll::Ready(Ok(())) => live.dirty = false,
+                Poll::Ready(Ok(())) => {
+                    live.dirty = false;
+                    stats.flushes += 1;
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(SocketIo::WriteFailed(e)),
                 // Backpressure holds the writes only; reads go on.
                 Poll::Pending => {}

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use serde_json::Value;
-use tether_host::{ConnectError, HostedCallError, HostedClientConfig, Receiver};
+use tether_host::{ConnectError, HostedCallError, HostedClientConfig, IoStats, Receiver};
 use tether_proto::hosted::{HostedEvent, Session, TokenProvider};
 use tether_proto::lifecycle::Status;
 use tokio::sync::watch;
@@ -65,6 +65,11 @@ impl HostedClient {
     /// The status; `Open` is connected.
     pub fn status(&self) -> watch::Receiver<Status> {
         self.inner.status()
+    }
+
+    /// The socket counters: write queue depth and overflows, messages, flushes.
+    pub async fn io_stats(&self) -> Result<IoStats, HostedCallError> {
+        Ok(self.inner.io_stats().await?)
     }
 
     /// Forces a fresh connection after 500 ms, counters reset (S5).

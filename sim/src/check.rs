@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use tether_proto::lifecycle::{Io, Notification, SocketId, Status};
+use tether_proto::lifecycle::{ContractCheck, SocketId, Status};
 use tether_proto::mesh::session::{OpId, SessionAction, SessionEvent, SessionStats};
 use tether_proto::mesh::wire::{decode_client_frame, ClientFrame};
 use tether_proto::policy::Jitter;
@@ -12,45 +12,51 @@ use tether_proto::policy::Jitter;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation(pub String);
 
-/// What one client's outputs must respect, tracked as they happen.
+/// What one client's outputs must respect, tracked as they happen: the
+/// lifecycle's contract (one checker for proto's property tests and every
+/// simulated machine) plus the mesh session's own ops and buffers.
 #[derive(Debug)]
 pub struct ClientCheck {
     /// Index of the client.
     pub index: usize,
-    /// Status as reported so far.
-    pub status: Status,
-    /// The socket it asked for and has not given up.
-    pub live: Option<SocketId>,
-    /// Whether the hello of the current socket was sent.
-    hello_sent: bool,
-    /// It reported closed for good.
-    pub stopped: bool,
+    contract: ContractCheck,
     /// Ops issued and not yet resolved.
     pub pending: BTreeSet<OpId>,
     /// Ops resolved.
     pub resolved: BTreeSet<OpId>,
     /// Since when it has not been open (virtual time).
     pub not_open_since: Duration,
-    /// Nominal reconnect delays allowed and the jitter on them.
-    nominals: Vec<Duration>,
-    jitter: Jitter,
+}
+
+fn is_hello(text: &str) -> bool {
+    matches!(decode_client_frame(text, usize::MAX), Ok(ClientFrame::Hello(_)))
 }
 
 impl ClientCheck {
     /// A checker for client `index` with these allowed nominal delays.
     pub fn new(index: usize, nominals: Vec<Duration>, jitter: Jitter) -> Self {
+        let contract = nominals
+            .into_iter()
+            .fold(ContractCheck::new(Some(is_hello)), |c, n| {
+                c.allow_delay(n, jitter)
+            });
         ClientCheck {
             index,
-            status: Status::Idle,
-            live: None,
-            hello_sent: false,
-            stopped: false,
+            contract,
             pending: BTreeSet::new(),
             resolved: BTreeSet::new(),
             not_open_since: Duration::ZERO,
-            nominals,
-            jitter,
         }
+    }
+
+    /// Status as reported so far.
+    pub fn status(&self) -> Status {
+        self.contract.status()
+    }
+
+    /// Whether it reported closed for good.
+    pub fn stopped(&self) -> bool {
+        self.contract.stopped()
     }
 
     fn fail(&self, what: String) -> Result<(), Violation> {
@@ -59,9 +65,7 @@ impl ClientCheck {
 
     /// The host lost the socket (it reported a close or a failed connect).
     pub fn socket_gone(&mut self, socket: SocketId) {
-        if self.live == Some(socket) {
-            self.live = None;
-        }
+        self.contract.socket_gone(socket);
     }
 
     /// An op was issued.
@@ -74,92 +78,24 @@ impl ClientCheck {
 
     /// Checks one action of the client's session.
     pub fn action(&mut self, now: Duration, action: &SessionAction) -> Result<(), Violation> {
-        match action {
-            SessionAction::Io(Io::OpenSocket { socket, .. }) => {
-                if self.stopped {
-                    return self.fail("opened a socket after it stopped".into());
-                }
-                if let Some(live) = self.live {
-                    return self.fail(format!("opened {socket:?} while {live:?} was alive"));
-                }
-                self.live = Some(*socket);
-                self.hello_sent = false;
-            }
-            SessionAction::Io(Io::CloseSocket { socket, code, .. }) => {
-                if !tether_proto::policy::is_sendable_close_code(*code) {
-                    return self.fail(format!("sent the local-only close code {code}"));
-                }
-                self.socket_gone(*socket);
-            }
-            SessionAction::Io(Io::TerminateSocket { socket }) => self.socket_gone(*socket),
-            SessionAction::Io(Io::SendText { socket, text }) => {
-                if self.live != Some(*socket) {
-                    return self.fail(format!("wrote on {socket:?}, which is not its socket"));
-                }
-                if self.status != Status::Open {
-                    let is_hello = matches!(decode_client_frame(text, usize::MAX), Ok(ClientFrame::Hello(_)));
-                    if !is_hello || self.hello_sent {
-                        return self.fail(format!("sent something other than one hello before open: {text}"));
-                    }
-                    self.hello_sent = true;
-                }
-            }
-            SessionAction::Io(Io::SendPing { .. }) => {
-                if self.status != Status::Open {
-                    return self.fail("pinged while not open".into());
-                }
-            }
-            SessionAction::Event(SessionEvent::Lifecycle(note)) => match note {
-                Notification::StatusChanged { from, to } => {
-                    if *from != self.status {
-                        return self.fail(format!(
-                            "status change from {from:?} reported while {:?}",
-                            self.status
-                        ));
-                    }
-                    let legal = matches!(
-                        (from, to),
-                        (
-                            Status::Idle,
-                            Status::Connecting | Status::Reconnecting | Status::Closed
-                        ) | (
-                            Status::Connecting,
-                            Status::Open | Status::Reconnecting | Status::Closed
-                        ) | (Status::Open, Status::Reconnecting | Status::Closed)
-                            | (Status::Reconnecting, Status::Connecting | Status::Closed)
-                    );
-                    if !legal {
-                        return self.fail(format!("illegal transition {from:?} → {to:?}"));
-                    }
-                    if *from == Status::Open {
-                        self.not_open_since = now;
-                    }
-                    self.status = *to;
-                }
-                Notification::ReconnectScheduled { delay, .. } => {
-                    let fits = self.nominals.iter().any(|n| {
-                        let (lo, hi) = self.jitter.bounds(*n);
-                        *delay >= lo && *delay <= hi
-                    });
-                    if !fits {
-                        return self.fail(format!("reconnect delay {delay:?} outside every allowed bound"));
-                    }
-                }
-                Notification::Closed { .. } => {
-                    if self.stopped {
-                        return self.fail("closed for good twice".into());
-                    }
-                    self.stopped = true;
-                }
-                _ => {}
-            },
+        let was = self.contract.status();
+        let checked = match action {
+            SessionAction::Io(io) => self.contract.io(io),
+            SessionAction::Event(SessionEvent::Lifecycle(note)) => self.contract.notification(note),
             SessionAction::Event(SessionEvent::Resolved { id, .. }) => {
                 if !self.pending.remove(id) {
                     return self.fail(format!("op {id:?} resolved twice or never issued"));
                 }
                 self.resolved.insert(*id);
+                Ok(())
             }
-            SessionAction::Event(_) => {}
+            SessionAction::Event(_) => Ok(()),
+        };
+        if let Err(broken) = checked {
+            return self.fail(broken.0);
+        }
+        if was == Status::Open && self.contract.status() != Status::Open {
+            self.not_open_since = now;
         }
         Ok(())
     }
@@ -168,6 +104,7 @@ impl ClientCheck {
     pub fn after_step(
         &self,
         stats: &SessionStats,
+        status: Status,
         next_deadline: bool,
         caps: (usize, usize, usize),
     ) -> Result<(), Violation> {
@@ -178,10 +115,10 @@ impl ClientCheck {
                 stats.queue_depth, stats.in_flight, stats.history_len
             ));
         }
-        if self.stopped && (next_deadline || self.live.is_some()) {
-            return self.fail("a timer or a socket survived the stop".into());
+        match self.contract.after_drain(status, next_deadline, None) {
+            Ok(()) => Ok(()),
+            Err(broken) => self.fail(broken.0),
         }
-        Ok(())
     }
 }
 

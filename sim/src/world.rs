@@ -300,10 +300,10 @@ impl World {
         // Every client that was not stopped is open now, and then closes.
         for i in 0..self.nodes.len() {
             let check = &self.nodes[i].check;
-            if !check.stopped && check.status != Status::Open {
+            if !check.stopped() && check.status() != Status::Open {
                 return Err(Violation(format!(
                     "client {i} is {:?} after settling",
-                    check.status
+                    check.status()
                 )));
             }
             let at = self.at();
@@ -402,7 +402,7 @@ impl World {
     fn check_liveness(&self) -> Result<(), Violation> {
         for node in &self.nodes {
             let c = &node.check;
-            if c.status == Status::Open {
+            if c.status() == Status::Open {
                 // L9: an open client on a link that silently died notices in time.
                 let dead = node
                     .link
@@ -421,7 +421,7 @@ impl World {
                 }
                 continue;
             }
-            if c.stopped {
+            if c.stopped() {
                 continue;
             }
             let healthy_since = [
@@ -439,7 +439,7 @@ impl World {
                 return Err(Violation(format!(
                     "client {}: {:?} for {:?} with a healthy broker (bound {:?})",
                     c.index,
-                    c.status,
+                    c.status(),
                     self.now - healthy_since,
                     self.bound
                 )));
@@ -842,8 +842,9 @@ impl World {
             DEFAULT_MAX_IN_FLIGHT,
             DEFAULT_PUSH_HISTORY,
         );
+        let status = node.session.status();
         node.check
-            .after_step(&stats, node.session.next_deadline().is_some(), caps)
+            .after_step(&stats, status, node.session.next_deadline().is_some(), caps)
     }
 
     fn client_io(&mut self, i: usize, io: Io) {

@@ -14,6 +14,7 @@
 
 mod action;
 mod config;
+pub mod contract;
 mod event;
 mod failure;
 mod handshake;
@@ -35,6 +36,7 @@ pub use config::{
     DEFAULT_MAX_RETRY_AFTER, DEFAULT_OPEN_TIMEOUT, DEFAULT_PING_INTERVAL, DEFAULT_PROBE_TIMEOUT,
     DEFAULT_STABILITY_WINDOW, DEFAULT_STALE_AFTER, DEFAULT_SUSPEND_GAP,
 };
+pub use contract::{ContractCheck, ContractViolation};
 pub use event::{Event, Frame, SocketId};
 pub use failure::{ConnectFailureKind, Failure, FailureClass, PeerClose, Rejection, StopReason};
 pub use handshake::{Handshake, HelloError, PreOpen};

@@ -1,6 +1,5 @@
 //! Random event sequences against the lifecycle's invariants.
 
-use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
@@ -108,17 +107,19 @@ fn run(config: Config, seed: u64, steps: &[(u64, Op)]) -> Result<Vec<TestAction>
     let mut lc = Lifecycle::new(config, TestHandshake::default(), seed, t0).unwrap();
     let mut now = t0;
     let mut log = Vec::new();
-    let mut status = Status::Idle;
-    let mut live: BTreeSet<SocketId> = BTreeSet::new();
-    let mut texts_before_open: BTreeSet<SocketId> = BTreeSet::new();
     let mut last_socket = SocketId(0);
-    let mut stopped = false;
-    let nominals: Vec<Duration> = DEFAULT_BACKOFF_SCHEDULE
+    let mut contract = ContractCheck::new(Some(|text: &str| text.contains(r#""type":"hello""#)));
+    let nominals = DEFAULT_BACKOFF_SCHEDULE
         .iter()
         .copied()
         .chain((1..=3).map(|n| SESSION_NOT_FOUND_STEP * n))
-        .chain([DEFAULT_FORCE_RECONNECT_DELAY])
-        .collect();
+        .chain([DEFAULT_FORCE_RECONNECT_DELAY]);
+    for nominal in nominals {
+        contract = contract.allow_delay(nominal, jitter);
+    }
+    for hint in HINTS {
+        contract = contract.allow_floor(Duration::from_millis(hint).min(DEFAULT_MAX_RETRY_AFTER), jitter);
+    }
 
     for (delta, op) in steps {
         now += Duration::from_millis(*delta);
@@ -191,7 +192,7 @@ fn run(config: Config, seed: u64, steps: &[(u64, Op)]) -> Result<Vec<TestAction>
         // The host reports closes of its current socket; the socket is gone then.
         if let Event::Closed { socket, .. } | Event::ConnectFailed { socket, .. } = &event {
             if Some(*socket) == socket_now {
-                live.remove(socket);
+                contract.socket_gone(*socket);
             }
         }
         let before = format!("{lc:?}|{:?}", lc.next_deadline());
@@ -204,7 +205,7 @@ fn run(config: Config, seed: u64, steps: &[(u64, Op)]) -> Result<Vec<TestAction>
             prop_assert_eq!(format!("{lc:?}|{:?}", lc.next_deadline()), before);
             prop_assert!(lc.poll_action().is_none(), "a refusal queued an action");
             prop_assert!(
-                stopped,
+                contract.stopped(),
                 "only a closed machine refuses input, got {e:?} for {event:?}"
             );
             prop_assert!(matches!(
@@ -213,77 +214,22 @@ fn run(config: Config, seed: u64, steps: &[(u64, Op)]) -> Result<Vec<TestAction>
             ));
         }
         while let Some(action) = lc.poll_action() {
-            match &action {
-                Action::Io(Io::OpenSocket { socket, .. }) => {
-                    prop_assert!(!stopped, "socket requested after a stop");
-                    prop_assert!(
-                        live.is_empty(),
-                        "a second socket requested while {live:?} is alive"
-                    );
-                    live.insert(*socket);
-                    last_socket = *socket;
-                }
-                Action::Io(Io::CloseSocket { socket, code, .. }) => {
-                    prop_assert!(crate::policy::is_sendable_close_code(*code));
-                    prop_assert!(live.remove(socket), "closing a socket that is not alive");
-                }
-                Action::Io(Io::TerminateSocket { socket }) => {
-                    prop_assert!(live.remove(socket), "terminating a socket that is not alive");
-                }
-                Action::Io(Io::SendText { socket, text }) => {
-                    prop_assert!(live.contains(socket), "send on a dead socket");
-                    if status != Status::Open {
-                        prop_assert!(
-                            text.contains(r#""type":"hello""#),
-                            "non-hello before open: {text}"
-                        );
-                        prop_assert!(texts_before_open.insert(*socket), "two frames before open");
+            let checked = match &action {
+                Action::Io(io) => {
+                    if let Io::OpenSocket { socket, .. } = io {
+                        last_socket = *socket;
                     }
+                    contract.io(io)
                 }
-                Action::Io(Io::SendPing { socket }) => {
-                    prop_assert_eq!(status, Status::Open);
-                    prop_assert!(live.contains(socket));
-                }
-                Action::Notify(Notification::StatusChanged { from, to }) => {
-                    prop_assert_eq!(*from, status, "transitions reported in order");
-                    let legal = matches!(
-                        (from, to),
-                        (
-                            Status::Idle,
-                            Status::Connecting | Status::Reconnecting | Status::Closed
-                        ) | (
-                            Status::Connecting,
-                            Status::Open | Status::Reconnecting | Status::Closed
-                        ) | (Status::Open, Status::Reconnecting | Status::Closed)
-                            | (Status::Reconnecting, Status::Connecting | Status::Closed)
-                    );
-                    prop_assert!(legal, "illegal transition {from:?} → {to:?}");
-                    status = *to;
-                }
-                Action::Notify(Notification::ReconnectScheduled { delay, .. }) => {
-                    let in_schedule = nominals.iter().any(|n| {
-                        let (lo, hi) = jitter.bounds(*n);
-                        *delay >= lo && *delay <= hi
-                    });
-                    let in_hint = HINTS.iter().any(|h| {
-                        let floor = Duration::from_millis(*h).min(DEFAULT_MAX_RETRY_AFTER);
-                        let (_, hi) = jitter.bounds(floor);
-                        *delay >= floor && *delay <= hi
-                    });
-                    prop_assert!(in_schedule || in_hint, "delay {delay:?} outside every bound");
-                }
-                Action::Notify(Notification::Closed { .. }) => {
-                    prop_assert!(!stopped, "closed twice");
-                    stopped = true;
-                }
-                Action::Notify(_) => {}
+                Action::Notify(note) => contract.notification(note),
+            };
+            if let Err(broken) = checked {
+                return Err(TestCaseError::fail(format!("{broken} (after {event:?})")));
             }
             log.push(action);
         }
-        prop_assert_eq!(lc.status(), status);
-        if stopped {
-            prop_assert_eq!(lc.next_deadline(), None, "a timer survived closed");
-            prop_assert!(lc.socket().is_none());
+        if let Err(broken) = contract.after_drain(lc.status(), lc.next_deadline().is_some(), lc.socket()) {
+            return Err(TestCaseError::fail(broken.to_string()));
         }
     }
     Ok(log)

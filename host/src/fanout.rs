@@ -76,6 +76,18 @@ impl<T: Clone> Fanout<T> {
         fanout
     }
 
+    /// Lets go of the receiver kept for the first subscriber, if nobody took
+    /// it: once a client's `connect` has returned, the first attempt is over,
+    /// and keeping its news for a subscriber that may never come would pin
+    /// them for the connection's whole life. Later subscribers see items from
+    /// the time they subscribe, as after any other subscription.
+    pub fn release_first(&self) {
+        let Some(first) = lock(&self.first).take() else {
+            return;
+        };
+        lock(&self.subs).list.retain(|sub| !Arc::ptr_eq(sub, &first.sub));
+    }
+
     /// A receiver of every item published from now on; one that has already
     /// ended if the fanout is closed.
     pub fn subscribe(&self) -> Receiver<T> {
@@ -277,6 +289,30 @@ mod tests {
         assert_eq!(first.try_recv(), Ok(1));
         assert_eq!(first.try_recv(), Ok(2));
         assert_eq!(second.try_recv(), Ok(2));
+    }
+
+    #[test]
+    fn a_released_first_receiver_holds_nothing() {
+        // proves X4: an unclaimed first receiver is let go with what it kept
+        let fan = Fanout::with_first(4);
+        fan.publish(1);
+        fan.release_first();
+        assert!(!fan.has_receivers(), "nothing is kept for nobody");
+        let late = fan.subscribe();
+        fan.publish(2);
+        assert_eq!(late.try_recv(), Ok(2));
+        assert_eq!(late.try_recv(), Err(TryRecvError::Empty));
+    }
+
+    #[test]
+    fn a_claimed_first_receiver_is_kept_by_its_owner() {
+        let fan = Fanout::with_first(4);
+        fan.publish(1);
+        let first = fan.subscribe();
+        fan.release_first();
+        fan.publish(2);
+        assert_eq!(first.try_recv(), Ok(1));
+        assert_eq!(first.try_recv(), Ok(2));
     }
 
     #[test]

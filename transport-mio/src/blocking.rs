@@ -69,6 +69,8 @@ impl BlockingClient {
     pub fn connect(config: ConnConfig) -> Result<BlockingClient, ConnectError> {
         let client = BlockingClient::spawn(config)?;
         client.conn.first_open()?;
+        // The first attempt is over and nobody subscribed to see it.
+        client.events.release_first();
         Ok(client)
     }
 
@@ -248,8 +250,9 @@ impl BlockingClient {
         self.pushes.subscribe()
     }
 
-    /// Lifecycle news and unconsumed frames (L14): the first call's receiver
-    /// has everything since the client started, later ones from now on. A receiver that
+    /// Lifecycle news and unconsumed frames (L14): after [`spawn`](Self::spawn)
+    /// the first call's receiver has everything since the client started, after
+    /// [`connect`](Self::connect) returns and for later calls from now on. A receiver that
     /// falls more than the configured capacity behind loses the oldest; it
     /// ends when the client shuts down.
     pub fn events(&self) -> Receiver<ClientEvent> {

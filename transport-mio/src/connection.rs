@@ -326,12 +326,21 @@ where
     /// Starts and waits for the first open (L8); on failure the thread is gone (D1).
     pub fn connect(machine: M, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
         let client = GenericClient::spawn(machine, url, transport)?;
-        client.conn.first_open()?;
+        client.first_open()?;
         Ok(client)
     }
 
-    /// Every event of the machine (the first call's receiver from the start,
-    /// later ones from now on); ends after the close.
+    /// Waits for the first open; on failure nothing is left running (D1), on
+    /// success the first attempt's news is let go unless someone subscribed.
+    pub(crate) fn first_open(&self) -> Result<(), ConnectError> {
+        self.conn.first_open()?;
+        self.events.release_first();
+        Ok(())
+    }
+
+    /// Every event of the machine (after `spawn` the first call's receiver
+    /// from the start; after `connect` returns, and later ones, from now on);
+    /// ends after the close.
     pub fn events(&self) -> Receiver<M::Event> {
         self.events.subscribe()
     }

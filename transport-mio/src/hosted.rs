@@ -49,8 +49,9 @@ impl HostedClient {
         Ok(self.inner.with(move |s, _| s.send_control_response(response))??)
     }
 
-    /// Messages and lifecycle news (the first call's receiver from the start,
-    /// later ones from now on); ends after the close.
+    /// Messages and lifecycle news (after `spawn` the first call's receiver
+    /// from the start; after `connect` returns, and later ones, from now on);
+    /// ends after the close.
     pub fn events(&self) -> Receiver<HostedEvent> {
         self.inner.events()
     }

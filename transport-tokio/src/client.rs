@@ -78,6 +78,9 @@ impl Client {
     pub async fn connect(config: ClientConfig) -> Result<Client, ConnectError> {
         let client = Client::spawn(config)?;
         client.conn.first_open().await?;
+        // The first attempt is over and nobody subscribed to see it.
+        client.events.release_first();
+        client.pushes.release_first();
         Ok(client)
     }
 
@@ -106,25 +109,29 @@ impl Client {
     }
 
     /// Starts an operation on the driver task and waits for its one result (X3).
+    ///
+    /// One reply channel carries either the refusal or the result, so the
+    /// caller waits (and is woken) once per operation, not once for the
+    /// acceptance and again for the result.
     async fn op(
         &self,
         start: impl FnOnce(&mut Session, Now) -> Result<OpId, ClientError> + Send + 'static,
     ) -> Result<OpResult, ClientError> {
-        let rx = self
-            .conn
-            .call(move |session, router, now| {
-                let id = start(session, now)?;
-                let (tx, rx) = oneshot::channel();
-                router.on_resolved(
+        let (tx, rx) = oneshot::channel();
+        self.conn
+            .run(move |session, router, now| match start(session, now) {
+                Ok(id) => router.on_resolved(
                     id,
                     Box::new(move |result| {
-                        let _ = tx.send(result);
+                        let _ = tx.send(Ok(result));
                     }),
-                );
-                Ok::<_, ClientError>(rx)
+                ),
+                Err(refused) => {
+                    let _ = tx.send(Err(refused));
+                }
             })
-            .await??;
-        rx.await.map_err(|_| ClientError::Shutdown)
+            .await?;
+        rx.await.map_err(|_| ClientError::Shutdown)?
     }
 
     /// Sends `body` to `target` and waits for the broker's ack (B1); queued while
@@ -261,8 +268,9 @@ impl Client {
         }
     }
 
-    /// Lifecycle news and unconsumed frames (L14): the first call's receiver
-    /// has everything since the client started, later ones from now on; `recv()` gives
+    /// Lifecycle news and unconsumed frames (L14): after [`spawn`](Self::spawn)
+    /// the first call's receiver has everything since the client started, after
+    /// [`connect`](Self::connect) returns and for later calls from now on; `recv()` gives
     /// `None` after the close. A receiver more than the configured capacity
     /// behind loses the oldest.
     pub fn events(&self) -> Receiver<ClientEvent> {

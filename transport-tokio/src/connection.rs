@@ -6,15 +6,14 @@ use std::sync::Arc;
 use tether_host::{ConnectError, Fanout, IoStats, Receiver, Shutdown, Transport};
 use tether_proto::lifecycle::{Event, LifecycleError, Status};
 use tether_proto::{Machine, Now};
-use tokio::sync::{mpsc, oneshot, watch, Mutex};
+use tokio::sync::{oneshot, watch};
 
 use crate::driver::{Cmd, Driver, Parts};
+use crate::handoff::Handoff;
 use tether_host::{Broadcast, Router};
 
 /// Commands buffered from handles to the driver task.
 pub const DEFAULT_COMMAND_CAPACITY: usize = 256;
-
-type FirstOutcome = oneshot::Receiver<Result<(), ConnectError>>;
 
 /// A handle to one connection driven by its own task, for any [`Machine`];
 /// clone it freely. The connection closes when [`close`](Self::close) is called
@@ -22,20 +21,25 @@ type FirstOutcome = oneshot::Receiver<Result<(), ConnectError>>;
 pub struct Connection<M: Machine, R> {
     /// Unique in the process (tether_host::next_serial), so two clients print apart.
     id: u64,
-    cmds: mpsc::Sender<Cmd<M, R>>,
+    /// Commands to the driver, the first connect's outcome, the driver's end.
+    handoff: Arc<Handoff<Cmd<M, R>>>,
     status: watch::Receiver<Status>,
-    /// The first connect's outcome, taken by the first `connected()` to ask.
-    first: Arc<Mutex<Option<FirstOutcome>>>,
 }
 
 impl<M: Machine, R> Clone for Connection<M, R> {
     fn clone(&self) -> Self {
+        self.handoff.add_handle();
         Connection {
             id: self.id,
-            cmds: self.cmds.clone(),
+            handoff: Arc::clone(&self.handoff),
             status: self.status.clone(),
-            first: Arc::clone(&self.first),
         }
+    }
+}
+
+impl<M: Machine, R> Drop for Connection<M, R> {
+    fn drop(&mut self) {
+        self.handoff.drop_handle();
     }
 }
 
@@ -59,24 +63,21 @@ where
     /// within a tokio runtime.
     pub fn spawn(machine: M, router: R, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
         let tls = transport.tls_for(url)?;
-        let (cmd_tx, cmd_rx) = mpsc::channel(DEFAULT_COMMAND_CAPACITY);
+        let handoff = Arc::new(Handoff::new(DEFAULT_COMMAND_CAPACITY));
         let (status_tx, status_rx) = watch::channel(machine.status());
-        let (first_tx, first_rx) = oneshot::channel();
         let driver = Box::new(Driver::new(Parts {
             machine,
             router,
-            cmds: cmd_rx,
+            handoff: Arc::clone(&handoff),
             status: status_tx,
-            first: first_tx,
             tls,
             transport: transport.clone(),
         }));
         tokio::spawn(driver.run());
         Ok(Connection {
             id: tether_host::next_serial(),
-            cmds: cmd_tx,
+            handoff,
             status: status_rx,
-            first: Arc::new(Mutex::new(Some(first_rx))),
         })
     }
 
@@ -89,15 +90,7 @@ where
     /// stop reason if the machine closed first. Later calls answer at once
     /// (`Ok` once it has connected).
     pub async fn connected(&self) -> Result<(), ConnectError> {
-        let mut first = self.first.lock().await;
-        match first.as_mut() {
-            None => Ok(()),
-            Some(rx) => {
-                let result = rx.await.unwrap_or(Err(ConnectError::Shutdown));
-                *first = None;
-                result
-            }
-        }
+        self.handoff.first_outcome().await
     }
 
     /// Waits for the first open; on failure closes and waits for the task's
@@ -117,18 +110,28 @@ where
         f: impl FnOnce(&mut M, &mut R, Now) -> T + Send + 'static,
     ) -> Result<T, Shutdown> {
         let (tx, rx) = oneshot::channel();
-        let cmd: Cmd<M, R> = Cmd::Call(Box::new(move |m, r, now| {
+        self.run(move |m, r, now| {
             let _ = tx.send(f(m, r, now));
-        }));
-        self.cmds.send(cmd).await.map_err(|_| Shutdown)?;
+        })
+        .await?;
         rx.await.map_err(|_| Shutdown)
+    }
+
+    /// Queues `f` to run on the driver task (then the machine is drained),
+    /// without waiting for it to run: for a caller whose answer comes some
+    /// other way (a mesh op's result through its waiter).
+    pub(crate) async fn run(
+        &self,
+        f: impl FnOnce(&mut M, &mut R, Now) + Send + 'static,
+    ) -> Result<(), Shutdown> {
+        self.handoff.send(Cmd::Call(Box::new(f))).await
     }
 
     /// The socket counters: write queue depth and overflows, messages, flushes
     /// (the same counters, counted the same way, as tether-mio's).
     pub async fn io_stats(&self) -> Result<IoStats, Shutdown> {
         let (tx, rx) = oneshot::channel();
-        self.cmds.send(Cmd::IoStats(tx)).await.map_err(|_| Shutdown)?;
+        self.handoff.send(Cmd::IoStats(tx)).await?;
         rx.await.map_err(|_| Shutdown)
     }
 
@@ -157,8 +160,7 @@ where
     /// handshake (or given up on it) and ended (L11). Idempotent.
     pub async fn close(&self) {
         let _ = self.control(Event::Close).await;
-        // The task ends once closed; its channel closing is the signal.
-        self.cmds.closed().await;
+        self.handoff.ended().await;
     }
 }
 
@@ -201,12 +203,21 @@ where
     /// Starts and waits for the first open (L8); on failure the task is gone (D1).
     pub async fn connect(machine: M, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
         let client = GenericClient::spawn(machine, url, transport)?;
-        client.conn.first_open().await?;
+        client.first_open().await?;
         Ok(client)
     }
 
-    /// Every event of the machine (the first call's receiver from the start,
-    /// later ones from now on); ends after the close.
+    /// Waits for the first open; on failure nothing is left running (D1), on
+    /// success the first attempt's news is let go unless someone subscribed.
+    pub(crate) async fn first_open(&self) -> Result<(), ConnectError> {
+        self.conn.first_open().await?;
+        self.events.release_first();
+        Ok(())
+    }
+
+    /// Every event of the machine (after `spawn` the first call's receiver
+    /// from the start; after `connect` returns, and later ones, from now on);
+    /// ends after the close.
     pub fn events(&self) -> Receiver<M::Event> {
         self.events.subscribe()
     }

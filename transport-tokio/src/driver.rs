@@ -14,13 +14,11 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::{Sink, Stream};
-use tether_host::{
-    ConnectError, IoStats, Proxy, ProxyUrl, Target, Transport, Tunnel, Wants, WriteQueue, CLOSE_LINGER,
-};
+use tether_host::{IoStats, Proxy, ProxyUrl, Target, Transport, Tunnel, Wants, WriteQueue, CLOSE_LINGER};
 use tether_proto::lifecycle::{Event, Io, Notification, SocketId, Status};
 use tether_proto::{Machine, Now, Output};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -28,6 +26,8 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tracing::debug;
 
 use tether_host::Router;
+
+use crate::handoff::Handoff;
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type Connecting = Pin<Box<dyn Future<Output = Result<Ws, tungstenite::Error>> + Send>>;
@@ -63,17 +63,12 @@ enum SocketIo {
     WriteFailed(tungstenite::Error),
 }
 
-/// Most commands taken from the handles in one go before the socket gets a turn:
-/// enough to batch a pipelined burst into one write, few enough to stay fair.
-const CMD_BATCH: usize = 64;
-
 /// What the handles of one connection share with its driver.
 pub(crate) struct Parts<M: Machine, R> {
     pub machine: M,
     pub router: R,
-    pub cmds: mpsc::Receiver<Cmd<M, R>>,
+    pub handoff: Arc<Handoff<Cmd<M, R>>>,
     pub status: watch::Sender<Status>,
-    pub first: oneshot::Sender<Result<(), ConnectError>>,
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub transport: Transport,
 }
@@ -81,8 +76,12 @@ pub(crate) struct Parts<M: Machine, R> {
 pub(crate) struct Driver<M: Machine, R> {
     machine: M,
     router: R,
-    cmds: mpsc::Receiver<Cmd<M, R>>,
+    handoff: Arc<Handoff<Cmd<M, R>>>,
+    /// The commands being run; trades buffers with the hand-off's queue.
+    batch: VecDeque<Cmd<M, R>>,
     status: watch::Sender<Status>,
+    /// Nobody waits for the first connect's outcome any more.
+    first_told: bool,
     socket: Option<Live>,
     /// Socket news produced while draining, fed once the drain is done.
     inbox: VecDeque<Event>,
@@ -94,7 +93,6 @@ pub(crate) struct Driver<M: Machine, R> {
     /// Sockets being closed: their close frame is still on its way out, or the
     /// peer's answer on its way in.
     closing: Vec<JoinHandle<()>>,
-    first: Option<oneshot::Sender<Result<(), ConnectError>>>,
     tls: Option<Arc<rustls::ClientConfig>>,
     ws_config: WebSocketConfig,
     write_queue: (usize, usize),
@@ -112,15 +110,16 @@ where
         Driver {
             machine: parts.machine,
             router: parts.router,
-            cmds: parts.cmds,
+            handoff: parts.handoff,
+            batch: VecDeque::new(),
             status: parts.status,
+            first_told: false,
             socket: None,
             inbox: VecDeque::new(),
             timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
             armed: None,
             connecting: None,
             closing: Vec::new(),
-            first: Some(parts.first),
             tls: parts.tls,
             ws_config: parts.transport.ws_config(),
             write_queue: (parts.transport.write_queue, parts.transport.write_queue_bytes),
@@ -150,19 +149,7 @@ where
             }
             self.arm(deadline);
             tokio::select! {
-                cmd = self.cmds.recv() => match cmd {
-                    Some(cmd) => {
-                        self.on_cmd(cmd);
-                        for _ in 1..CMD_BATCH {
-                            match self.cmds.try_recv() {
-                                Ok(cmd) => self.on_cmd(cmd),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    // Every handle is gone: nobody can use the connection any more.
-                    None => self.feed(Event::Close),
-                },
+                () = self.handoff.work() => self.on_work(),
                 // Written in this task, not handed to another: no extra wake-up
                 // per frame. The socket's own backpressure parks only the writes.
                 (socket, io) = socket_io(&mut self.socket, &mut self.stats) => match io {
@@ -188,6 +175,19 @@ where
         // Refused only once the machine is closed for good, when it is moot.
         let _ = self.machine.handle(tether_host::now(), event);
         self.drain();
+    }
+
+    /// Runs every queued command; closes once every handle is gone and
+    /// nothing they sent is left.
+    fn on_work(&mut self) {
+        let handles = self.handoff.take(&mut self.batch);
+        while let Some(cmd) = self.batch.pop_front() {
+            self.on_cmd(cmd);
+        }
+        if !handles {
+            // Nobody can use the connection any more.
+            self.feed(Event::Close);
+        }
     }
 
     fn on_cmd(&mut self, cmd: Cmd<M, R>) {
@@ -244,10 +244,8 @@ where
         for closing in self.closing.drain(..) {
             let _ = closing.await;
         }
-        if let Some(first) = self.first.take() {
-            let _ = first.send(Err(ConnectError::Shutdown));
-        }
         self.router.closed();
+        self.handoff.end();
     }
 
     fn io(&mut self, io: Io) {
@@ -401,9 +399,10 @@ where
             if let Notification::StatusChanged { to, .. } = note {
                 self.status.send_replace(*to);
             }
-            if let Some(outcome) = tether_host::first_connect(note) {
-                if let Some(first) = self.first.take() {
-                    let _ = first.send(outcome);
+            if !self.first_told {
+                if let Some(outcome) = tether_host::first_connect(note) {
+                    self.first_told = true;
+                    self.handoff.set_first(outcome);
                 }
             }
         }

@@ -31,7 +31,7 @@ impl HostedClient {
     /// or fails with the stop reason; on failure nothing keeps running (D1).
     pub async fn connect(config: &HostedClientConfig, tokens: TokenProvider) -> Result<Self, ConnectError> {
         let client = HostedClient::spawn(config, tokens)?;
-        client.inner.connection().first_open().await?;
+        client.inner.first_open().await?;
         Ok(client)
     }
 
@@ -56,8 +56,9 @@ impl HostedClient {
             .await??)
     }
 
-    /// Messages and lifecycle news (the first call's receiver from the start,
-    /// later ones from now on); ends after the close.
+    /// Messages and lifecycle news (after `spawn` the first call's receiver
+    /// from the start; after `connect` returns, and later ones, from now on);
+    /// ends after the close.
     pub fn events(&self) -> Receiver<HostedEvent> {
         self.inner.events()
     }

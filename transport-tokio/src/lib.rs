@@ -44,6 +44,7 @@ mod client;
 mod config;
 mod connection;
 mod driver;
+mod handoff;
 mod hosted;
 
 pub use client::{Client, ClientBuilder, Connecting, Subscription};

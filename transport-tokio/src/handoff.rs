@@ -1,0 +1,289 @@
+//! What a connection's handles share with its driver task, in one allocation:
+//! the bounded queue of commands, the first connect's outcome, how many handles
+//! are alive, and whether the driver has ended.
+//!
+//! A tokio `mpsc` channel would do the queue's job, but it sets up a block of
+//! 32 slots for every connection before the first command, and a `oneshot`
+//! plus a `Mutex` for the first outcome cost three more allocations; an idle
+//! connection pays for none of that here. The driver is woken only when the
+//! queue goes from empty to not empty, and takes the whole queue at once, so a
+//! pipelined burst of commands costs one wake-up.
+
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use tether_host::{ConnectError, Shutdown};
+use tokio::sync::Notify;
+
+/// Where the first connect's outcome is.
+enum First {
+    /// Not known yet.
+    Pending,
+    /// Known, not yet asked for.
+    Known(Result<(), ConnectError>),
+    /// Handed to the first `connected()` that asked.
+    Taken,
+}
+
+struct State<C> {
+    cmds: VecDeque<C>,
+    handles: usize,
+    first: First,
+    ended: bool,
+}
+
+/// The shared part; handles and the driver each hold an `Arc` of it.
+pub(crate) struct Handoff<C> {
+    state: Mutex<State<C>>,
+    capacity: usize,
+    /// Wakes the driver: the queue went from empty to not empty, or the last
+    /// handle went.
+    work: Notify,
+    /// Wakes handles: room in the queue, the first outcome, the driver's end.
+    news: Notify,
+}
+
+impl<C> Handoff<C> {
+    /// A hand-off for one handle, holding at most `capacity` commands (at least one).
+    pub(crate) fn new(capacity: usize) -> Self {
+        Handoff {
+            state: Mutex::new(State {
+                cmds: VecDeque::new(),
+                handles: 1,
+                first: First::Pending,
+                ended: false,
+            }),
+            capacity: capacity.max(1),
+            work: Notify::new(),
+            news: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<C>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    // --- the handles' side ---
+
+    /// Queues `cmd` for the driver, waiting while the queue is full; refused
+    /// once the driver has ended.
+    pub(crate) async fn send(&self, cmd: C) -> Result<(), Shutdown> {
+        let mut cmd = cmd;
+        loop {
+            // Created before the check, so a notification between the check
+            // and the wait is not lost.
+            let room = self.news.notified();
+            match self.try_send(cmd) {
+                Ok(()) => return Ok(()),
+                Err(Full::Ended) => return Err(Shutdown),
+                Err(Full::Queue(back)) => cmd = back,
+            }
+            room.await;
+        }
+    }
+
+    fn try_send(&self, cmd: C) -> Result<(), Full<C>> {
+        let mut state = self.lock();
+        if state.ended {
+            return Err(Full::Ended);
+        }
+        if state.cmds.len() >= self.capacity {
+            return Err(Full::Queue(cmd));
+        }
+        state.cmds.push_back(cmd);
+        let first_in = state.cmds.len() == 1;
+        drop(state);
+        // A queue that was not empty has a wake-up pending already, and the
+        // driver takes the whole queue when it comes.
+        if first_in {
+            self.work.notify_one();
+        }
+        Ok(())
+    }
+
+    /// One more handle.
+    pub(crate) fn add_handle(&self) {
+        self.lock().handles += 1;
+    }
+
+    /// One handle fewer; the last one gone wakes the driver to close.
+    pub(crate) fn drop_handle(&self) {
+        let mut state = self.lock();
+        state.handles = state.handles.saturating_sub(1);
+        let last = state.handles == 0;
+        drop(state);
+        if last {
+            self.work.notify_one();
+        }
+    }
+
+    /// The first connect's outcome: the first caller gets it, later ones `Ok`
+    /// at once; `Shutdown` if the driver ended without one.
+    pub(crate) async fn first_outcome(&self) -> Result<(), ConnectError> {
+        loop {
+            let news = self.news.notified();
+            {
+                let mut state = self.lock();
+                match std::mem::replace(&mut state.first, First::Taken) {
+                    First::Known(outcome) => return outcome,
+                    First::Taken => return Ok(()),
+                    First::Pending if state.ended => {
+                        return Err(ConnectError::Shutdown);
+                    }
+                    First::Pending => state.first = First::Pending,
+                }
+            }
+            news.await;
+        }
+    }
+
+    /// Waits until the driver has ended.
+    pub(crate) async fn ended(&self) {
+        loop {
+            let news = self.news.notified();
+            if self.lock().ended {
+                return;
+            }
+            news.await;
+        }
+    }
+
+    // --- the driver's side ---
+
+    /// Waits until there is work: a command queued or the last handle gone.
+    pub(crate) async fn work(&self) {
+        self.work.notified().await;
+    }
+
+    /// Moves every queued command into `batch` (empty, its buffer reused: the
+    /// two buffers trade places, so a steady stream allocates nothing) and
+    /// says whether any handle is left.
+    pub(crate) fn take(&self, batch: &mut VecDeque<C>) -> bool {
+        let mut state = self.lock();
+        std::mem::swap(&mut state.cmds, batch);
+        let handles = state.handles > 0;
+        let had_room = !batch.is_empty();
+        drop(state);
+        if had_room {
+            self.news.notify_waiters();
+        }
+        handles
+    }
+
+    /// Records the first connect's outcome, unless one is known already.
+    pub(crate) fn set_first(&self, outcome: Result<(), ConnectError>) {
+        let mut state = self.lock();
+        if matches!(state.first, First::Pending) {
+            state.first = First::Known(outcome);
+            drop(state);
+            self.news.notify_waiters();
+        }
+    }
+
+    /// The driver has ended: later commands are refused, the queued ones are
+    /// dropped (their callers see `Shutdown`), every waiter is woken.
+    pub(crate) fn end(&self) {
+        let left = {
+            let mut state = self.lock();
+            state.ended = true;
+            if matches!(state.first, First::Pending) {
+                state.first = First::Known(Err(ConnectError::Shutdown));
+            }
+            std::mem::take(&mut state.cmds)
+        };
+        // Dropped outside the lock: a command's drop wakes its caller.
+        drop(left);
+        self.news.notify_waiters();
+    }
+}
+
+enum Full<C> {
+    Ended,
+    Queue(C),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn a_burst_wakes_the_driver_once_and_is_taken_whole() {
+        let h = Handoff::new(8);
+        for i in 0..5 {
+            h.send(i).await.unwrap_or_else(|e| panic!("{e}"));
+        }
+        // One stored wake-up for the five: the first `work()` returns at once.
+        tokio::time::timeout(std::time::Duration::from_secs(5), h.work())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut batch = VecDeque::new();
+        assert!(h.take(&mut batch));
+        assert_eq!(batch, [0, 1, 2, 3, 4]);
+        // No second wake-up is stored.
+        let again = tokio::time::timeout(std::time::Duration::from_millis(20), h.work()).await;
+        assert!(again.is_err(), "a burst is one wake-up");
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_makes_the_sender_wait_for_room() {
+        // proves X4: the command queue is bounded
+        let h = Arc::new(Handoff::new(2));
+        h.send(1).await.unwrap_or_else(|e| panic!("{e}"));
+        h.send(2).await.unwrap_or_else(|e| panic!("{e}"));
+        let sender = {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move { h.send(3).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!sender.is_finished(), "the third waits for room");
+        let mut batch = VecDeque::new();
+        h.take(&mut batch);
+        assert_eq!(batch, [1, 2]);
+        sender
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        batch.clear();
+        h.take(&mut batch);
+        assert_eq!(batch, [3]);
+    }
+
+    #[tokio::test]
+    async fn after_the_end_commands_are_refused() {
+        let h = Handoff::new(4);
+        h.send(1).await.unwrap_or_else(|e| panic!("{e}"));
+        h.end();
+        assert!(h.send(2).await.is_err(), "refused, not queued");
+        assert!(matches!(h.first_outcome().await, Err(ConnectError::Shutdown)));
+        h.ended().await;
+    }
+
+    #[tokio::test]
+    async fn the_first_outcome_goes_to_the_first_asker() {
+        let h = Arc::new(Handoff::<()>::new(4));
+        let asker = {
+            let h = Arc::clone(&h);
+            tokio::spawn(async move { h.first_outcome().await })
+        };
+        tokio::task::yield_now().await;
+        h.set_first(Err(ConnectError::NoCredentials));
+        let first = asker.await.unwrap_or_else(|e| panic!("{e}"));
+        assert!(matches!(first, Err(ConnectError::NoCredentials)));
+        assert!(h.first_outcome().await.is_ok(), "later askers: at once");
+    }
+
+    #[tokio::test]
+    async fn the_last_handle_gone_wakes_the_driver() {
+        let h = Handoff::<()>::new(4);
+        h.add_handle();
+        h.drop_handle();
+        let early = tokio::time::timeout(std::time::Duration::from_millis(20), h.work()).await;
+        assert!(early.is_err(), "one handle is left");
+        h.drop_handle();
+        tokio::time::timeout(std::time::Duration::from_secs(5), h.work())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(!h.take(&mut VecDeque::new()));
+    }
+}

@@ -121,6 +121,13 @@ fn push(c: &mut Criterion) {
             black_box(typed_push_parse(black_box(&pool[j])))
         })
     });
+    let peer = tether_bench::peer_box();
+    g.bench_function("typed_parse_and_open", |b| {
+        b.iter(|| {
+            j = (j + 1) % POOL;
+            black_box(tether_bench::typed_parse_open_push(black_box(&pool[j]), &peer))
+        })
+    });
     // Every pool frame back to back: the codec reads distinct pushes in turn.
     let mut ws = replay_socket(pool.iter().flat_map(|t| ws_text_frame(t)).collect());
     g.bench_function("tungstenite_read_push", |b| {

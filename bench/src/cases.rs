@@ -28,6 +28,7 @@ pub const CASES: &[&str] = &[
     "push",
     "bare_parse_push",
     "typed_parse_push",
+    "typed_parse_open_push",
     "tungstenite_read_push",
     "stack_session",
     "stack_bare_parse",
@@ -133,6 +134,12 @@ pub fn case(name: &str, n: usize) -> Option<Op> {
         "typed_parse_push" => Box::new(move |i| {
             black_box(typed_push_parse(&pool[i % POOL]));
         }),
+        "typed_parse_open_push" => {
+            let peer = crate::peer_box();
+            Box::new(move |i| {
+                black_box(crate::typed_parse_open_push(&pool[i % POOL], &peer));
+            })
+        }
         "tungstenite_read_push" | "stack_session" | "stack_bare_parse" => {
             let mut ws = replay_socket(pool.iter().flat_map(|t| ws_text_frame(t)).collect());
             match name {

@@ -23,7 +23,9 @@ pub mod hosts;
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use tether_proto::lifecycle::{Config, Event, FirstConnect, Frame, Handshake, Io, SocketId, Status};
+use tether_proto::mesh::crypto::DirectBox;
 use tether_proto::mesh::handshake::{Credentials, MeshHandshake};
 use tether_proto::mesh::identity::{MemberIdentity, Presence, SecretKey};
 use tether_proto::mesh::session::{Outgoing, Session, SessionAction, SessionConfig, SessionEvent};
@@ -86,18 +88,49 @@ pub fn hello_text() -> String {
     }
 }
 
-/// The bench's other peer, who sends the pushes and receives the sends.
-pub const PEER_2_PUBKEY: &str = "3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29";
+/// The bench's other peer, who sends the pushes and receives the sends: the
+/// public key of [`peer_2`].
+pub const PEER_2_PUBKEY: &str = "cecacaefde3cef21eb6d433cfe132b8ce43ea8723d331ab8ab9cdf59a8f65161";
 
-/// A push exactly as the reference broker encodes it, message number `i`.
+/// The other peer's identity: its key is [`PEER_2_PUBKEY`]'s.
+pub fn peer_2() -> MemberIdentity {
+    member("mesh-bench", 2)
+}
+
+/// What every bench push says, before it is sealed.
+pub const PUSH_PLAINTEXT: &str = "hello from the other side of the mesh";
+
+/// The box between the bench's two peers, as either side computes it.
+pub fn peer_box() -> DirectBox {
+    match DirectBox::new(&member("mesh-bench", 1).secret.public_key(), &peer_2().secret) {
+        Ok(b) => b,
+        Err(e) => panic!("the bench keys make a box: {e}"),
+    }
+}
+
+/// A direct push exactly as the reference broker relays it, message number `i`:
+/// [`PUSH_PLAINTEXT`] sealed by [`peer_2`] for the bench session's member key
+/// (B14) with a nonce of its own, so the session opens it as it would a real one.
 pub fn push_text(i: usize) -> String {
+    push_text_sealed_by(&peer_box(), i)
+}
+
+fn push_text_sealed_by(sealer: &DirectBox, i: usize) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut nonce = [0u8; 24];
+    nonce[..8].copy_from_slice(&(i as u64).to_le_bytes());
+    nonce[8..16].copy_from_slice(&0x6e6f_6e63_655f_6265_u64.to_le_bytes());
+    let sealed = match sealer.seal(&nonce, PUSH_PLAINTEXT.as_bytes()) {
+        Ok(sealed) => sealed,
+        Err(e) => panic!("a short message seals: {e}"),
+    };
     let push = PushFrame {
         message_id: format!("msg-{i:016x}"),
         mesh_id: "mesh-bench".to_owned(),
         sender_pubkey: PEER_2_PUBKEY.to_owned(),
         priority: Priority::Next,
-        nonce: "AAECAwQFBgcICQoLDA0ODxAREhMUFRYX".to_owned(),
-        ciphertext: "aGVsbG8gZnJvbSB0aGUgb3RoZXIgc2lkZSBvZiB0aGUgbWVzaA==".to_owned(),
+        nonce: b64.encode(nonce),
+        ciphertext: b64.encode(sealed),
         created_at: "2023-11-14T22:13:20.000Z".to_owned(),
         sender_member_id: Some("member-2".to_owned()),
         sender_name: Some("peer-2".to_owned()),
@@ -141,7 +174,8 @@ pub fn send_id(i: usize) -> String {
 
 /// A pool of `n` distinct push frames.
 pub fn push_pool(n: usize) -> Vec<String> {
-    (0..n).map(push_text).collect()
+    let sealer = peer_box();
+    (0..n).map(|i| push_text_sealed_by(&sealer, i)).collect()
 }
 
 /// A session configuration with the defaults, no jitter.
@@ -401,5 +435,59 @@ pub fn typed_push_parse(text: &str) -> PushFrame {
     match serde_json::from_str::<PushFrame>(text) {
         Ok(p) => p,
         Err(e) => panic!("bench pushes decode: {e}"),
+    }
+}
+
+/// The fair baseline of a push: the typed parse plus what the frame asks of any
+/// client that reads it, its body opened (base64 decoded, crypto_box opened
+/// with the pair's precomputed key, checked as UTF-8). Same work as the
+/// session's decode of a direct push, no session around it.
+pub fn typed_parse_open_push(text: &str, peer: &DirectBox) -> (PushFrame, String) {
+    let push = typed_push_parse(text);
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut nonce = [0u8; 24];
+    let mut sealed = match (
+        b64.decode_slice(&push.nonce, &mut nonce),
+        b64.decode(&push.ciphertext),
+    ) {
+        (Ok(24), Ok(sealed)) => sealed,
+        other => panic!("bench pushes carry a nonce and a ciphertext: {other:?}"),
+    };
+    if let Err(e) = peer.open_in_place(&nonce, &mut sealed) {
+        panic!("bench pushes are sealed for the bench session: {e}");
+    }
+    match String::from_utf8(sealed) {
+        Ok(text) => (push, text),
+        Err(e) => panic!("bench pushes are text: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_other_peer_sends_from_its_own_key() {
+        assert_eq!(peer_2().secret.public_key().to_hex(), PEER_2_PUBKEY);
+    }
+
+    #[test]
+    fn bench_pushes_open_as_the_session_opens_them() {
+        // proves B14: the bench measures a push that really opens.
+        let mut s = OpenSession::new();
+        s.frame(push_text(3));
+        let mut text = None;
+        while let Some(action) = s.session.poll_action() {
+            if let SessionAction::Event(SessionEvent::Push(push)) = action {
+                text = push.body.text().map(str::to_owned);
+                assert!(matches!(
+                    push.body,
+                    tether_proto::mesh::push::PushBody::Text { encrypted: true, .. }
+                ));
+            }
+        }
+        assert_eq!(text.as_deref(), Some(PUSH_PLAINTEXT));
+        let (_, opened) = typed_parse_open_push(&push_text(3), &peer_box());
+        assert_eq!(opened, PUSH_PLAINTEXT);
     }
 }

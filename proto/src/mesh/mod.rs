@@ -3,6 +3,7 @@ pub mod crypto;
 pub mod handshake;
 pub mod hex;
 pub mod identity;
+mod json;
 pub mod push;
 #[cfg(test)]
 mod real_broker_golden;

@@ -70,8 +70,7 @@ use super::handshake::{Credentials, MeshHandshake};
 use super::push::{decode_body, Push, PushBody};
 use super::target::{resolve_name, Target};
 use super::wire::{
-    self, AckFrame, BrokerFrame, ClientAckFrame, ClientFrame, ErrorFrame, PushFrame, Reply, RequestKind,
-    SendFrameRef,
+    self, AckFrame, BrokerFrame, ClientFrame, ErrorFrame, PushFrame, Reply, RequestKind, SendFrameRef,
 };
 use crate::lifecycle::{
     Action, ConfigError, Event, Failure, Lifecycle, LifecycleError, Notification, Status, StopReason,
@@ -155,9 +154,12 @@ pub struct Session {
     ops: Map<OpId, Op>,
     deadlines: BTreeSet<(Instant, OpId)>,
     queue: VecDeque<OpId>,
-    in_flight: Map<String, OpId>,
-    /// Idempotency ids of every send not yet resolved, queued or written.
-    send_ids: HashSet<String, Hashing>,
+    /// Every send not yet resolved (queued, written, or waiting for its name to
+    /// resolve) by its idempotency id: what an ack or error echoes, and what
+    /// keeps two pending sends from sharing an id. The op itself is in `ops`.
+    by_id: Map<String, OpId>,
+    /// How many of them are written and waiting for their ack (B2's cap).
+    in_flight: usize,
     requests: Map<String, OpId>,
     history: VecDeque<Arc<Push>>,
     seen_order: VecDeque<u64>,
@@ -206,8 +208,8 @@ impl Session {
             ops: Map::with_hasher(hashing.clone()),
             deadlines: BTreeSet::new(),
             queue: VecDeque::new(),
-            in_flight: Map::with_hasher(hashing.clone()),
-            send_ids: HashSet::with_hasher(hashing.clone()),
+            by_id: Map::with_hasher(hashing.clone()),
+            in_flight: 0,
             requests: Map::with_hasher(hashing.clone()),
             history: VecDeque::new(),
             seen_order: VecDeque::new(),
@@ -252,7 +254,7 @@ impl Session {
         if let Some(id) = &outgoing.client_message_id {
             // Two pending sends under one idempotency id would be one message to
             // the broker and two to us: the acks could not tell them apart.
-            if self.send_ids.contains(id) {
+            if self.by_id.contains_key(id) {
                 return Err(refuse(SendRefusal::DuplicateId, outgoing));
             }
         }
@@ -293,7 +295,7 @@ impl Session {
         let op_id = self.next_op_id();
         let deadline = now.instant + self.limits.request_timeout;
         if let Some(id) = &outgoing.client_message_id {
-            self.send_ids.insert(id.clone());
+            self.by_id.insert(id.clone(), op_id);
         }
         self.ops.insert(
             op_id,
@@ -315,9 +317,8 @@ impl Session {
     /// under `reuse` when it is a resolved name's op, else under a new id.
     fn enqueue_send(&mut self, now: Now, outgoing: Outgoing, reuse: Option<OpId>) -> Result<OpId, SendError> {
         let status = self.lc.status();
-        let can_write = status == Status::Open
-            && self.queue.is_empty()
-            && self.in_flight.len() < self.limits.max_in_flight;
+        let can_write =
+            status == Status::Open && self.queue.is_empty() && self.in_flight < self.limits.max_in_flight;
         let must_evict = !can_write && self.queue.len() >= self.limits.outbound_queue;
         // A queue of capacity zero has no oldest to make room with; queueing
         // anyway would break its cap (found by fuzzing).
@@ -394,7 +395,7 @@ impl Session {
             }
         }
         let op_id = reuse.unwrap_or_else(|| self.next_op_id());
-        let id_for_index = id.clone();
+        self.by_id.insert(id.clone(), op_id);
         let send = PendingSend {
             id,
             text,
@@ -408,9 +409,12 @@ impl Session {
                 state: OpState::Send { send, written: false },
             },
         );
-        self.send_ids.insert(id_for_index);
         self.queue.push_back(op_id);
-        self.arm_queue_deadline(now.instant, op_id);
+        // A send written at once never waits in the queue: no queue deadline to
+        // arm and clear again (flush arms one if the write is refused after all).
+        if !can_write {
+            self.arm_queue_deadline(now.instant, op_id);
+        }
         self.flush(now);
         Ok(op_id)
     }
@@ -547,10 +551,22 @@ impl Session {
         let mut s = self.stats.clone();
         s.lifecycle = self.lc.stats(now);
         s.queue_depth = self.queue.len();
-        s.in_flight = self.in_flight.len();
+        s.in_flight = self.in_flight;
         s.pending_requests = self.requests.len();
         s.history_len = self.history.len();
         s
+    }
+
+    /// The written send whose id is `id`: what an ack or error may answer.
+    fn written_send(&self, id: &str) -> Option<OpId> {
+        let &op = self.by_id.get(id)?;
+        match self.ops.get(&op) {
+            Some(Op {
+                state: OpState::Send { written: true, .. },
+                ..
+            }) => Some(op),
+            _ => None,
+        }
     }
 
     fn next_op_id(&mut self) -> OpId {
@@ -620,7 +636,12 @@ impl Session {
     /// Fails (or requeues) everything written but unanswered: the connection that
     /// carried it is gone.
     fn lose_in_flight(&mut self, now: Instant, reason: &str) {
-        let mut ids: Vec<OpId> = self.in_flight.drain().map(|(_, op)| op).collect();
+        let mut ids: Vec<OpId> = self
+            .ops
+            .iter()
+            .filter(|(_, op)| matches!(op.state, OpState::Send { written: true, .. }))
+            .map(|(&id, _)| id)
+            .collect();
         ids.extend(self.requests.drain().map(|(_, op)| op));
         // Oldest first, so requeued sends keep their order and results come in order.
         ids.sort_unstable();
@@ -657,6 +678,9 @@ impl Session {
                 ..
             }) = self.ops.get_mut(&id)
             {
+                if *written {
+                    self.in_flight -= 1;
+                }
                 *written = false;
             }
             self.queue.push_front(id);
@@ -676,7 +700,7 @@ impl Session {
     }
 
     fn on_ack(&mut self, now: Now, ack: AckFrame) {
-        let Some(op) = self.in_flight.remove(&ack.id) else {
+        let Some(op) = self.written_send(&ack.id) else {
             self.stats.unmatched += 1;
             return;
         };
@@ -701,7 +725,7 @@ impl Session {
 
     fn on_error(&mut self, now: Now, error: ErrorFrame) {
         let op = match (&error.id, &error.req_id) {
-            (Some(id), _) if self.in_flight.contains_key(id) => self.in_flight.remove(id),
+            (Some(id), _) if self.written_send(id).is_some() => self.written_send(id),
             (_, Some(req)) if self.requests.contains_key(req) => self.requests.remove(req),
             _ => None,
         };
@@ -809,7 +833,7 @@ impl Session {
         };
         // The id passes to the send this becomes, or is free again if it fails.
         if let Some(id) = &outgoing.client_message_id {
-            self.send_ids.remove(id);
+            self.by_id.remove(id);
         }
         let Ok(Reply::Peers(peers)) = frame.into_reply() else {
             self.fail_resolution(
@@ -868,11 +892,11 @@ impl Session {
         if self.limits.client_ack {
             // Confirm duplicates too: the broker re-pushed because our last
             // confirmation was lost.
-            let ack = ClientFrame::ClientAck(ClientAckFrame {
-                client_message_id: push.client_message_id.clone(),
-                broker_message_id: (!push.message_id.is_empty()).then(|| push.message_id.clone()),
-            });
-            let _ = self.lc.send(ack.encode());
+            let ack = wire::encode_client_ack(
+                push.client_message_id.as_deref(),
+                Some(push.message_id.as_str()).filter(|id| !id.is_empty()),
+            );
+            let _ = self.lc.send(ack);
             self.pump(now);
         }
         if let Some(key) = dedupe_key(&self.dedupe_keys, &push) {
@@ -915,15 +939,14 @@ impl Session {
 
     /// Writes queued sends while the connection is open and in-flight room remains.
     fn flush(&mut self, now: Now) {
-        while self.lc.status() == Status::Open && self.in_flight.len() < self.limits.max_in_flight {
+        while self.lc.status() == Status::Open && self.in_flight < self.limits.max_in_flight {
             let Some(op_id) = self.queue.pop_front() else {
                 break;
             };
-            let Some(Op {
-                state: OpState::Send { send, written },
-                ..
-            }) = self.ops.get_mut(&op_id)
-            else {
+            let Some(op) = self.ops.get_mut(&op_id) else {
+                continue;
+            };
+            let OpState::Send { send, written } = &mut op.state else {
                 continue;
             };
             // Keep the frame only if it may have to be written again.
@@ -933,18 +956,21 @@ impl Session {
                 std::mem::take(&mut send.text)
             };
             if let Err(refused) = self.lc.send(text) {
-                // Cannot happen while open; put it back untouched rather than lose it.
+                // Cannot happen while open; put it back untouched rather than lose it,
+                // with the queue deadline a send written at once did not arm.
                 send.text = refused.text;
+                let armed = op.deadline.is_some();
                 self.queue.push_front(op_id);
+                if !armed {
+                    self.arm_queue_deadline(now.instant, op_id);
+                }
                 break;
             }
             *written = true;
-            let id = send.id.clone();
-            self.in_flight.insert(id, op_id);
-            self.clear_deadline(op_id);
+            self.in_flight += 1;
             let deadline = deadline_after(now.instant, self.limits.send_ack_timeout);
-            if let Some(op) = self.ops.get_mut(&op_id) {
-                op.deadline = Some(deadline);
+            if let Some(queued) = op.deadline.replace(deadline) {
+                self.deadlines.remove(&(queued, op_id));
             }
             self.deadlines.insert((deadline, op_id));
         }
@@ -986,9 +1012,7 @@ impl Session {
                     self.stats.queue_expired += 1;
                     OpFailure::new(FailureKind::NeverSent, "queue_deadline")
                 }
-                Some(OpState::Send { send, written: true }) => {
-                    let id = send.id.clone();
-                    self.in_flight.remove(&id);
+                Some(OpState::Send { written: true, .. }) => {
                     OpFailure::new(FailureKind::TimedOut, "ack_timeout")
                 }
                 Some(OpState::Request { req_id, .. }) => {
@@ -1018,8 +1042,11 @@ impl Session {
             return;
         };
         match op.state {
-            OpState::Send { send, .. } => {
-                self.send_ids.remove(&send.id);
+            OpState::Send { send, written } => {
+                self.by_id.remove(&send.id);
+                if written {
+                    self.in_flight -= 1;
+                }
                 if result.is_ok() {
                     self.stats.sends_acked += 1;
                 } else {
@@ -1028,7 +1055,7 @@ impl Session {
             }
             OpState::Resolve { outgoing, .. } => {
                 if let Some(id) = &outgoing.client_message_id {
-                    self.send_ids.remove(id);
+                    self.by_id.remove(id);
                 }
                 self.stats.sends_failed += 1;
             }
@@ -1055,10 +1082,11 @@ fn refuse(reason: SendRefusal, outgoing: Outgoing) -> SendError {
 /// choosing an id.
 fn hex16(x: u64) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    (0..16)
-        .rev()
-        .map(|i| char::from(DIGITS[((x >> (i * 4)) & 0xf) as usize]))
-        .collect()
+    let mut out = String::with_capacity(16);
+    for i in (0..16).rev() {
+        out.push(char::from(DIGITS[((x >> (i * 4)) & 0xf) as usize]));
+    }
+    out
 }
 
 /// The session's maps' hasher: foldhash, seeded from the session's seed.

@@ -7,17 +7,22 @@
 //! [`WriteQueue`] and its one overflow rule, the close linger, the one
 //! [`Transport`] configuration (TLS trust and client certificates, the
 //! CONNECT [`Proxy`], message and buffer sizes), clocks
-//! and seeds, the log lines, and the client error and event types. It decides
+//! and seeds, the log lines, the client error and event types, and the clients themselves: one
+//! [`MeshClient`], [`HostedClient`] and [`GenericClient`] over either host's
+//! connection ([`Drive`]), so each call is written once. It decides
 //! nothing a simulator would need to see: every retry and give-up is the
 //! machine's (tether-proto).
 
 mod builder;
+mod client;
+mod drive;
 mod error;
 mod fanout;
 mod hosted;
 pub mod identity;
 mod log;
 mod mesh;
+pub mod oneshot;
 mod proxy;
 mod queue;
 pub mod reexports;
@@ -28,6 +33,8 @@ mod tls;
 mod transport;
 
 pub use builder::{ClientBuilder, StartMesh};
+pub use client::{GenericClient, HostedClient, MeshClient, MeshDrive};
+pub use drive::{Blocking, Drive};
 pub use error::{
     first_connect, replied, sent, ClientError, ClientEvent, ConnectError, Sent, Shutdown, CLOSED,
 };

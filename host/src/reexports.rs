@@ -3,6 +3,7 @@
 //! imports from its host crate alone and the list is written once.
 
 pub use crate::builder::ClientBuilder;
+pub use crate::drive::Drive;
 pub use crate::error::{ClientError, ClientEvent, ConnectError, Sent, Shutdown, CLOSED};
 pub use crate::fanout::{Receiver, TryRecvError};
 pub use crate::hosted::{HostedCallError, HostedClientConfig};

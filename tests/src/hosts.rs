@@ -362,7 +362,11 @@ impl AnyClient {
     }
 
     /// Waits until the status satisfies `pred`; panics after [`PATIENCE`].
-    pub async fn wait_status(&self, what: &str, pred: impl Fn(Status) -> bool + Send + 'static) -> Status {
+    pub async fn wait_status(
+        &self,
+        what: &str,
+        pred: impl Fn(Status) -> bool + Send + Sync + 'static,
+    ) -> Status {
         let got = match &self.inner {
             Inner::Tokio(c, _) => {
                 let mut rx = c.status();

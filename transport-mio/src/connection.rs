@@ -1,5 +1,6 @@
 //! One connection of any protocol on a reactor thread of its own, behind
-//! blocking calls: the generic handle every blocking client is a thin layer over.
+//! blocking calls: the generic handle every blocking client is a thin layer over,
+//! and how the clients of tether-host wait on it (blocking).
 
 use std::marker::PhantomData;
 use std::sync::mpsc::{self, SyncSender};
@@ -7,8 +8,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tether_host::{Broadcast, ConnectError, Fanout, Receiver, Router, Shutdown, Transport};
-use tether_proto::lifecycle::{Event, LifecycleError, Notification, Status};
+use tether_host::oneshot::Answer;
+use tether_host::{Blocking, Broadcast, ConnectError, Drive, Router, Shutdown, Transport};
+use tether_proto::lifecycle::{Event, Notification, Status};
 use tether_proto::{Machine, Now};
 use tracing::error;
 
@@ -145,16 +147,6 @@ where
         result
     }
 
-    /// Waits for the first open; on failure closes and joins the thread
-    /// first, so nothing outlives the error (D1). Every client's `connect`.
-    pub(crate) fn first_open(&self) -> Result<(), ConnectError> {
-        let result = self.connected();
-        if result.is_err() {
-            self.close();
-        }
-        result
-    }
-
     /// Runs `f` on the reactor thread with the machine, its router and the
     /// time, then drains the machine, and waits for the answer: the one call
     /// path of every protocol's blocking client.
@@ -173,21 +165,6 @@ where
             })
             .map_err(|_| Shutdown)?;
         rx.recv().map_err(|_| Shutdown)
-    }
-
-    /// Feeds a lifecycle input: `Close`, `Reconnect`, `RetryNow`, `Connect`.
-    pub fn control(&self, event: Event) -> Result<Result<(), LifecycleError>, Shutdown> {
-        self.call(move |m, _, now| m.handle(now, event))
-    }
-
-    /// "The network is back": reset the backoff and connect now (X11).
-    pub fn retry_now(&self) -> Result<(), Shutdown> {
-        self.control(Event::RetryNow)?.map_err(|_| Shutdown)
-    }
-
-    /// Forces a fresh connection after a short delay (S5).
-    pub fn reconnect(&self) -> Result<(), Shutdown> {
-        self.control(Event::Reconnect)?.map_err(|_| Shutdown)
     }
 
     /// The socket counters: write queue depth and overflows, messages, flushes.
@@ -289,75 +266,87 @@ fn run(mut reactor: Reactor, conn: ConnId, status: &StatusCell) {
 
 /// A blocking connection whose every event goes to every subscriber: the whole
 /// client of a protocol of your own (a bare `Lifecycle` with your `Handshake`,
-/// or a session layer of your own).
-pub struct GenericClient<M: Machine> {
-    conn: Connection<M, Broadcast<M::Event>>,
-    events: Arc<Fanout<M::Event>>,
-}
+/// or a session layer of your own); tether-host's one
+/// [`GenericClient`](tether_host::GenericClient), each call blocking here.
+pub type GenericClient<M> = tether_host::GenericClient<Connection<M, Broadcast<<M as Machine>::Event>>>;
 
-impl<M: Machine> Clone for GenericClient<M> {
-    fn clone(&self) -> Self {
-        GenericClient {
-            conn: self.conn.clone(),
-            events: Arc::clone(&self.events),
-        }
-    }
-}
-
-impl<M: Machine> std::fmt::Debug for GenericClient<M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.conn.fmt(f)
-    }
-}
-
-impl<M> GenericClient<M>
+impl<M, R> Drive for Connection<M, R>
 where
     M: Machine + Send + 'static,
-    M::Event: Clone + Send + 'static,
+    R: Router<M>,
 {
-    /// Starts driving `machine` at once; subscribe with [`events`](Self::events)
-    /// before [`connected`](Connection::connected) to see the first attempt.
-    pub fn spawn(machine: M, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
-        let (router, events) = Broadcast::with_fanout(transport.subscriber_capacity);
-        let conn = Connection::spawn(machine, router, url, transport)?;
-        Ok(GenericClient { conn, events })
+    type Machine = M;
+    type Router = R;
+    type Wait<'a, T: Send + 'a> = T;
+    type Status = Status;
+    const BLOCKING: bool = true;
+
+    fn spawn(machine: M, router: R, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
+        Connection::spawn(machine, router, url, transport)
     }
 
-    /// Starts and waits for the first open (L8); on failure the thread is gone (D1).
-    pub fn connect(machine: M, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
-        let client = GenericClient::spawn(machine, url, transport)?;
-        client.first_open()?;
-        Ok(client)
-    }
-
-    /// Waits for the first open; on failure nothing is left running (D1), on
-    /// success the first attempt's news is let go unless someone subscribed.
-    pub(crate) fn first_open(&self) -> Result<(), ConnectError> {
-        self.conn.first_open()?;
-        self.events.release_first();
-        Ok(())
-    }
-
-    /// Every event of the machine (after `spawn` the first call's receiver
-    /// from the start; after `connect` returns, and later ones, from now on);
-    /// ends after the close.
-    pub fn events(&self) -> Receiver<M::Event> {
-        self.events.subscribe()
-    }
-
-    /// Runs `f` on the reactor thread with the machine (send a frame, read a
-    /// counter …); the machine is drained right after.
-    pub fn with<T: Send + 'static>(
+    fn run<T: Send + 'static, U: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut M, Now) -> T + Send + 'static,
-    ) -> Result<T, Shutdown> {
-        self.conn.call(move |m, _, now| f(m, now))
+        f: impl FnOnce(&mut M, &mut R, Now) + Send + 'static,
+        answer: Answer<T>,
+        finish: impl FnOnce(Result<T, Shutdown>) -> U + Send + 'static,
+    ) -> U {
+        let conn = self.inner.conn;
+        let posted = self.inner.handle.execute(move |r| {
+            // A connection already gone drops `f`, and with it the promise:
+            // the answer is then `Shutdown`.
+            let _ = r.call(conn, |m: &mut M, w: &mut Watched<R>, now| f(m, &mut w.inner, now));
+        });
+        finish(match posted {
+            Ok(()) => answer.wait(),
+            Err(_) => Err(Shutdown),
+        })
+    }
+
+    fn ready<'a, T: Send + 'a>(value: T) -> T {
+        value
+    }
+
+    fn map<'a, T: Send + 'a, U: Send + 'a>(wait: T, f: impl FnOnce(T) -> U + Send + 'a) -> U {
+        f(wait)
+    }
+
+    fn connected(&self) -> Result<(), ConnectError> {
+        Connection::connected(self)
+    }
+
+    fn opened(self) -> Result<Self, ConnectError> {
+        let result = Connection::connected(&self);
+        if result.is_err() {
+            Connection::close(&self);
+        }
+        result.map(|()| self)
+    }
+
+    fn close(&self) {
+        Connection::close(self);
+    }
+
+    fn status(&self) -> Status {
+        Connection::status(self)
+    }
+
+    fn io_stats(&self) -> Result<IoStats, Shutdown> {
+        Connection::io_stats(self)
+    }
+
+    fn wait_status(
+        &self,
+        pred: impl Fn(Status) -> bool + Send + Sync + 'static,
+        timeout: Duration,
+    ) -> Option<Status> {
+        Connection::wait_status(self, pred, timeout)
     }
 }
 
-impl<M: Machine> std::ops::Deref for GenericClient<M> {
-    type Target = Connection<M, Broadcast<M::Event>>;
-    fn deref(&self) -> &Self::Target {
-        &self.conn
-    }
+impl<M, R> Blocking for Connection<M, R>
+where
+    M: Machine + Send + 'static,
+    R: Router<M>,
+{
 }

@@ -1,83 +1,13 @@
-//! The blocking hosted session client: a thin typed layer over [`GenericClient`].
+//! The blocking hosted session client: tether-host's one
+//! [`HostedClient`](tether_host::HostedClient) over this host's [`Connection`].
 
-use std::time::{Duration, Instant};
+use tether_host::Broadcast;
+use tether_proto::hosted::{HostedEvent, Session};
 
-use serde_json::Value;
-use tether_host::{ConnectError, HostedCallError, HostedClientConfig, IoStats, Receiver};
-use tether_proto::hosted::{HostedEvent, Session, TokenProvider};
-use tether_proto::lifecycle::Status;
-
-use crate::connection::GenericClient;
+use crate::connection::Connection;
 
 /// A blocking handle to one hosted session socket (`sessions-websocket.ts`);
-/// clone it freely. It closes when [`close`](Self::close) is called or the last
-/// handle is dropped, and then its thread is gone.
-#[derive(Clone, Debug)]
-pub struct HostedClient {
-    inner: GenericClient<Session>,
-}
-
-impl HostedClient {
-    /// Starts connecting and returns at once; [`events`](Self::events) sees the
-    /// first attempt, [`connected`](Self::connected) waits for its outcome.
-    pub fn spawn(config: &HostedClientConfig, tokens: TokenProvider) -> Result<Self, ConnectError> {
-        let session = config.session(tokens, Instant::now())?;
-        let inner = GenericClient::spawn(session, config.url(), &config.transport)?;
-        Ok(HostedClient { inner })
-    }
-
-    /// Connects and returns once the socket is open (open = connected, S10),
-    /// or fails with the stop reason; on failure no thread is left (D1).
-    pub fn connect(config: &HostedClientConfig, tokens: TokenProvider) -> Result<Self, ConnectError> {
-        let client = HostedClient::spawn(config, tokens)?;
-        client.inner.first_open()?;
-        Ok(client)
-    }
-
-    /// Waits for the first connect's outcome; `Ok` at once after it.
-    pub fn connected(&self) -> Result<(), ConnectError> {
-        self.inner.connected()
-    }
-
-    /// Sends a control request with a fresh `request_id`, which it returns (S7).
-    pub fn send_control_request(&self, request: Value) -> Result<String, HostedCallError> {
-        Ok(self.inner.with(move |s, _| s.send_control_request(request))??)
-    }
-
-    /// Sends a control response as it is (S10).
-    pub fn send_control_response(&self, response: Value) -> Result<(), HostedCallError> {
-        Ok(self.inner.with(move |s, _| s.send_control_response(response))??)
-    }
-
-    /// Messages and lifecycle news (after `spawn` the first call's receiver
-    /// from the start; after `connect` returns, and later ones, from now on);
-    /// ends after the close.
-    pub fn events(&self) -> Receiver<HostedEvent> {
-        self.inner.events()
-    }
-
-    /// The status now; `Open` is connected.
-    pub fn status(&self) -> Status {
-        self.inner.status()
-    }
-
-    /// Waits until the status satisfies `pred`, at most `timeout`.
-    pub fn wait_status(&self, pred: impl Fn(Status) -> bool, timeout: Duration) -> Option<Status> {
-        self.inner.wait_status(pred, timeout)
-    }
-
-    /// The socket counters: write queue depth and overflows, messages, flushes.
-    pub fn io_stats(&self) -> Result<IoStats, HostedCallError> {
-        Ok(self.inner.io_stats()?)
-    }
-
-    /// Forces a fresh connection after 500 ms, counters reset (S5).
-    pub fn reconnect(&self) -> Result<(), HostedCallError> {
-        Ok(self.inner.reconnect()?)
-    }
-
-    /// Closes for good (L11); idempotent.
-    pub fn close(&self) {
-        self.inner.close();
-    }
-}
+/// clone it freely. It closes when `close` is called or the last handle is
+/// dropped, and then its thread is gone. Its calls are tether-host's
+/// [`HostedClient`](tether_host::HostedClient)'s, each blocking here.
+pub type HostedClient = tether_host::HostedClient<Connection<Session, Broadcast<HostedEvent>>>;

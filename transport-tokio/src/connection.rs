@@ -1,16 +1,19 @@
 //! The generic handle to one driver task: the one call path every protocol's
-//! client goes through.
+//! client goes through, and how the clients of tether-host wait on it (async).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tether_host::{ConnectError, Fanout, IoStats, Receiver, Shutdown, Transport};
-use tether_proto::lifecycle::{Event, LifecycleError, Status};
+use tether_host::oneshot::Answer;
+use tether_host::{Broadcast, ConnectError, Drive, IoStats, Router, Shutdown, Transport};
+use tether_proto::lifecycle::{Event, Status};
 use tether_proto::{Machine, Now};
 use tokio::sync::{oneshot, watch};
 
 use crate::driver::{Cmd, Driver, Parts};
 use crate::handoff::Handoff;
-use tether_host::{Broadcast, Router};
 
 /// Commands buffered from handles to the driver task.
 pub const DEFAULT_COMMAND_CAPACITY: usize = 256;
@@ -93,16 +96,6 @@ where
         self.handoff.first_outcome().await
     }
 
-    /// Waits for the first open; on failure closes and waits for the task's
-    /// end first, so nothing keeps running (D1). Every client's `connect`.
-    pub(crate) async fn first_open(&self) -> Result<(), ConnectError> {
-        let result = self.connected().await;
-        if result.is_err() {
-            self.close().await;
-        }
-        result
-    }
-
     /// Runs `f` on the driver task with the machine, its router and the time,
     /// then drains the machine: the one call path of every protocol's client.
     pub async fn call<T: Send + 'static>(
@@ -110,7 +103,7 @@ where
         f: impl FnOnce(&mut M, &mut R, Now) -> T + Send + 'static,
     ) -> Result<T, Shutdown> {
         let (tx, rx) = oneshot::channel();
-        self.run(move |m, r, now| {
+        self.post(move |m, r, now| {
             let _ = tx.send(f(m, r, now));
         })
         .await?;
@@ -120,7 +113,7 @@ where
     /// Queues `f` to run on the driver task (then the machine is drained),
     /// without waiting for it to run: for a caller whose answer comes some
     /// other way (a mesh op's result through its waiter).
-    pub(crate) async fn run(
+    pub(crate) async fn post(
         &self,
         f: impl FnOnce(&mut M, &mut R, Now) + Send + 'static,
     ) -> Result<(), Shutdown> {
@@ -135,111 +128,106 @@ where
         rx.await.map_err(|_| Shutdown)
     }
 
-    /// Feeds a lifecycle input: `Close`, `Reconnect`, `RetryNow`, `Connect`.
-    pub async fn control(&self, event: Event) -> Result<Result<(), LifecycleError>, Shutdown> {
-        self.call(move |m, _, now| m.handle(now, event)).await
-    }
-
     /// The connection status; `changed()` ends with an error once the
     /// connection has shut down.
     pub fn status(&self) -> watch::Receiver<Status> {
         self.status.clone()
     }
 
-    /// "The network is back": reset the backoff and connect now (X11).
-    pub async fn retry_now(&self) -> Result<(), Shutdown> {
-        self.control(Event::RetryNow).await?.map_err(|_| Shutdown)
-    }
-
-    /// Forces a fresh connection after a short delay (S5).
-    pub async fn reconnect(&self) -> Result<(), Shutdown> {
-        self.control(Event::Reconnect).await?.map_err(|_| Shutdown)
-    }
-
     /// Closes for good and waits until the task has finished the close
     /// handshake (or given up on it) and ended (L11). Idempotent.
     pub async fn close(&self) {
-        let _ = self.control(Event::Close).await;
+        let _ = self.call(|m, _, now| m.handle(now, Event::Close)).await;
         self.handoff.ended().await;
     }
 }
 
 /// A connection whose every event goes to every subscriber: the whole client
 /// of a protocol of your own (a bare [`Lifecycle`](tether_proto::lifecycle::Lifecycle)
-/// with your `Handshake`, or a session layer of your own).
-pub struct GenericClient<M: Machine> {
-    conn: Connection<M, Broadcast<M::Event>>,
-    events: Arc<Fanout<M::Event>>,
-}
+/// with your `Handshake`, or a session layer of your own); tether-host's one
+/// [`GenericClient`](tether_host::GenericClient), each call a future here.
+pub type GenericClient<M> = tether_host::GenericClient<Connection<M, Broadcast<<M as Machine>::Event>>>;
 
-impl<M: Machine> Clone for GenericClient<M> {
-    fn clone(&self) -> Self {
-        GenericClient {
-            conn: self.conn.clone(),
-            events: Arc::clone(&self.events),
-        }
-    }
-}
-
-impl<M: Machine> std::fmt::Debug for GenericClient<M> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.conn.fmt(f)
-    }
-}
-
-impl<M> GenericClient<M>
+impl<M, R> Drive for Connection<M, R>
 where
     M: Machine + Send + 'static,
-    M::Event: Clone + Send + 'static,
+    R: Router<M>,
 {
-    /// Starts driving `machine` at once; subscribe with [`events`](Self::events)
-    /// before awaiting [`connected`](Connection::connected) to see the first attempt.
-    pub fn spawn(machine: M, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
-        let (router, events) = Broadcast::with_fanout(transport.subscriber_capacity);
-        let conn = Connection::spawn(machine, router, url, transport)?;
-        Ok(GenericClient { conn, events })
+    type Machine = M;
+    type Router = R;
+    type Wait<'a, T: Send + 'a> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+    type Status = watch::Receiver<Status>;
+    const BLOCKING: bool = false;
+
+    fn spawn(machine: M, router: R, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
+        Connection::spawn(machine, router, url, transport)
     }
 
-    /// Starts and waits for the first open (L8); on failure the task is gone (D1).
-    pub async fn connect(machine: M, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
-        let client = GenericClient::spawn(machine, url, transport)?;
-        client.first_open().await?;
-        Ok(client)
-    }
-
-    /// Waits for the first open; on failure nothing is left running (D1), on
-    /// success the first attempt's news is let go unless someone subscribed.
-    pub(crate) async fn first_open(&self) -> Result<(), ConnectError> {
-        self.conn.first_open().await?;
-        self.events.release_first();
-        Ok(())
-    }
-
-    /// Every event of the machine (after `spawn` the first call's receiver
-    /// from the start; after `connect` returns, and later ones, from now on);
-    /// ends after the close.
-    pub fn events(&self) -> Receiver<M::Event> {
-        self.events.subscribe()
-    }
-
-    /// Runs `f` on the driver task with the machine (send a frame, read a
-    /// counter …); the driver drains it right after.
-    pub async fn with<T: Send + 'static>(
+    fn run<T: Send + 'static, U: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut M, Now) -> T + Send + 'static,
-    ) -> Result<T, Shutdown> {
-        self.conn.call(move |m, _, now| f(m, now)).await
+        f: impl FnOnce(&mut M, &mut R, Now) + Send + 'static,
+        answer: Answer<T>,
+        finish: impl FnOnce(Result<T, Shutdown>) -> U + Send + 'static,
+    ) -> Self::Wait<'_, U> {
+        Box::pin(async move {
+            let value = match self.post(f).await {
+                Ok(()) => answer.await,
+                Err(e) => Err(e),
+            };
+            finish(value)
+        })
     }
 
-    /// The generic connection underneath (status, control, close).
-    pub fn connection(&self) -> &Connection<M, Broadcast<M::Event>> {
-        &self.conn
+    fn ready<'a, T: Send + 'a>(value: T) -> Self::Wait<'a, T> {
+        Box::pin(std::future::ready(value))
     }
-}
 
-impl<M: Machine> std::ops::Deref for GenericClient<M> {
-    type Target = Connection<M, Broadcast<M::Event>>;
-    fn deref(&self) -> &Self::Target {
-        &self.conn
+    fn map<'a, T: Send + 'a, U: Send + 'a>(
+        wait: Self::Wait<'a, T>,
+        f: impl FnOnce(T) -> U + Send + 'a,
+    ) -> Self::Wait<'a, U> {
+        Box::pin(async move { f(wait.await) })
+    }
+
+    fn connected(&self) -> Self::Wait<'_, Result<(), ConnectError>> {
+        Box::pin(Connection::connected(self))
+    }
+
+    fn opened(self) -> Self::Wait<'static, Result<Self, ConnectError>> {
+        Box::pin(async move {
+            let result = Connection::connected(&self).await;
+            if result.is_err() {
+                Connection::close(&self).await;
+            }
+            result.map(|()| self)
+        })
+    }
+
+    fn close(&self) -> Self::Wait<'_, ()> {
+        Box::pin(Connection::close(self))
+    }
+
+    fn status(&self) -> watch::Receiver<Status> {
+        Connection::status(self)
+    }
+
+    fn io_stats(&self) -> Self::Wait<'_, Result<IoStats, Shutdown>> {
+        Box::pin(Connection::io_stats(self))
+    }
+
+    fn wait_status(
+        &self,
+        pred: impl Fn(Status) -> bool + Send + Sync + 'static,
+        timeout: Duration,
+    ) -> Self::Wait<'_, Option<Status>> {
+        let mut status = Connection::status(self);
+        Box::pin(async move {
+            let found = match tokio::time::timeout(timeout, status.wait_for(|s| pred(*s))).await {
+                Ok(Ok(s)) => Some(*s),
+                Ok(Err(_)) | Err(_) => None,
+            };
+            // Shut down: the last status is what it stays.
+            found.or_else(|| Some(*status.borrow()).filter(|s| pred(*s)))
+        })
     }
 }

@@ -448,9 +448,19 @@ async fn wss_with_a_self_signed_certificate_needs_its_ca(host: Host) {
     let broker = start_broker(broker_config(membership(1, &[])), tls).await;
     let url = broker.url();
     assert!(url.starts_with("wss://"), "{url}");
+    // A TLS handshake in a debug build on a loaded machine can take longer
+    // than the suite's 2 s open, 500 ms hello and 3 s ack deadlines, and then the
+    // attempt fails for time, not for its certificate: this test waits on
+    // the outcome itself, with deadlines far beyond any load.
+    let patient = |mut s: tether_tests::hosts::Spec| {
+        s.session.lifecycle.open_timeout = Some(Duration::from_secs(30));
+        s.session.lifecycle.hello_ack_timeout = Duration::from_secs(30);
+        s.session.send_ack_timeout = Duration::from_secs(30);
+        s
+    };
     // Verification is on by default: the unknown issuer is refused, as a
     // certificate failure, which stops (it will not verify next time either).
-    match AnyClient::connect(host, spec(&url, 1, "s1")).await {
+    match AnyClient::connect(host, patient(spec(&url, 1, "s1"))).await {
         Err(f) => {
             assert!(f.text.contains("certificate"), "{}", f.text);
             assert!(
@@ -469,7 +479,7 @@ async fn wss_with_a_self_signed_certificate_needs_its_ca(host: Host) {
         }
         Ok(_) => panic!("a self-signed broker was trusted without its CA"),
     }
-    let mut s = spec(&url, 1, "s1");
+    let mut s = patient(spec(&url, 1, "s1"));
     s.transport.tls.extra_ca_pem.push(issued.cert.pem());
     let alice = AnyClient::connect(host, s).await.unwrap();
     // A broadcast: the real broker refuses a direct send to one's own only connection.

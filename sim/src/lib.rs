@@ -26,13 +26,19 @@
 //! ```
 
 //!
+//! [`hosted`] steps the hosted session the same way: the real
+//! `hosted::Session` beside a pure hosted server, a seeded plan per attempt,
+//! and its own invariants after every step ([`hosted::run_hosted_seed`]).
+//!
 //! [`storm`] is the reconnect-storm measurement (D5): many clients whose broker
 //! restarts at the same instant, counted per window.
 
 mod check;
+pub mod hosted;
 mod net;
 mod scenario;
 pub mod storm;
+mod trace;
 mod world;
 
 pub use check::Violation;
@@ -48,5 +54,5 @@ pub fn run_seed(seed: u64, trace: bool) -> Outcome {
 
 /// The one line that replays a failing seed.
 pub fn replay_command(seed: u64) -> String {
-    format!("TETHER_SIM_SEED={seed} cargo test -p tether-tests --test sim replay -- --nocapture")
+    format!("TETHER_SIM_SEED={seed} cargo test -p tether-tests --test sim -- --exact replay --nocapture")
 }

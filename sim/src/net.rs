@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tether_broker::ConnId;
-use tether_proto::lifecycle::SocketId;
+use tether_proto::lifecycle::{ConnectFailureKind, SocketId};
 
 /// Identifies one link (one TCP connection).
 pub type LinkId = u64;
@@ -43,8 +43,8 @@ pub enum Packet {
     BrokerOpen,
     /// The upgrade response reaches the client.
     ClientOpened,
-    /// The connect was refused.
-    ClientConnectFailed,
+    /// The connect failed, of this kind (refused, an HTTP status …).
+    ClientConnectFailed(ConnectFailureKind),
     /// A text frame for the broker.
     ToBroker(String),
     /// A pong for the broker.

@@ -1,5 +1,6 @@
 //! Scenarios drawn from one seed: clients, workload and fault schedule.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tether_proto::Rng;
@@ -291,5 +292,14 @@ impl Scenario {
             duration,
             ops,
         }
+    }
+}
+
+/// Takes the first scheduled op if it is due at `now`.
+pub(crate) fn pop_due<T>(ops: &mut VecDeque<(Duration, T)>, now: Duration) -> Option<T> {
+    if ops.front().is_some_and(|(at, _)| *at <= now) {
+        ops.pop_front().map(|(_, op)| op)
+    } else {
+        None
     }
 }

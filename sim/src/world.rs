@@ -20,7 +20,8 @@ use tether_proto::Now;
 
 use super::check::{ClientCheck, Deliveries, Violation};
 use super::net::{LinkId, Net, Packet};
-use super::scenario::{Fault, Op, Scenario, HOSTILE_MEMBERS};
+use super::scenario::{pop_due, Fault, Op, Scenario, HOSTILE_MEMBERS};
+use super::trace::Trace;
 
 mod hostile;
 
@@ -28,8 +29,6 @@ const MESH: &str = "sim-mesh";
 const UNIX0: u64 = 1_750_000_000_000;
 /// Retry-after hints the scenarios use (they widen the allowed delays).
 const HINTS_MS: [u64; 3] = [500, 2_000, 10_000];
-/// Trace lines kept for a failure report.
-const TRACE_TAIL: usize = 80;
 
 /// How a run ended.
 #[derive(Debug)]
@@ -87,10 +86,7 @@ pub struct World {
     hellos_refused_until: Duration,
     bound: Duration,
     stale_bound: Duration,
-    steps: u64,
-    hash: u64,
-    tail: VecDeque<String>,
-    trace: bool,
+    trace: Trace,
     /// Connections of hostile members the broker still knows.
     hostile_conns: BTreeSet<ConnId>,
     hostile_next: u64,
@@ -224,10 +220,7 @@ impl World {
             hellos_refused_until: Duration::ZERO,
             bound,
             stale_bound,
-            steps: 0,
-            hash: 0xcbf2_9ce4_8422_2325,
-            tail: VecDeque::with_capacity(TRACE_TAIL),
-            trace,
+            trace: Trace::new(trace),
             hostile_conns: BTreeSet::new(),
             hostile_next: 0,
             hostile_acting: false,
@@ -239,18 +232,7 @@ impl World {
     }
 
     fn note(&mut self, line: impl FnOnce() -> String) {
-        self.steps += 1;
-        if !self.trace {
-            return;
-        }
-        let line = format!("{:>10.3}s {}", self.now.as_secs_f64(), line());
-        for b in line.bytes() {
-            self.hash = (self.hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        if self.tail.len() == TRACE_TAIL {
-            self.tail.pop_front();
-        }
-        self.tail.push_back(line);
+        self.trace.note(self.now, line);
     }
 
     /// Runs the scenario, then heals every fault and lets the clients settle, then
@@ -263,10 +245,10 @@ impl World {
         );
         Outcome {
             seed: scenario.seed,
-            steps: self.steps,
-            trace_hash: self.hash,
+            steps: self.trace.steps,
+            trace_hash: self.trace.hash,
             violation: result.err(),
-            tail: self.tail.into_iter().collect(),
+            tail: self.trace.into_tail(),
             sends,
             simulated: self.now,
         }
@@ -349,10 +331,8 @@ impl World {
                 break;
             }
             self.now = self.now.max(t);
-            while self.ops.front().is_some_and(|(at, _)| *at <= self.now) {
-                if let Some((_, op)) = self.ops.pop_front() {
-                    self.apply(op)?;
-                }
+            while let Some(op) = pop_due(&mut self.ops, self.now) {
+                self.apply(op)?;
             }
             while let Some((&key, _)) = self.internal.iter().next() {
                 if key.0 > self.now {
@@ -699,7 +679,12 @@ impl World {
         let Some(link) = self.net.links.get(&id).cloned() else {
             return Ok(());
         };
-        if link.lost && !matches!(packet, Packet::ClientClosed { .. } | Packet::ClientConnectFailed) {
+        if link.lost
+            && !matches!(
+                packet,
+                Packet::ClientClosed { .. } | Packet::ClientConnectFailed(_)
+            )
+        {
             return Ok(());
         }
         if link.half_open {
@@ -754,20 +739,13 @@ impl World {
                 }
             }
             Packet::ClientOpened => self.client_event(client, Event::Opened { socket })?,
-            Packet::ClientConnectFailed => {
+            Packet::ClientConnectFailed(kind) => {
                 self.nodes[client].check.socket_gone(socket);
                 if self.nodes[client].link == Some(id) {
                     self.nodes[client].link = None;
                 }
                 let reason = "connection refused".into();
-                self.client_event(
-                    client,
-                    Event::ConnectFailed {
-                        socket,
-                        kind: tether_proto::lifecycle::ConnectFailureKind::Refused,
-                        reason,
-                    },
-                )?;
+                self.client_event(client, Event::ConnectFailed { socket, kind, reason })?;
             }
             Packet::ToClientText(text) => self.client_event(
                 client,
@@ -856,7 +834,9 @@ impl World {
                 let node = &self.nodes[i];
                 if node.refuse_connect_until > self.now {
                     let when = self.now + node.latency;
-                    self.net.send_unordered(id, when, Packet::ClientConnectFailed);
+                    let failed =
+                        Packet::ClientConnectFailed(tether_proto::lifecycle::ConnectFailureKind::Refused);
+                    self.net.send_unordered(id, when, failed);
                 } else {
                     let when = self.link_delay(i);
                     self.net.send(id, when, Packet::BrokerOpen);

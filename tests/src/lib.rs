@@ -4,7 +4,8 @@
 //!
 //! - [`sim`]: the deterministic simulator — real sessions and the real broker
 //!   core on a simulated clock and network, one seed per reproducible run
-//!   (the `tether-sim` crate, re-exported here under its old path).
+//!   (the `tether-sim` crate, re-exported here under its old path), the
+//!   hosted session beside a model of its server among them (`sim::hosted`).
 //! - [`e2e`] and [`hosts`]: the reference broker on loopback with short timings,
 //!   and one client API over both hosts so each scenario runs on tokio and mio.
 //! - [`hosted_server`]: a hosted-session server that checks headers, closes

@@ -85,7 +85,12 @@ impl<T: Clone> Fanout<T> {
         let Some(first) = lock(&self.first).take() else {
             return;
         };
-        lock(&self.subs).list.retain(|sub| !Arc::ptr_eq(sub, &first.sub));
+        let mut subs = lock(&self.subs);
+        subs.list.retain(|sub| !Arc::ptr_eq(sub, &first.sub));
+        if subs.list.is_empty() {
+            // Nobody listens, maybe never: hold no slots for them.
+            subs.list = Vec::new();
+        }
     }
 
     /// A receiver of every item published from now on; one that has already

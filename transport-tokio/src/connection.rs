@@ -26,7 +26,6 @@ pub struct Connection<M: Machine, R> {
     id: u64,
     /// Commands to the driver, the first connect's outcome, the driver's end.
     handoff: Arc<Handoff<Cmd<M, R>>>,
-    status: watch::Receiver<Status>,
 }
 
 impl<M: Machine, R> Clone for Connection<M, R> {
@@ -35,7 +34,6 @@ impl<M: Machine, R> Clone for Connection<M, R> {
         Connection {
             id: self.id,
             handoff: Arc::clone(&self.handoff),
-            status: self.status.clone(),
         }
     }
 }
@@ -50,7 +48,7 @@ impl<M: Machine, R> std::fmt::Debug for Connection<M, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Connection")
             .field("id", &self.id)
-            .field("status", &*self.status.borrow())
+            .field("status", &self.handoff.status())
             .finish()
     }
 }
@@ -66,13 +64,11 @@ where
     /// within a tokio runtime.
     pub fn spawn(machine: M, router: R, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
         let tls = transport.tls_for(url)?;
-        let handoff = Arc::new(Handoff::new(DEFAULT_COMMAND_CAPACITY));
-        let (status_tx, status_rx) = watch::channel(machine.status());
+        let handoff = Arc::new(Handoff::new(DEFAULT_COMMAND_CAPACITY, machine.status()));
         let driver = Box::new(Driver::new(Parts {
             machine,
             router,
             handoff: Arc::clone(&handoff),
-            status: status_tx,
             tls,
             transport: transport.clone(),
         }));
@@ -80,7 +76,6 @@ where
         Ok(Connection {
             id: tether_host::next_serial(),
             handoff,
-            status: status_rx,
         })
     }
 
@@ -131,7 +126,12 @@ where
     /// The connection status; `changed()` ends with an error once the
     /// connection has shut down.
     pub fn status(&self) -> watch::Receiver<Status> {
-        self.status.clone()
+        self.handoff.watch_status()
+    }
+
+    /// The status now, without a receiver to wait on.
+    pub fn status_now(&self) -> Status {
+        self.handoff.status()
     }
 
     /// Closes for good and waits until the task has finished the close

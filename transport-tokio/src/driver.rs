@@ -18,7 +18,7 @@ use tether_host::{IoStats, Proxy, ProxyUrl, Target, Transport, Tunnel, Wants, Wr
 use tether_proto::lifecycle::{Event, Io, Notification, SocketId, Status};
 use tether_proto::{Machine, Now, Output};
 use tokio::net::TcpStream;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -68,7 +68,6 @@ pub(crate) struct Parts<M: Machine, R> {
     pub machine: M,
     pub router: R,
     pub handoff: Arc<Handoff<Cmd<M, R>>>,
-    pub status: watch::Sender<Status>,
     pub tls: Option<Arc<rustls::ClientConfig>>,
     pub transport: Transport,
 }
@@ -79,7 +78,6 @@ pub(crate) struct Driver<M: Machine, R> {
     handoff: Arc<Handoff<Cmd<M, R>>>,
     /// The commands being run; trades buffers with the hand-off's queue.
     batch: VecDeque<Cmd<M, R>>,
-    status: watch::Sender<Status>,
     /// Nobody waits for the first connect's outcome any more.
     first_told: bool,
     socket: Option<Live>,
@@ -112,7 +110,6 @@ where
             router: parts.router,
             handoff: parts.handoff,
             batch: VecDeque::new(),
-            status: parts.status,
             first_told: false,
             socket: None,
             inbox: VecDeque::new(),
@@ -397,7 +394,7 @@ where
         if let Some(note) = M::notification(&event) {
             tether_host::log_step(&"", note);
             if let Notification::StatusChanged { to, .. } = note {
-                self.status.send_replace(*to);
+                self.handoff.set_status(*to);
             }
             if !self.first_told {
                 if let Some(outcome) = tether_host::first_connect(note) {

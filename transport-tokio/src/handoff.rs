@@ -1,11 +1,12 @@
 //! What a connection's handles share with its driver task, in one allocation:
-//! the bounded queue of commands, the first connect's outcome, how many handles
-//! are alive, and whether the driver has ended.
+//! the bounded queue of commands, the first connect's outcome, the status, how
+//! many handles are alive, and whether the driver has ended.
 //!
 //! A tokio `mpsc` channel would do the queue's job, but it sets up a block of
-//! 32 slots for every connection before the first command, and a `oneshot`
-//! plus a `Mutex` for the first outcome cost three more allocations; an idle
-//! connection pays for none of that here. The driver is woken only when the
+//! 32 slots for every connection before the first command, a `oneshot` plus a
+//! `Mutex` for the first outcome cost three more allocations, and a `watch`
+//! channel for the status 350 bytes; an idle connection pays for none of that
+//! here (the status `watch` is made when a handle first asks for one). The driver is woken only when the
 //! queue goes from empty to not empty, and takes the whole queue at once, so a
 //! pipelined burst of commands costs one wake-up.
 
@@ -13,14 +14,16 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tether_host::{ConnectError, Shutdown};
-use tokio::sync::Notify;
+use tether_proto::lifecycle::Status;
+use tokio::sync::{watch, Notify};
 
 /// Where the first connect's outcome is.
 enum First {
     /// Not known yet.
     Pending,
-    /// Known, not yet asked for.
-    Known(Result<(), ConnectError>),
+    /// Known, not yet asked for; boxed, as a connection keeps this slot for
+    /// its whole life and the error is large.
+    Known(Result<(), Box<ConnectError>>),
     /// Handed to the first `connected()` that asked.
     Taken,
 }
@@ -29,6 +32,9 @@ struct State<C> {
     cmds: VecDeque<C>,
     handles: usize,
     first: First,
+    status: Status,
+    /// The status for handles that wait on its changes, once one asked.
+    status_tx: Option<watch::Sender<Status>>,
     ended: bool,
 }
 
@@ -45,12 +51,14 @@ pub(crate) struct Handoff<C> {
 
 impl<C> Handoff<C> {
     /// A hand-off for one handle, holding at most `capacity` commands (at least one).
-    pub(crate) fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize, status: Status) -> Self {
         Handoff {
             state: Mutex::new(State {
                 cmds: VecDeque::new(),
                 handles: 1,
                 first: First::Pending,
+                status,
+                status_tx: None,
                 ended: false,
             }),
             capacity: capacity.max(1),
@@ -125,7 +133,7 @@ impl<C> Handoff<C> {
             {
                 let mut state = self.lock();
                 match std::mem::replace(&mut state.first, First::Taken) {
-                    First::Known(outcome) => return outcome,
+                    First::Known(outcome) => return outcome.map_err(|e| *e),
                     First::Taken => return Ok(()),
                     First::Pending if state.ended => {
                         return Err(ConnectError::Shutdown);
@@ -135,6 +143,26 @@ impl<C> Handoff<C> {
             }
             news.await;
         }
+    }
+
+    /// The status now.
+    pub(crate) fn status(&self) -> Status {
+        self.lock().status
+    }
+
+    /// A receiver of the status and its changes; `changed()` fails once the
+    /// driver has ended.
+    pub(crate) fn watch_status(&self) -> watch::Receiver<Status> {
+        let mut state = self.lock();
+        let status = state.status;
+        if state.ended {
+            // Its sender gone at once: `changed()` says the connection is over.
+            return watch::channel(status).1;
+        }
+        state
+            .status_tx
+            .get_or_insert_with(|| watch::channel(status).0)
+            .subscribe()
     }
 
     /// Waits until the driver has ended.
@@ -170,11 +198,20 @@ impl<C> Handoff<C> {
         handles
     }
 
+    /// Records a status change, for `status()` and every status receiver.
+    pub(crate) fn set_status(&self, status: Status) {
+        let mut state = self.lock();
+        state.status = status;
+        if let Some(tx) = &state.status_tx {
+            tx.send_replace(status);
+        }
+    }
+
     /// Records the first connect's outcome, unless one is known already.
     pub(crate) fn set_first(&self, outcome: Result<(), ConnectError>) {
         let mut state = self.lock();
         if matches!(state.first, First::Pending) {
-            state.first = First::Known(outcome);
+            state.first = First::Known(outcome.map_err(Box::new));
             drop(state);
             self.news.notify_waiters();
         }
@@ -187,11 +224,12 @@ impl<C> Handoff<C> {
             let mut state = self.lock();
             state.ended = true;
             if matches!(state.first, First::Pending) {
-                state.first = First::Known(Err(ConnectError::Shutdown));
+                state.first = First::Known(Err(Box::new(ConnectError::Shutdown)));
             }
-            std::mem::take(&mut state.cmds)
+            (std::mem::take(&mut state.cmds), state.status_tx.take())
         };
-        // Dropped outside the lock: a command's drop wakes its caller.
+        // Dropped outside the lock: a command's drop wakes its caller, the
+        // status sender's ends every `changed()`.
         drop(left);
         self.news.notify_waiters();
     }
@@ -209,7 +247,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_burst_wakes_the_driver_once_and_is_taken_whole() {
-        let h = Handoff::new(8);
+        let h = Handoff::new(8, Status::Idle);
         for i in 0..5 {
             h.send(i).await.unwrap_or_else(|e| panic!("{e}"));
         }
@@ -228,7 +266,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_makes_the_sender_wait_for_room() {
         // proves X4: the command queue is bounded
-        let h = Arc::new(Handoff::new(2));
+        let h = Arc::new(Handoff::new(2, Status::Idle));
         h.send(1).await.unwrap_or_else(|e| panic!("{e}"));
         h.send(2).await.unwrap_or_else(|e| panic!("{e}"));
         let sender = {
@@ -251,7 +289,7 @@ mod tests {
 
     #[tokio::test]
     async fn after_the_end_commands_are_refused() {
-        let h = Handoff::new(4);
+        let h = Handoff::new(4, Status::Idle);
         h.send(1).await.unwrap_or_else(|e| panic!("{e}"));
         h.end();
         assert!(h.send(2).await.is_err(), "refused, not queued");
@@ -261,7 +299,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_first_outcome_goes_to_the_first_asker() {
-        let h = Arc::new(Handoff::<()>::new(4));
+        let h = Arc::new(Handoff::<()>::new(4, Status::Idle));
         let asker = {
             let h = Arc::clone(&h);
             tokio::spawn(async move { h.first_outcome().await })
@@ -274,8 +312,22 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn status_receivers_see_changes_and_end_with_the_driver() {
+        let h = Handoff::<()>::new(4, Status::Idle);
+        h.set_status(Status::Connecting);
+        let mut rx = h.watch_status();
+        assert_eq!(*rx.borrow(), Status::Connecting, "made with the status now");
+        h.set_status(Status::Open);
+        rx.changed().await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(*rx.borrow_and_update(), Status::Open);
+        h.end();
+        assert!(rx.changed().await.is_err(), "ends with the driver");
+        assert!(h.watch_status().changed().await.is_err(), "and so do later ones");
+    }
+
+    #[tokio::test]
     async fn the_last_handle_gone_wakes_the_driver() {
-        let h = Handoff::<()>::new(4);
+        let h = Handoff::<()>::new(4, Status::Idle);
         h.add_handle();
         h.drop_handle();
         let early = tokio::time::timeout(std::time::Duration::from_millis(20), h.work()).await;

@@ -10,6 +10,8 @@
 //!   and one client API over both hosts so each scenario runs on tokio and mio.
 //! - [`hosted_server`]: a hosted-session server that checks headers, closes
 //!   with 4001/4003 on demand and echoes control requests.
+//! - [`hello_recorder`]: a mesh broker stand-in that records each attempt's
+//!   hello and restarts the first connections, for freshness checks.
 //! - [`proxy`]: an HTTP CONNECT proxy that records what it was asked for.
 //! - [`storm`]: the reconnect-storm measurement (`tether_sim::storm`).
 //! - [`readme`]: the README's library examples, run as doc tests.
@@ -17,6 +19,7 @@
 //! Everything here waits on events, never on the clock.
 
 pub mod e2e;
+pub mod hello_recorder;
 pub mod hosted_server;
 pub mod hosts;
 pub mod proxy;

@@ -518,3 +518,20 @@ fn a_broker_whose_stderr_is_closed_keeps_serving() {
     let status = broker.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn a_hello_rate_of_zero_is_a_usage_error() {
+    // `tether broker --hello-rate N` sets the broker core's GCRA admission;
+    // zero would admit nobody, so it is refused before anything starts.
+    let out = tether()
+        .args(["broker", "--open", "--listen", "127.0.0.1:0", "--hello-rate", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--hello-rate"));
+}

@@ -44,6 +44,10 @@ pub struct BrokerArgs {
     /// Largest send payload (ciphertext, nonce and target), in bytes.
     #[arg(long, default_value_t = tether_broker::core::DEFAULT_MAX_MESSAGE_BYTES)]
     pub max_message_bytes: usize,
+    /// Hellos admitted per second (GCRA, a burst of a tenth of that); the rest
+    /// are told `capacity` with the wait in `retryAfterMs`. Unlimited if unset.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub hello_rate: Option<u32>,
 }
 
 /// Runs until Ctrl-C or SIGTERM, then closes every connection with 1001 and exits.
@@ -76,6 +80,7 @@ pub async fn run(args: BrokerArgs) -> Result<(), Failure> {
             max_payload: args.max_message_bytes,
             // The envelope around a full payload still fits a frame.
             max_frame_len: args.max_message_bytes.saturating_add(16 * 1024),
+            hello_rate: args.hello_rate.map(tether_broker::core::HelloRate::per_second),
             ..BrokerConfig::default()
         },
         ..ServerConfig::default()

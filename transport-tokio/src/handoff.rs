@@ -11,7 +11,11 @@
 //! pipelined burst of commands costs one wake-up.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
 
 use tether_host::{ConnectError, Shutdown};
 use tether_proto::lifecycle::Status;
@@ -30,6 +34,8 @@ enum First {
 
 struct State<C> {
     cmds: VecDeque<C>,
+    /// A sender found the queue full and waits for room.
+    full: bool,
     handles: usize,
     first: First,
     status: Status,
@@ -42,9 +48,13 @@ struct State<C> {
 pub(crate) struct Handoff<C> {
     state: Mutex<State<C>>,
     capacity: usize,
-    /// Wakes the driver: the queue went from empty to not empty, or the last
-    /// handle went.
-    work: Notify,
+    /// Set when the driver has work: the queue went from empty to not empty,
+    /// or the last handle went.
+    work: AtomicBool,
+    /// The driver task, woken when `work` is set. One waiter only, so a
+    /// registration is two atomic steps, not a `Notify`'s locked waiter list
+    /// on every turn of the driver's loop.
+    driver: AtomicWaker,
     /// Wakes handles: room in the queue, the first outcome, the driver's end.
     news: Notify,
 }
@@ -55,6 +65,7 @@ impl<C> Handoff<C> {
         Handoff {
             state: Mutex::new(State {
                 cmds: VecDeque::new(),
+                full: false,
                 handles: 1,
                 first: First::Pending,
                 status,
@@ -62,7 +73,8 @@ impl<C> Handoff<C> {
                 ended: false,
             }),
             capacity: capacity.max(1),
-            work: Notify::new(),
+            work: AtomicBool::new(false),
+            driver: AtomicWaker::new(),
             news: Notify::new(),
         }
     }
@@ -96,6 +108,7 @@ impl<C> Handoff<C> {
             return Err(Full::Ended);
         }
         if state.cmds.len() >= self.capacity {
+            state.full = true;
             return Err(Full::Queue(cmd));
         }
         state.cmds.push_back(cmd);
@@ -104,7 +117,7 @@ impl<C> Handoff<C> {
         // A queue that was not empty has a wake-up pending already, and the
         // driver takes the whole queue when it comes.
         if first_in {
-            self.work.notify_one();
+            self.wake_driver();
         }
         Ok(())
     }
@@ -121,7 +134,7 @@ impl<C> Handoff<C> {
         let last = state.handles == 0;
         drop(state);
         if last {
-            self.work.notify_one();
+            self.wake_driver();
         }
     }
 
@@ -176,11 +189,25 @@ impl<C> Handoff<C> {
         }
     }
 
+    fn wake_driver(&self) {
+        self.work.store(true, Ordering::Release);
+        self.driver.wake();
+    }
+
     // --- the driver's side ---
 
     /// Waits until there is work: a command queued or the last handle gone.
     pub(crate) async fn work(&self) {
-        self.work.notified().await;
+        std::future::poll_fn(|cx| {
+            // Registered before the check: a wake between the two is not lost.
+            self.driver.register(cx.waker());
+            if self.work.swap(false, Ordering::Acquire) {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
     }
 
     /// Moves every queued command into `batch` (empty, its buffer reused: the
@@ -190,9 +217,9 @@ impl<C> Handoff<C> {
         let mut state = self.lock();
         std::mem::swap(&mut state.cmds, batch);
         let handles = state.handles > 0;
-        let had_room = !batch.is_empty();
+        let someone_waits = std::mem::take(&mut state.full);
         drop(state);
-        if had_room {
+        if someone_waits {
             self.news.notify_waiters();
         }
         handles

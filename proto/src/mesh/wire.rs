@@ -3,10 +3,12 @@
 //! [`ClientFrame`] is what a client sends and a broker reads; [`BrokerFrame`] the
 //! reverse. Both encode to the exact wire JSON (`"type"` first, then the fields in
 //! the order PROTOCOL.md lists them) and decode through [`decode_client_frame`] and
-//! [`decode_broker_frame`]. Decoding is two passes over the text: a peek that stops
-//! as soon as it has read the `type` string, then a direct deserialisation into the
-//! struct that type names. That avoids serde's internally tagged enums, which buffer
-//! the whole object into an intermediate tree first.
+//! [`decode_broker_frame`]. Decoding is one pass over the text when `type` comes
+//! first, as every known peer writes it: its string is read by hand, then the
+//! struct that type names reads on from there. Otherwise a peek reads keys until
+//! `type`, then the whole text goes into the struct. That avoids serde's
+//! internally tagged enums, which buffer the whole object into an intermediate
+//! tree first.
 //!
 //! Readers are tolerant where brokers in the field disagree: unknown fields are
 //! ignored, unknown `type`s become [`BrokerFrame::Unknown`], and reply fields that
@@ -1509,27 +1511,27 @@ pub enum DecodeError {
 ///
 /// Unknown `type`s decode to [`BrokerFrame::Unknown`], never to an error.
 pub fn decode_broker_frame(text: &str, max_len: usize) -> Result<BrokerFrame, DecodeError> {
-    let kind = peek_kind(text, max_len)?;
+    let (kind, leading) = peek_kind(text, max_len)?;
     let k = kind.as_ref();
     Ok(match k {
-        "hello_ack" => BrokerFrame::HelloAck(Box::new(body(text, k)?)),
-        "ack" => BrokerFrame::Ack(body(text, k)?),
+        "hello_ack" => BrokerFrame::HelloAck(Box::new(body(text, k, leading)?)),
+        "ack" => BrokerFrame::Ack(body(text, k, leading)?),
         // Shared from the start: the session hands the same push to every
         // subscriber and its history without another allocation.
-        "push" => BrokerFrame::Push(Arc::new(body(text, k)?)),
-        "inbound" => BrokerFrame::Inbound(Arc::new(body(text, k)?)),
-        "error" => BrokerFrame::Error(body(text, k)?),
-        "peers_list" => BrokerFrame::PeersList(body(text, k)?),
-        "state_result" => BrokerFrame::StateResult(body(text, k)?),
-        "state_value" => BrokerFrame::StateValue(Box::new(body(text, k)?)),
-        "state_data" => BrokerFrame::StateData(Box::new(body(text, k)?)),
-        "state_list" => BrokerFrame::StateList(body(text, k)?),
-        "memory_stored" => BrokerFrame::MemoryStored(body(text, k)?),
-        "memory_results" => BrokerFrame::MemoryResults(body(text, k)?),
-        "memory_recall_result" => BrokerFrame::MemoryRecallResult(body(text, k)?),
-        "skill_list" => BrokerFrame::SkillList(body(text, k)?),
-        "skill_data" => BrokerFrame::SkillData(Box::new(body(text, k)?)),
-        "state_change" => BrokerFrame::StateChange(body(text, k)?),
+        "push" => BrokerFrame::Push(Arc::new(body(text, k, leading)?)),
+        "inbound" => BrokerFrame::Inbound(Arc::new(body(text, k, leading)?)),
+        "error" => BrokerFrame::Error(body(text, k, leading)?),
+        "peers_list" => BrokerFrame::PeersList(body(text, k, leading)?),
+        "state_result" => BrokerFrame::StateResult(body(text, k, leading)?),
+        "state_value" => BrokerFrame::StateValue(Box::new(body(text, k, leading)?)),
+        "state_data" => BrokerFrame::StateData(Box::new(body(text, k, leading)?)),
+        "state_list" => BrokerFrame::StateList(body(text, k, leading)?),
+        "memory_stored" => BrokerFrame::MemoryStored(body(text, k, leading)?),
+        "memory_results" => BrokerFrame::MemoryResults(body(text, k, leading)?),
+        "memory_recall_result" => BrokerFrame::MemoryRecallResult(body(text, k, leading)?),
+        "skill_list" => BrokerFrame::SkillList(body(text, k, leading)?),
+        "skill_data" => BrokerFrame::SkillData(Box::new(body(text, k, leading)?)),
+        "state_change" => BrokerFrame::StateChange(body(text, k, leading)?),
         _ => {
             validate_json(text)?;
             BrokerFrame::Unknown {
@@ -1545,26 +1547,26 @@ pub fn decode_broker_frame(text: &str, max_len: usize) -> Result<BrokerFrame, De
 /// Unknown `type`s decode to [`ClientFrame::Unknown`] so a broker can answer
 /// `unknown_message_type` rather than `malformed`.
 pub fn decode_client_frame(text: &str, max_len: usize) -> Result<ClientFrame, DecodeError> {
-    let kind = peek_kind(text, max_len)?;
+    let (kind, leading) = peek_kind(text, max_len)?;
     let k = kind.as_ref();
     Ok(match k {
-        "hello" => ClientFrame::Hello(body(text, k)?),
-        "session_hello" => ClientFrame::SessionHello(body(text, k)?),
-        "send" => ClientFrame::Send(body(text, k)?),
-        "client_ack" => ClientFrame::ClientAck(body(text, k)?),
-        "list_peers" => ClientFrame::ListPeers(body(text, k)?),
-        "get_state" => ClientFrame::GetState(body(text, k)?),
-        "list_state" => ClientFrame::ListState(body(text, k)?),
-        "remember" => ClientFrame::Remember(body(text, k)?),
-        "recall" => ClientFrame::Recall(body(text, k)?),
-        "list_skills" => ClientFrame::ListSkills(body(text, k)?),
-        "get_skill" => ClientFrame::GetSkill(body(text, k)?),
-        "set_state" => ClientFrame::SetState(body(text, k)?),
-        "forget" => ClientFrame::Forget(body(text, k)?),
-        "set_profile" => ClientFrame::SetProfile(body(text, k)?),
-        "set_summary" => ClientFrame::SetSummary(body(text, k)?),
-        "set_status" => ClientFrame::SetStatus(body(text, k)?),
-        "set_visible" => ClientFrame::SetVisible(body(text, k)?),
+        "hello" => ClientFrame::Hello(body(text, k, leading)?),
+        "session_hello" => ClientFrame::SessionHello(body(text, k, leading)?),
+        "send" => ClientFrame::Send(body(text, k, leading)?),
+        "client_ack" => ClientFrame::ClientAck(body(text, k, leading)?),
+        "list_peers" => ClientFrame::ListPeers(body(text, k, leading)?),
+        "get_state" => ClientFrame::GetState(body(text, k, leading)?),
+        "list_state" => ClientFrame::ListState(body(text, k, leading)?),
+        "remember" => ClientFrame::Remember(body(text, k, leading)?),
+        "recall" => ClientFrame::Recall(body(text, k, leading)?),
+        "list_skills" => ClientFrame::ListSkills(body(text, k, leading)?),
+        "get_skill" => ClientFrame::GetSkill(body(text, k, leading)?),
+        "set_state" => ClientFrame::SetState(body(text, k, leading)?),
+        "forget" => ClientFrame::Forget(body(text, k, leading)?),
+        "set_profile" => ClientFrame::SetProfile(body(text, k, leading)?),
+        "set_summary" => ClientFrame::SetSummary(body(text, k, leading)?),
+        "set_status" => ClientFrame::SetStatus(body(text, k, leading)?),
+        "set_visible" => ClientFrame::SetVisible(body(text, k, leading)?),
         _ => {
             validate_json(text)?;
             ClientFrame::Unknown {
@@ -1575,9 +1577,17 @@ pub fn decode_client_frame(text: &str, max_len: usize) -> Result<ClientFrame, De
     })
 }
 
-/// Pass 2: the whole text into the struct its `type` names.
-fn body<T: DeserializeOwned>(text: &str, kind: &str) -> Result<T, DecodeError> {
-    serde_json::from_str(text).map_err(|err| {
+/// The struct the frame's `type` names. When `type` leads the object (every
+/// known peer writes it first), in the same pass: the peek read `"type":"…"`
+/// by hand and the struct reads on from there, so each frame is parsed once.
+/// Otherwise the whole text again, `type` skipped as an unknown field.
+fn body<T: DeserializeOwned>(text: &str, kind: &str, leading: bool) -> Result<T, DecodeError> {
+    let decoded = if leading {
+        rest_after_type(text)
+    } else {
+        serde_json::from_str(text)
+    };
+    decoded.map_err(|err| {
         let bad_fields = || DecodeError::BadFields {
             kind: kind.to_owned(),
             detail: err.to_string(),
@@ -1594,6 +1604,32 @@ fn body<T: DeserializeOwned>(text: &str, kind: &str) -> Result<T, DecodeError> {
     })
 }
 
+/// `text` is `{"type":"…"` and the rest of an object: the rest into `T`.
+fn rest_after_type<T: DeserializeOwned>(text: &str) -> Result<T, serde_json::Error> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = de.deserialize_map(RestOf(std::marker::PhantomData))?;
+    // Nothing but whitespace may follow the object, as in `from_str`.
+    de.end()?;
+    Ok(value)
+}
+
+/// Steps over the leading `type` entry, then hands the rest of the map to `T`.
+struct RestOf<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for RestOf<T> {
+    type Value = T;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        // The peek already read this entry; a plain string, cheap to skip.
+        map.next_entry::<IgnoredAny, IgnoredAny>()?;
+        T::deserialize(de::value::MapAccessDeserializer::new(map))
+    }
+}
+
 /// The peek stops at `type`, so an unknown frame's tail has not been checked yet.
 fn validate_json(text: &str) -> Result<(), DecodeError> {
     serde_json::from_str::<IgnoredAny>(text)
@@ -1608,13 +1644,14 @@ enum Peeked<'a> {
     TypeNotString,
 }
 
-/// Pass 1: finds the `type` string without allocating (unless it holds escapes).
+/// Finds the `type` string without allocating (unless it holds escapes), and
+/// whether it leads the object (then [`body`] reads on from it in one pass).
 ///
 /// A leading `"type"` is read by hand; otherwise serde_json reads keys until `type`.
 /// Stopping early leaves the rest of the object unread, so serde_json reports an
 /// error for the unfinished object, which is ignored because the answer is already
-/// in `slot`. Pass 2 checks the whole text either way.
-fn peek_kind(text: &str, max_len: usize) -> Result<Cow<'_, str>, DecodeError> {
+/// in `slot`. [`body`] or [`validate_json`] checks the whole text either way.
+fn peek_kind(text: &str, max_len: usize) -> Result<(Cow<'_, str>, bool), DecodeError> {
     if text.len() > max_len {
         return Err(DecodeError::TooLarge {
             len: text.len(),
@@ -1622,13 +1659,13 @@ fn peek_kind(text: &str, max_len: usize) -> Result<Cow<'_, str>, DecodeError> {
         });
     }
     if let Some(kind) = peek_leading_type(text) {
-        return Ok(Cow::Borrowed(kind));
+        return Ok((Cow::Borrowed(kind), true));
     }
     let mut slot = None;
     let mut de = serde_json::Deserializer::from_str(text);
     let outcome = de.deserialize_any(TopVisitor { slot: &mut slot });
     match (slot, outcome) {
-        (Some(Peeked::Kind(kind)), _) => Ok(kind),
+        (Some(Peeked::Kind(kind)), _) => Ok((kind, false)),
         (Some(Peeked::TypeNotString), _) => Err(DecodeError::TypeNotString),
         (Some(Peeked::MissingType), _) | (None, Ok(())) => Err(DecodeError::MissingType),
         // A data error before any key was read can only be our visitor refusing a
@@ -1787,6 +1824,73 @@ mod tests {
     fn golden_client(frame: ClientFrame, wire: &str) {
         assert_eq!(frame.encode(), wire, "encoding of {}", frame.kind());
         assert_eq!(decode_client_frame(wire, MAX), Ok(frame));
+    }
+
+    /// `{"type":"k",REST}` with `type` moved last: the same frame for the
+    /// decoder's other path.
+    fn type_last(wire: &str) -> Option<String> {
+        let rest = wire.strip_prefix("{\"type\":\"")?;
+        let (kind, rest) = rest.split_once('"')?;
+        let body = rest.strip_prefix(',').unwrap_or(rest).strip_suffix('}')?;
+        let sep = if body.is_empty() { "" } else { "," };
+        Some(format!("{{{body}{sep}\"type\":\"{kind}\"}}"))
+    }
+
+    #[test]
+    fn the_one_pass_decode_and_the_peek_then_parse_decode_agree() {
+        // Every frame the golden tests pin, and broken ones, decode alike
+        // whether `type` leads (one pass) or trails (peek, then the whole text).
+        let wires = [
+            r#"{"type":"ack","id":"s1","messageId":"m1","queued":true}"#,
+            r#"{"type":"ack","id":"s1","messageId":"m1","queued":true,"error":"rate_limit: slow"}"#,
+            r#"{"type":"push","messageId":"m","meshId":"x","senderPubkey":"ab","priority":"now","nonce":"n","ciphertext":"c","createdAt":"t","topic":"news"}"#,
+            r#"{"type":"error","code":"capacity","message":"full","retryAfterMs":250}"#,
+            r#"{"type":"hello_ack","presenceId":"p","memberDisplayName":"d","restored":true}"#,
+            r#"{"type":"peers_list","peers":[{"pubkey":"ab","displayName":"x","status":"idle"}],"_reqId":"r1"}"#,
+            r#"{"type":"state_result","key":"k","value":null,"_reqId":"r2"}"#,
+            r#"{"type":"memory_stored"}"#,
+            r#"{"type":"ack","id":5}"#,
+            r#"{"type":"push","priority":"soon"}"#,
+            r#"{"type":"new_thing","x":[1,2]}"#,
+        ];
+        for wire in wires {
+            let Some(other) = type_last(wire) else {
+                panic!("test frame {wire} starts with its type");
+            };
+            let (one_pass, two_pass) = (decode_broker_frame(wire, MAX), decode_broker_frame(&other, MAX));
+            match (&one_pass, &two_pass) {
+                (Ok(BrokerFrame::Unknown { kind: a, .. }), Ok(BrokerFrame::Unknown { kind: b, .. })) => {
+                    assert_eq!(a, b)
+                }
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{wire}"),
+                (
+                    Err(DecodeError::BadFields { kind: a, .. }),
+                    Err(DecodeError::BadFields { kind: b, .. }),
+                ) => {
+                    assert_eq!(a, b, "{wire}")
+                }
+                _ => panic!("{wire}: {one_pass:?} against {two_pass:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_one_pass_decode_checks_the_whole_text() {
+        // Nothing may follow the object, and the object must close, whichever path.
+        for wire in [
+            r#"{"type":"ack","id":"s1","messageId":"m1"} x"#,
+            r#"{"type":"ack","id":"s1","messageId":"m1""#,
+            r#"{"type":"ack","id":"s1",}"#,
+            r#"{"type":"ack","id":"s1"}}"#,
+        ] {
+            assert!(
+                matches!(decode_broker_frame(wire, MAX), Err(DecodeError::NotJson(_))),
+                "{wire}: {:?}",
+                decode_broker_frame(wire, MAX)
+            );
+        }
+        // Trailing whitespace is JSON.
+        assert!(decode_broker_frame("{\"type\":\"ack\",\"id\":\"s\",\"messageId\":\"m\"} \n", MAX).is_ok());
     }
 
     fn golden_broker(frame: BrokerFrame, wire: &str) {

@@ -137,6 +137,27 @@ impl From<&SessionConfig> for Limits {
     }
 }
 
+/// The session's own counters, as [`SessionStats`] reports them. Only these are
+/// kept: the snapshot's other fields (the lifecycle's, the depths) are read
+/// when it is taken, so a connection does not carry an always-empty copy of
+/// them (memory per idle connection counts).
+#[derive(Clone, Debug, Default)]
+struct Counters {
+    queue_refused: u64,
+    queue_dropped: u64,
+    queue_expired: u64,
+    sends_acked: u64,
+    sends_failed: u64,
+    resends: u64,
+    replies: u64,
+    requests_failed: u64,
+    pushes: u64,
+    history_dropped: u64,
+    push_duplicates: u64,
+    pushes_undecryptable: u64,
+    unmatched: u64,
+}
+
 #[derive(Debug)]
 struct Op {
     deadline: Option<Instant>,
@@ -167,7 +188,7 @@ pub struct Session {
     /// Keys the push fingerprints of `seen` (see `dedupe_key`).
     dedupe_keys: foldhash::quality::FixedState,
     actions: VecDeque<SessionAction>,
-    stats: SessionStats,
+    stats: Counters,
     /// Shared keys of direct-message pairs (B14).
     boxes: BoxCache,
 }
@@ -216,7 +237,7 @@ impl Session {
             seen: HashSet::with_hasher(hashing),
             dedupe_keys: foldhash::quality::FixedState::with_seed(seeder.next_u64()),
             actions: VecDeque::new(),
-            stats: SessionStats::default(),
+            stats: Counters::default(),
             boxes: BoxCache::default(),
             limits,
         })
@@ -548,13 +569,27 @@ impl Session {
 
     /// A metrics snapshot (X12).
     pub fn stats(&self, now: Instant) -> SessionStats {
-        let mut s = self.stats.clone();
-        s.lifecycle = self.lc.stats(now);
-        s.queue_depth = self.queue.len();
-        s.in_flight = self.in_flight;
-        s.pending_requests = self.requests.len();
-        s.history_len = self.history.len();
-        s
+        let c = &self.stats;
+        SessionStats {
+            lifecycle: self.lc.stats(now),
+            queue_depth: self.queue.len(),
+            in_flight: self.in_flight,
+            pending_requests: self.requests.len(),
+            history_len: self.history.len(),
+            queue_refused: c.queue_refused,
+            queue_dropped: c.queue_dropped,
+            queue_expired: c.queue_expired,
+            sends_acked: c.sends_acked,
+            sends_failed: c.sends_failed,
+            resends: c.resends,
+            replies: c.replies,
+            requests_failed: c.requests_failed,
+            pushes: c.pushes,
+            history_dropped: c.history_dropped,
+            push_duplicates: c.push_duplicates,
+            pushes_undecryptable: c.pushes_undecryptable,
+            unmatched: c.unmatched,
+        }
     }
 
     /// The written send whose id is `id`: what an ack or error may answer.

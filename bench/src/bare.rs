@@ -37,8 +37,11 @@ use crate::{member, presence, unix_ms};
 pub const BODY: &str = "hello from the loopback bench";
 
 /// The WebSocket settings both hosts use (tether-host's `Transport` defaults:
-/// tether's 2 KiB read buffer, its size limits, tungstenite's write buffer); the
-/// bare clients get the same, so a ratio measures the client, not a setting.
+/// its size limits, tungstenite's write buffer, a 2 KiB read buffer); the bare
+/// clients get the same, so a ratio measures the client, not a setting. The
+/// read buffer is 4 KiB all the same on every client but tether-mio:
+/// tungstenite keeps its handshake's 4 KiB buffer for life, and only tether-mio
+/// rebuilds the socket with the configured size.
 pub fn ws_config() -> WebSocketConfig {
     tether_mio::Transport::default().ws_config()
 }

@@ -689,8 +689,11 @@ its own one-thread runtime) and the clients (one current-thread runtime); every 
 for a send starts before the send is encoded and written. The bare clients (`bench/src/bare.rs`) do tether's \
 work inside that time: a fresh id and a fresh nonce per send, the body in base64, the frame encoded with serde, \
 a map of pending sends, a typed serde parse of each reply matched to its send, and batched flushes; they use \
-tether's WebSocket settings (`Transport::default().ws_config()`: the 2 KiB read buffer, tungstenite zero-fills \
-its whole read buffer before every read, and the same write buffer). Each tokio round runs in a spawned task. \
+tether's WebSocket settings (`Transport::default().ws_config()`: the same size limits and write buffer). The \
+read buffer is 4 KiB on every client but tether-mio: tungstenite keeps the 4 KiB buffer its client handshake read \
+into, whatever `read_buffer_size` says (tokio-tungstenite's handshake too), and only tether-mio rebuilds the socket \
+with the configured 2 KiB; tungstenite zero-fills its whole read buffer before every read. Each tokio round runs \
+in a spawned task. \
 Every kind is warmed up with at least 5 000 sends per configuration (the seeds' client on Node needs about that \
 many for its JIT to settle); then the kinds take turns, the one going first rotating every round. Medians of 21 \
 rounds for the pinned latency runs and of 5 for the rest; sends per round: 2 000 (1 × 1), 20 000 (1 × 100), \

@@ -5,7 +5,7 @@
 //!
 //! | failure kind | policy (default) | exit |
 //! |---|---|---|
-//! | invalid setting, `--ca` file unreadable or without a certificate | refused before connecting | 2 |
+//! | invalid setting, `--ca`/`--cert`/`--key` file unreadable or without a certificate or key | refused before connecting | 2 |
 //! | connect: configuration (bad URL or scheme, header, TLS set-up) | stop | 2 |
 //! | connect: TLS certificate (unknown issuer, wrong name, expired) | stop | 3 |
 //! | connect: the proxy refused its credentials (CONNECT answered 407) | stop | 3 |
@@ -97,7 +97,10 @@ impl Failure {
         let (code, hint) = match &e {
             ConnectError::Config(c) => (EXIT_USAGE, format!("fix the setting named above ({c})")),
             ConnectError::NoCredentials => (EXIT_USAGE, "pass --identity FILE".to_owned()),
-            ConnectError::Tls(t) => (EXIT_USAGE, format!("check the --ca file ({t})")),
+            ConnectError::Tls(t) => (
+                EXIT_USAGE,
+                format!("check the --ca, --cert and --key files ({t})"),
+            ),
             ConnectError::Failed(reason) => stop_hint(reason),
             ConnectError::Io(_) | ConnectError::Shutdown => (
                 EXIT_LOCAL,

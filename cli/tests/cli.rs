@@ -136,19 +136,7 @@ fn send_and_listen_round_trip_through_a_broker() {
     let dir = TempDir::new("roundtrip");
     let alice = keygen(&dir, "alice.json", "alice");
     let bob = keygen(&dir, "bob.json", "bob");
-    let mut broker = tether()
-        .args(["broker", "--open", "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut broker_err = BufReader::new(broker.stderr.take().unwrap());
-    let _broker = Running(broker);
-    let line = read_until(&mut broker_err, "broker listening on");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("ws://"))
-        .unwrap()
-        .to_owned();
+    let (_broker, url) = open_broker(&[]);
 
     let mut listener = tether()
         .args(["listen", "--status", "--count", "1", "--url", &url, "--identity"])
@@ -534,4 +522,157 @@ fn a_hello_rate_of_zero_is_a_usage_error() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--hello-rate"));
+}
+
+/// Starts `tether broker` with `args` (plus `--open --listen 127.0.0.1:0`) and
+/// returns it with the URL it says it listens on.
+fn open_broker(extra: &[&std::ffi::OsStr]) -> (Running, String) {
+    let mut broker = tether()
+        .args(["broker", "--open", "--listen", "127.0.0.1:0"])
+        .args(extra)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(broker.stderr.take().unwrap());
+    let running = Running(broker);
+    let line = read_until(&mut err, "broker listening on");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("ws://") || w.starts_with("wss://"))
+        .unwrap()
+        .to_owned();
+    // The broker keeps logging; a reader keeps its stderr pipe from filling.
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    (running, url)
+}
+
+/// Waits for `child` to exit, at most `patience` (a bound on a hang, not a
+/// pace): the exit is waited on, and a child still running then is killed.
+fn exit_within(child: Child, patience: std::time::Duration) -> Option<std::process::ExitStatus> {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut child = child;
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(patience) {
+        Ok(status) => Some(status.unwrap()),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            None
+        }
+    }
+}
+
+#[test]
+fn listen_ends_quietly_when_its_reader_goes_away() {
+    // `tether listen | head -1`: once head has gone, the next push finds stdout
+    // closed; listen must close its session and exit 0, not panic in println!
+    // (exit 101) nor keep printing into the void for ever.
+    let dir = TempDir::new("closed-stdout");
+    let alice = keygen(&dir, "alice.json", "alice");
+    let bob = keygen(&dir, "bob.json", "bob");
+    let (_broker, url) = open_broker(&[]);
+    let mut listener = tether()
+        .args(["listen", "--status", "--url", &url, "--identity"])
+        .arg(&bob)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut listen_err = BufReader::new(listener.stderr.take().unwrap());
+    read_until(&mut listen_err, "open");
+    // The reader goes away before anything was printed.
+    drop(listener.stdout.take());
+    let stderr = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut listen_err, &mut rest);
+        rest
+    });
+    let sent = tether()
+        .args(["send", "--url", &url, "--identity"])
+        .arg(&alice)
+        .args(["bob", "into a closed pipe"])
+        .output()
+        .unwrap();
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let status = exit_within(listener, std::time::Duration::from_secs(60));
+    let rest = stderr.join().unwrap();
+    let status = status.unwrap_or_else(|| panic!("listen kept running with its reader gone\n{rest}"));
+    assert!(status.success(), "{status:?}\n{rest}");
+    assert!(!rest.contains("panicked"), "{rest}");
+}
+
+#[test]
+fn a_client_certificate_from_cert_and_key_gets_through_a_broker_requiring_one() {
+    // proves S9 as the user runs it: --cert/--key present a client certificate;
+    // without them a broker started with --tls-client-ca refuses the handshake.
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
+    let dir = TempDir::new("mtls");
+    let alice = keygen(&dir, "alice.json", "alice");
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let issue = |name: &str, usage: ExtendedKeyUsagePurpose, file: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.extended_key_usages = vec![usage];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let (cert_path, key_path) = (dir.path(&format!("{file}.pem")), dir.path(&format!("{file}.key")));
+        std::fs::write(&cert_path, cert.pem()).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    };
+    let ca_path = dir.path("ca.pem");
+    std::fs::write(&ca_path, ca.pem()).unwrap();
+    let (server_cert, server_key) = issue("127.0.0.1", ExtendedKeyUsagePurpose::ServerAuth, "server");
+    let (client_cert, client_key) = issue("alice", ExtendedKeyUsagePurpose::ClientAuth, "client");
+    let (_broker, url) = open_broker(&[
+        "--tls-cert".as_ref(),
+        server_cert.as_os_str(),
+        "--tls-key".as_ref(),
+        server_key.as_os_str(),
+        "--tls-client-ca".as_ref(),
+        ca_path.as_os_str(),
+    ]);
+    assert!(url.starts_with("wss://"), "{url}");
+    let peers = |with_cert: bool| {
+        let mut cmd = tether();
+        cmd.args(["peers", "--all", "--url", &url, "--ca"])
+            .arg(&ca_path)
+            .arg("--identity")
+            .arg(&alice);
+        if with_cert {
+            cmd.arg("--cert").arg(&client_cert).arg("--key").arg(&client_key);
+        }
+        cmd.output().unwrap()
+    };
+    let refused = peers(false);
+    assert!(
+        !refused.status.success(),
+        "{}",
+        String::from_utf8_lossy(&refused.stdout)
+    );
+    let admitted = peers(true);
+    assert!(
+        admitted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&admitted.stderr)
+    );
+    // Half a pair is a usage error, refused before connecting.
+    let half = tether()
+        .args(["peers", "--url", &url, "--identity"])
+        .arg(&alice)
+        .arg("--cert")
+        .arg(&client_cert)
+        .output()
+        .unwrap();
+    assert_eq!(
+        half.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&half.stderr)
+    );
 }

@@ -78,8 +78,8 @@ pub enum Roots {
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    /// A CA file could not be read.
-    #[error("cannot read CA file {path}: {source}")]
+    /// A CA, client certificate or key file could not be read.
+    #[error("cannot read TLS file {path}: {source}")]
     Read {
         /// The file.
         path: PathBuf,

@@ -8,10 +8,10 @@ use tether_proto::lifecycle::{Notification, Status, StopReason};
 use tether_proto::mesh::handshake::Credentials;
 use tether_proto::mesh::push::{Push, PushBody};
 use tether_proto::mesh::wire::{HelloExtras, Priority};
-use tether_tokio::{Client, ClientConfig, ClientEvent, IdentityFile, SessionFile};
+use tether_tokio::{Client, ClientCert, ClientConfig, ClientEvent, IdentityFile, SessionFile};
 
 use crate::fail::Failure;
-use crate::stderr::say;
+use crate::stderr::{out, say, stdout_gone};
 
 /// The broker URL used when neither a flag, the environment nor a config file names one.
 pub const DEFAULT_URL: &str = "ws://127.0.0.1:7878/ws";
@@ -26,12 +26,18 @@ pub struct ConnectArgs {
     /// Identity file written by `tether keygen` [default: the config file's].
     #[arg(long, env = "TETHER_IDENTITY")]
     pub identity: Option<PathBuf>,
-    /// JSON config file with `url` and `identity` (and optional `ca` paths).
+    /// JSON config file with `url` and `identity` (and optional `ca` paths, `cert` and `key`).
     #[arg(long, env = "TETHER_CONFIG")]
     pub config: Option<PathBuf>,
     /// Extra CA certificate (PEM) to trust for wss://, e.g. a self-signed broker's.
     #[arg(long = "ca")]
     pub ca_files: Vec<PathBuf>,
+    /// Client certificate chain (PEM, leaf first) for a broker that requires one (mTLS).
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1) of `--cert`.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
     /// Print lifecycle changes (connecting, reconnecting in N s, open) on stderr.
     #[arg(long, default_value_t = false)]
     pub status: bool,
@@ -84,6 +90,8 @@ struct ConfigFile {
     identity: Option<PathBuf>,
     #[serde(default)]
     ca: Vec<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
 }
 
 /// The connection settings after flags, environment and config file.
@@ -91,6 +99,7 @@ struct Resolved {
     url: String,
     identity: PathBuf,
     ca_files: Vec<PathBuf>,
+    client_cert: Option<ClientCert>,
 }
 
 fn default_config_path() -> Option<PathBuf> {
@@ -132,6 +141,20 @@ fn resolve(args: &ConnectArgs) -> Result<Resolved, Failure> {
     })?;
     let mut ca_files = config.ca;
     ca_files.extend(args.ca_files.iter().cloned());
+    // Flags name the pair together (clap), so only the config file can name half of it.
+    let client_cert = match (args.cert.clone(), args.key.clone()) {
+        (Some(cert), Some(key)) => Some(ClientCert::Files { cert, key }),
+        _ => match (config.cert, config.key) {
+            (Some(cert), Some(key)) => Some(ClientCert::Files { cert, key }),
+            (None, None) => None,
+            _ => {
+                return Err(Failure::usage(
+                    "the config file names only one of \"cert\" and \"key\"",
+                    "name both, or neither",
+                ))
+            }
+        },
+    };
     Ok(Resolved {
         url: args
             .url
@@ -140,6 +163,7 @@ fn resolve(args: &ConnectArgs) -> Result<Resolved, Failure> {
             .unwrap_or_else(|| DEFAULT_URL.to_owned()),
         identity,
         ca_files,
+        client_cert,
     })
 }
 
@@ -188,6 +212,7 @@ pub async fn connect(args: &ConnectArgs, channel: &str, kind: Presence) -> Resul
     };
     let mut config = ClientConfig::new(&settings.url, credentials, presence);
     config.transport.tls.extra_ca_files = settings.ca_files;
+    config.transport.tls.client_cert = settings.client_cert;
     if args.status {
         say!("· connecting to {}", settings.url);
     }
@@ -271,7 +296,7 @@ pub async fn send(
     client.close().await;
     let sent = result.map_err(|e| Failure::client("send", e))?;
     // `queued: true` is how brokers say "accepted" (PROTOCOL.md), not "offline".
-    println!("sent {}", sent.message_id);
+    out!("sent {}", sent.message_id);
     Ok(())
 }
 
@@ -309,13 +334,14 @@ pub async fn listen(args: &ConnectArgs, json: bool, count: Option<usize>) -> Res
                     break;
                 };
                 if json {
-                    println!("{}", push_json(&push));
+                    out!("{}", push_json(&push));
                 } else {
                     let from = push.sender_name.clone().unwrap_or_else(|| push.sender_pubkey.chars().take(12).collect());
-                    println!("{from}: {}", push_text(&push));
+                    out!("{from}: {}", push_text(&push));
                 }
                 seen += 1;
-                if count.is_some_and(|c| seen >= c) {
+                // The reader went away (`tether listen | head`): its job is done.
+                if count.is_some_and(|c| seen >= c) || stdout_gone() {
                     break;
                 }
             }
@@ -351,16 +377,16 @@ pub async fn peers(args: &ConnectArgs, all: bool, json: bool) -> Result<(), Fail
             // class is `peerRole`, filled in as `session` when a broker omits it.
             let mut v = serde_json::to_value(p).unwrap_or_default();
             v["peerRole"] = serde_json::json!(p.role().as_str());
-            println!("{v}");
+            out!("{v}");
         }
         return Ok(());
     }
     let hidden = total - shown.len();
     if hidden > 0 {
-        println!("{} peers ({hidden} control-plane hidden, use --all)", shown.len());
+        out!("{} peers ({hidden} control-plane hidden, use --all)", shown.len());
     }
     for p in &shown {
-        println!(
+        out!(
             "{:<20} {:<10} {:<14} {}",
             p.display_name,
             p.status,
@@ -369,7 +395,7 @@ pub async fn peers(args: &ConnectArgs, all: bool, json: bool) -> Result<(), Fail
         );
     }
     if shown.is_empty() {
-        println!("(no peers)");
+        out!("(no peers)");
     }
     Ok(())
 }
@@ -379,19 +405,22 @@ pub async fn state(args: &ConnectArgs, cmd: &StateCmd) -> Result<(), Failure> {
     let client = connect(args, "state", Presence::OneShot).await?;
     let result = match cmd {
         StateCmd::Get { key } => client.get_state(key).await.map(|row| match row {
-            Some(row) => println!("{}", row.value),
-            None => println!("(no value for {key})"),
+            Some(row) => out!("{}", row.value),
+            None => out!("(no value for {key})"),
         }),
         StateCmd::Set { key, value } => {
             let value =
                 serde_json::from_str(value).unwrap_or_else(|_| serde_json::Value::String(value.clone()));
-            client.set_state(key, value).await.map(|()| println!("set {key}"))
+            client.set_state(key, value).await.map(|()| out!("set {key}"))
         }
         StateCmd::List => client.list_state().await.map(|rows| {
             for row in rows {
-                println!(
+                out!(
                     "{} = {}  (by {} at {})",
-                    row.key, row.value, row.updated_by, row.updated_at
+                    row.key,
+                    row.value,
+                    row.updated_by,
+                    row.updated_at
                 );
             }
         }),
@@ -406,8 +435,8 @@ pub async fn remember(args: &ConnectArgs, text: &str, tags: Vec<String>) -> Resu
     let result = client.remember(text, (!tags.is_empty()).then_some(tags)).await;
     client.close().await;
     match result.map_err(|e| Failure::client("remember", e))? {
-        Some(id) => println!("remembered as {id}"),
-        None => println!("remembered"),
+        Some(id) => out!("remembered as {id}"),
+        None => out!("remembered"),
     }
     Ok(())
 }
@@ -419,10 +448,10 @@ pub async fn recall(args: &ConnectArgs, query: &str) -> Result<(), Failure> {
     client.close().await;
     let rows = result.map_err(|e| Failure::client("recall", e))?;
     for row in &rows {
-        println!("{}  {}  [{}]", row.id, row.content, row.tags.join(", "));
+        out!("{}  {}  [{}]", row.id, row.content, row.tags.join(", "));
     }
     if rows.is_empty() {
-        println!("(nothing matches {query:?})");
+        out!("(nothing matches {query:?})");
     }
     Ok(())
 }

@@ -8,6 +8,7 @@
 //! and stops with the broker's reason instead of looping. Every claim is checked;
 //! the exit code is 0 only if all checks hold.
 
+use crate::stderr::out;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -48,9 +49,9 @@ impl Timeline {
         let _guard = self.out.lock();
         if self.json {
             let line = serde_json::json!({"t": (t * 1000.0).round() / 1000.0, "who": who, "what": what, "detail": detail.as_ref()});
-            println!("{line}");
+            out!("{line}");
         } else {
-            println!("{t:>7.3}s  {who:<7} {what:<22} {}", detail.as_ref());
+            out!("{t:>7.3}s  {who:<7} {what:<22} {}", detail.as_ref());
         }
     }
 }
@@ -519,17 +520,17 @@ fn summary(checks: &Checks, timeline: &Timeline) {
             "total": checks.0.len(),
             "seconds": timeline.t0.elapsed().as_secs_f64(),
         });
-        println!("{line}");
+        out!("{line}");
         return;
     }
-    println!();
-    println!("{:<34} {:<6} detail", "check", "result");
-    println!("{}", "-".repeat(90));
+    out!();
+    out!("{:<34} {:<6} detail", "check", "result");
+    out!("{}", "-".repeat(90));
     for (what, ok, detail) in &checks.0 {
-        println!("{what:<34} {:<6} {detail}", if *ok { "ok" } else { "FAILED" });
+        out!("{what:<34} {:<6} {detail}", if *ok { "ok" } else { "FAILED" });
     }
-    println!("{}", "-".repeat(90));
-    println!(
+    out!("{}", "-".repeat(90));
+    out!(
         "{passed}/{} checks held in {:.1} s",
         checks.0.len(),
         timeline.t0.elapsed().as_secs_f64()

@@ -1,5 +1,6 @@
 //! `tether keygen`: a new member identity on disk.
 
+use crate::stderr::out;
 use std::path::Path;
 
 use crate::fail::Failure;
@@ -16,12 +17,12 @@ pub fn run(
 ) -> Result<(), Failure> {
     let id = IdentityFile::generate(mesh, member, name).map_err(Failure::identity)?;
     id.save_new(out).map_err(Failure::identity)?;
-    println!("wrote {} (mode 0600)", out.display());
-    println!("mesh    {}", id.mesh_id);
-    println!("member  {}", id.member_id);
-    println!("pubkey  {}", id.pubkey());
+    out!("wrote {} (mode 0600)", out.display());
+    out!("mesh    {}", id.mesh_id);
+    out!("member  {}", id.member_id);
+    out!("pubkey  {}", id.pubkey());
     if print_secret {
-        println!("secret  {}", id.secret().to_hex());
+        out!("secret  {}", id.secret().to_hex());
     }
     Ok(())
 }

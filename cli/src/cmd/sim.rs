@@ -6,7 +6,7 @@ use std::time::Instant;
 use tether_sim::{replay_command, run_seed, World};
 
 use crate::fail::Failure;
-use crate::stderr::say;
+use crate::stderr::{out, say};
 
 /// Runs seeds `from..from + seeds`, with a progress bar on a terminal; stops at
 /// the first broken invariant and prints its replay line and trace tail.
@@ -25,9 +25,9 @@ pub fn run(seeds: u64, from: u64) -> Result<(), Failure> {
                 say!();
             }
             let traced = run_seed(seed, true);
-            println!("seed {seed}: {}", v.0);
-            println!("last steps:\n{}", World::describe(&traced));
-            println!("replay: {}", replay_command(seed));
+            out!("seed {seed}: {}", v.0);
+            out!("last steps:\n{}", World::describe(&traced));
+            out!("replay: {}", replay_command(seed));
             return Err(Failure::local(
                 format!("seed {seed} broke an invariant: {}", v.0),
                 "replay it with the line above",
@@ -48,11 +48,11 @@ pub fn run(seeds: u64, from: u64) -> Result<(), Failure> {
     if tty {
         say!();
     }
-    println!(
+    out!(
         "{seeds} seeds ({from}..{}) held every invariant",
         from.saturating_add(seeds)
     );
-    println!(
+    out!(
         "{steps} steps, {:.1} h of simulated time, {sends} sends, {acked} ops answered ok, in {:.1} s",
         simulated / 3600.0,
         started.elapsed().as_secs_f64()

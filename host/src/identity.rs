@@ -356,11 +356,27 @@ fn write_new_json<T: Serialize>(path: &Path, value: &T) -> Result<(), IdentityEr
 mod tests {
     use super::*;
 
-    fn dir(name: &str) -> PathBuf {
+    /// A directory of one test's own, removed when the test ends however it ends.
+    struct TempDir(PathBuf);
+
+    impl std::ops::Deref for TempDir {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn dir(name: &str) -> TempDir {
         let d = std::env::temp_dir().join(format!("tether-identity-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         fs::create_dir_all(&d).unwrap();
-        d
+        TempDir(d)
     }
 
     #[test]

@@ -16,9 +16,16 @@ use tether_proto::mesh::identity::SecretKey;
 const LIBSODIUM: &str = "libsodium-wrappers@0.7.15";
 
 fn node_modules() -> PathBuf {
+    // The tests of this binary run on parallel threads: without the lock a
+    // second test saw npm's half-extracted tree ("Cannot find module
+    // 'libsodium'") while the first was still installing it.
+    static INSTALLED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _installing = INSTALLED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libsodium-interop");
     let modules = dir.join("node_modules");
-    if !modules.join("libsodium-wrappers").exists() {
+    // libsodium-wrappers' own directory appears before its dependency is
+    // extracted; both are there only after a finished install.
+    if !modules.join("libsodium-wrappers").exists() || !modules.join("libsodium").exists() {
         std::fs::create_dir_all(&dir).unwrap();
         let out = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--prefix"])

@@ -10,7 +10,7 @@ use tether_proto::mesh::identity::{verify_hello, verify_session_hello, SecretKey
 use tether_proto::mesh::wire::ClientFrame;
 use tether_tests::e2e::*;
 use tether_tests::hello_recorder::HelloRecorder;
-use tether_tests::hosts::{AnyClient, Host};
+use tether_tests::hosts::{AnyClient, Host, Spec};
 use tether_tests::on_both_hosts;
 
 on_both_hosts!(
@@ -27,16 +27,26 @@ fn now_ms() -> u64 {
 /// Three attempts: the stand-in restarts the first two connections after their ack.
 const ATTEMPTS: usize = 3;
 
-async fn every_attempt_sends_a_freshly_signed_hello(host: Host) {
-    // proves S1, B12, D8 over both hosts
+/// Connects member 1 (its spec adjusted by `adjust`) to a stand-in that restarts
+/// the first attempts, and returns the client, open on the last one, with every
+/// attempt's hello.
+async fn three_attempts(host: Host, adjust: impl FnOnce(&mut Spec)) -> (AnyClient, Vec<ClientFrame>) {
     let server = HelloRecorder::start(ATTEMPTS - 1).await;
-    let client = AnyClient::connect(host, spec(&server.url(), 1, "s1"))
+    let mut s = spec(&server.url(), 1, "s1");
+    adjust(&mut s);
+    let client = AnyClient::connect(host, s)
         .await
         .unwrap_or_else(|e| panic!("{}", e.text));
     let hellos = server.hellos(ATTEMPTS).await;
     client
         .wait_status("open on the last attempt", |s| s == Status::Open)
         .await;
+    (client, hellos)
+}
+
+async fn every_attempt_sends_a_freshly_signed_hello(host: Host) {
+    // proves S1, B12, D8 over both hosts
+    let (client, hellos) = three_attempts(host, |_| {}).await;
     let mut previous: Option<(u64, String)> = None;
     for frame in hellos {
         let ClientFrame::Hello(hello) = frame else {
@@ -58,21 +68,15 @@ async fn every_attempt_sends_a_freshly_signed_hello(host: Host) {
 
 async fn every_attempt_of_a_session_mints_a_fresh_attestation(host: Host) {
     // proves S1, B12, D8 over both hosts
-    let server = HelloRecorder::start(ATTEMPTS - 1).await;
-    let mut s = spec(&server.url(), 1, "s1");
-    s.credentials = Credentials::Session(Box::new(SessionCredentials {
-        parent: member(1),
-        session_key: SecretKey::from_seed([9; 32]),
-        role: None,
-        attestation_ttl: Duration::from_secs(3600),
-    }));
-    let client = AnyClient::connect(host, s)
-        .await
-        .unwrap_or_else(|e| panic!("{}", e.text));
-    let hellos = server.hellos(ATTEMPTS).await;
-    client
-        .wait_status("open on the last attempt", |s| s == Status::Open)
-        .await;
+    let (client, hellos) = three_attempts(host, |s| {
+        s.credentials = Credentials::Session(Box::new(SessionCredentials {
+            parent: member(1),
+            session_key: SecretKey::from_seed([9; 32]),
+            role: None,
+            attestation_ttl: Duration::from_secs(3600),
+        }));
+    })
+    .await;
     let mut previous: Option<(u64, u64)> = None;
     for frame in hellos {
         let ClientFrame::SessionHello(hello) = frame else {

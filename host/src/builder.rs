@@ -19,6 +19,7 @@ use tether_proto::mesh::identity::{MemberIdentity, Presence};
 use crate::error::ConnectError;
 use crate::identity::{IdentityError, IdentityFile, SessionFile};
 use crate::mesh::MeshConfig;
+use crate::tls::ClientCert;
 use crate::transport::random_seed;
 
 /// How a host starts its mesh client from a finished configuration: the one
@@ -200,6 +201,12 @@ impl<C> ClientBuilder<C> {
     pub fn add_root_certificate(self, pem_file: impl Into<PathBuf>) -> Self {
         let path = pem_file.into();
         self.with_config(move |c| c.transport.tls.extra_ca_files.push(path))
+    }
+
+    /// Presents this certificate chain and key to a `wss://` broker that asks
+    /// for one (mTLS, S9); the key is never shown by `Debug`.
+    pub fn client_cert(self, cert: ClientCert) -> Self {
+        self.with_config(move |c| c.transport.tls.client_cert = Some(cert))
     }
 
     /// Seeds the session's jitter, ids and nonces (tests and simulations; the

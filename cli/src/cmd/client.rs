@@ -5,10 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 use tether_proto::lifecycle::{Notification, Status, StopReason};
-use tether_proto::mesh::handshake::Credentials;
 use tether_proto::mesh::push::{Push, PushBody};
-use tether_proto::mesh::wire::{HelloExtras, Priority};
-use tether_tokio::{Client, ClientCert, ClientConfig, ClientEvent, IdentityFile, SessionFile};
+use tether_proto::mesh::wire::Priority;
+use tether_tokio::{Client, ClientCert, ClientEvent, IdentityFile, SessionFile};
 
 use crate::fail::Failure;
 use crate::stderr::{out, say, stdout_gone};
@@ -179,44 +178,32 @@ pub enum Presence {
 }
 
 /// Connects with the identity and URL of `args`, showing the status line if asked.
+///
+/// Built with `Client::builder`, the path the library offers its users, so the
+/// CLI shows how a program of theirs would connect.
 pub async fn connect(args: &ConnectArgs, channel: &str, kind: Presence) -> Result<Client, Failure> {
     let settings = resolve(args)?;
     let file = IdentityFile::load(&settings.identity).map_err(Failure::identity)?;
-    let (credentials, session_id) = match kind {
-        Presence::Session => {
-            let session = SessionFile::load_or_create(&SessionFile::path_for(&settings.identity))
-                .map_err(Failure::identity)?;
-            (
-                session.credentials(file.member(), None),
-                session.session_id.clone(),
-            )
-        }
-        Presence::OneShot => (
-            Credentials::Member(file.member()),
-            format!("cli-{}-{}", channel, std::process::id()),
-        ),
-    };
-    let presence = tether_proto::mesh::identity::Presence {
-        session_id,
-        pid: std::process::id(),
-        cwd: std::env::current_dir()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default(),
-        extras: HelloExtras {
-            display_name: file.display_name.clone(),
-            peer_type: Some("human".into()),
-            channel: Some(format!("tether-cli-{channel}")),
-            protocol_version: Some(1),
-            ..HelloExtras::default()
-        },
-    };
-    let mut config = ClientConfig::new(&settings.url, credentials, presence);
-    config.transport.tls.extra_ca_files = settings.ca_files;
-    config.transport.tls.client_cert = settings.client_cert;
+    let mut builder = Client::builder(&settings.url)
+        .identity(file)
+        .peer_type("human")
+        .channel(format!("tether-cli-{channel}"));
+    // A one-shot keeps the builder's member hello and fresh session id.
+    if kind == Presence::Session {
+        builder = builder
+            .session_file(SessionFile::path_for(&settings.identity))
+            .map_err(Failure::identity)?;
+    }
+    for ca in settings.ca_files {
+        builder = builder.add_root_certificate(ca);
+    }
+    if let Some(cert) = settings.client_cert {
+        builder = builder.client_cert(cert);
+    }
     if args.status {
         say!("· connecting to {}", settings.url);
     }
-    let client = Client::connect(config).await.map_err(Failure::connect)?;
+    let client = builder.connect().await.map_err(Failure::connect)?;
     if args.status {
         say!("· open");
         spawn_status_line(&client);

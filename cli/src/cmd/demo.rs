@@ -16,15 +16,14 @@ use std::time::{Duration, Instant};
 
 use tether_broker::core::{MemberRecord, Refusal, Roster};
 use tether_broker::{BrokerConfig, BrokerHandle, BrokerServer, Membership, ServerConfig};
-use tether_proto::lifecycle::{Config, FailureClass, FirstConnect, Notification, Status, StopReason};
+use tether_proto::lifecycle::{FailureClass, FirstConnect, Notification, Status, StopReason};
 use tether_proto::mesh::handshake::{Credentials, SessionCredentials, DEFAULT_ATTESTATION_TTL};
 use tether_proto::mesh::identity::{MemberIdentity, Presence, SecretKey};
 use tether_proto::mesh::push::PushBody;
-use tether_proto::mesh::session::SessionConfig;
 use tether_proto::mesh::target::resolve_name;
 use tether_proto::mesh::wire::{HelloExtras, Priority};
 use tether_proto::policy::Backoff;
-use tether_tokio::{Client, ClientConfig, ClientEvent, ConnectError};
+use tether_tokio::{Client, ClientBuilder, ClientEvent, ConnectError};
 
 use crate::cmd::client::push_text;
 use crate::fail::Failure;
@@ -75,19 +74,9 @@ fn member(n: u8, name: &'static str) -> Member {
     }
 }
 
-fn client_config(url: &str, m: &Member, seed: u64) -> ClientConfig {
-    let mut lc = Config::new(url);
-    lc.hello_ack_timeout = Duration::from_secs(1);
-    lc.ping_interval = Duration::from_secs(1);
-    lc.stale_after = Duration::from_secs(3);
-    lc.stability_window = Duration::from_secs(1);
-    lc.backoff = Backoff::new(
-        [250, 500, 1000, 2000]
-            .into_iter()
-            .map(Duration::from_millis)
-            .collect(),
-    )
-    .unwrap_or_default();
+/// A demo client, built the way a user's program builds one: quick timeouts
+/// and a short backoff so the outage and the recovery fit in a few seconds.
+fn client_builder(url: &str, m: &Member, seed: u64) -> ClientBuilder {
     let presence = Presence {
         session_id: format!("demo-{}", m.name),
         pid: std::process::id(),
@@ -104,10 +93,25 @@ fn client_config(url: &str, m: &Member, seed: u64) -> ClientConfig {
         role: None,
         attestation_ttl: DEFAULT_ATTESTATION_TTL,
     }));
-    let mut config = ClientConfig::new(url, credentials, presence);
-    config.session = SessionConfig::new(lc);
-    config.seed = Some(seed);
-    config
+    let backoff = Backoff::new(
+        [250, 500, 1000, 2000]
+            .into_iter()
+            .map(Duration::from_millis)
+            .collect(),
+    )
+    .unwrap_or_default();
+    Client::builder(url)
+        .credentials(credentials)
+        .presence(presence)
+        .seed(seed)
+        .with_config(move |c| {
+            let lc = &mut c.session.lifecycle;
+            lc.hello_ack_timeout = Duration::from_secs(1);
+            lc.ping_interval = Duration::from_secs(1);
+            lc.stale_after = Duration::from_secs(3);
+            lc.stability_window = Duration::from_secs(1);
+            lc.backoff = backoff;
+        })
 }
 
 /// Follows a client's lifecycle onto the timeline and records its reconnect delays.
@@ -240,12 +244,14 @@ async fn story(
     checks: &mut Checks,
 ) -> Result<(), String> {
     let delays = Arc::new(Mutex::new(Vec::new()));
-    let a = Client::connect(client_config(url, alice, 11))
+    let a = client_builder(url, alice, 11)
+        .connect()
         .await
         .map_err(|e| e.to_string())?;
     watch(&a, "alice", Arc::clone(timeline), Arc::clone(&delays));
     timeline.note("alice", "connected", "hello signed and acknowledged");
-    let b = Client::connect(client_config(url, bob, 22))
+    let b = client_builder(url, bob, 22)
+        .connect()
         .await
         .map_err(|e| e.to_string())?;
     watch(&b, "bob", Arc::clone(timeline), Arc::clone(&delays));
@@ -430,15 +436,15 @@ async fn story(
     );
 
     // The revoked key: refused, and it stops instead of looping.
-    let mut carol_config = client_config(url, carol, 33);
-    carol_config.session.lifecycle.first_connect = FirstConnect::Retry;
+    let carol_client = client_builder(url, carol, 33)
+        .with_config(|c| c.session.lifecycle.first_connect = FirstConnect::Retry);
     timeline.note(
         "carol",
         "connecting",
         "with a key the mesh admin revoked (configured to keep retrying)",
     );
     let before = rejected(broker).await;
-    let outcome = tokio::time::timeout(PATIENCE, Client::connect(carol_config)).await;
+    let outcome = tokio::time::timeout(PATIENCE, carol_client.connect()).await;
     let after = rejected(broker).await;
     match outcome {
         Ok(Err(ConnectError::Failed(reason @ StopReason::Permanent { .. }))) => {

@@ -31,6 +31,11 @@ enum Command {
         json: bool,
     },
     /// Run a deterministic simulation campaign: one seed, one reproducible run.
+    ///
+    /// The mesh by default (real sessions, the real broker core, faults on a
+    /// simulated network); with --hosted, the hosted session beside a model of its
+    /// server. A broken invariant prints the line that replays its seed.
+    #[command(verbatim_doc_comment)]
     Sim {
         /// How many seeds.
         #[arg(long, default_value_t = 1000)]
@@ -38,6 +43,12 @@ enum Command {
         /// The first seed.
         #[arg(long, default_value_t = 0)]
         from: u64,
+        /// Simulate the hosted session instead of the mesh.
+        #[arg(long, default_value_t = false)]
+        hosted: bool,
+        /// Run only this seed, with its trace, and print the trace's tail.
+        #[arg(long, value_name = "SEED", conflicts_with_all = ["seeds", "from"])]
+        replay: Option<u64>,
     },
     /// Run the reference broker until Ctrl-C or SIGTERM.
     ///
@@ -171,7 +182,22 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Demo { json } => runtime()?.block_on(cmd::demo::run(json)),
-        Command::Sim { seeds, from } => cmd::sim::run(seeds, from),
+        Command::Sim {
+            seeds,
+            from,
+            hosted,
+            replay,
+        } => {
+            let campaign = if hosted {
+                cmd::sim::Campaign::HOSTED
+            } else {
+                cmd::sim::Campaign::MESH
+            };
+            match replay {
+                Some(seed) => cmd::sim::replay(campaign, seed),
+                None => cmd::sim::run(campaign, seeds, from),
+            }
+        }
         Command::Broker(args) => {
             init_broker_logs();
             runtime()?.block_on(cmd::broker::run(args))

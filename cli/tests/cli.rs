@@ -92,6 +92,35 @@ fn demo_json_is_one_object_per_line() {
     assert_eq!(last["passed"], last["total"]);
 }
 
+/// Runs `tether` with `args` to its end, which must be a success; its stdout.
+fn succeeds(args: &[&str]) -> String {
+    let out = tether().args(args).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {stdout}{stderr}");
+    stdout
+}
+
+#[test]
+fn sim_hosted_runs_the_hosted_campaign_and_replay_reruns_one_seed() {
+    // proves X2 from the command line: `--hosted` runs the hosted session beside
+    // its server model (not the mesh), and `--replay` is the seed's own run, its
+    // trace hash the simulator's for that seed, for either campaign.
+    let campaign = succeeds(&["sim", "--hosted", "--seeds", "40", "--from", "7"]);
+    assert!(
+        campaign.contains("40 seeds (7..47) held every invariant"),
+        "{campaign}"
+    );
+    assert!(campaign.contains("control requests"), "{campaign}");
+    let hosted = succeeds(&["sim", "--hosted", "--replay", "9"]);
+    let trace = tether_sim::hosted::run_hosted_seed(9, true).trace_hash;
+    assert!(hosted.contains(&format!("trace {trace:016x}")), "{hosted}");
+    assert!(hosted.contains("seed 9 held every invariant"), "{hosted}");
+    let mesh = succeeds(&["sim", "--replay", "9"]);
+    let trace = tether_sim::run_seed(9, true).trace_hash;
+    assert!(mesh.contains(&format!("trace {trace:016x}")), "{mesh}");
+}
+
 #[cfg(unix)]
 fn mode(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;

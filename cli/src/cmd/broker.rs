@@ -89,6 +89,7 @@ pub async fn run(args: BrokerArgs) -> Result<(), Failure> {
         max_message_size: config.broker.max_frame_len,
         ..config
     };
+    let stop = StopSignal::install()?;
     let handle = BrokerServer::start(config, args.listen, tls).await.map_err(|e| {
         Failure::local(
             format!("cannot start the broker on {}: {e}", args.listen),
@@ -100,32 +101,62 @@ pub async fn run(args: BrokerArgs) -> Result<(), Failure> {
         "broker listening on {} (Ctrl-C or SIGTERM to stop; everything is kept in memory and lost on restart)",
         handle.url()
     );
-    stop_signal().await;
+    stop.wait().await;
     say!("stopping: closing every connection with 1001");
     handle.stop().await;
     Ok(())
 }
 
-/// Ctrl-C, or SIGTERM (what service managers and `docker stop` send).
-async fn stop_signal() {
+/// Ctrl-C and SIGTERM (what service managers and `docker stop` send), caught
+/// from the moment this is made. It is made before the broker says it is
+/// listening: a supervisor that stops the broker as soon as it reads that line
+/// must reach this handler, not the signal's default action, which ends the
+/// process without closing anyone (clients saw a bare EOF, never 1001).
+struct StopSignal {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl StopSignal {
+    fn install() -> Result<Self, Failure> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let catch = |kind: SignalKind, name: &str| {
+                signal(kind).map_err(|e| {
+                    Failure::local(
+                        format!("cannot catch {name}: {e}"),
+                        "check the process's signal mask",
+                    )
+                })
+            };
+            Ok(StopSignal {
+                term: catch(SignalKind::terminate(), "SIGTERM")?,
+                interrupt: catch(SignalKind::interrupt(), "SIGINT")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignal {})
+    }
+
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            let StopSignal {
+                mut term,
+                mut interrupt,
+            } = self;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 

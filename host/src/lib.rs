@@ -52,6 +52,7 @@ pub use socket::{
 };
 pub use tls::{ClientCert, Roots, TlsError, TlsOptions};
 pub use transport::{
-    next_serial, now, random_seed, unix_ms, Transport, CLOSE_LINGER, DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY, DEFAULT_WRITE_QUEUE, DEFAULT_WRITE_QUEUE_BYTES,
+    next_serial, now, random_seed, unix_ms, AttemptSettings, Transport, CLOSE_LINGER,
+    DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_READ_BUFFER_SIZE, DEFAULT_SUBSCRIBER_CAPACITY, DEFAULT_WRITE_QUEUE,
+    DEFAULT_WRITE_QUEUE_BYTES,
 };

@@ -58,6 +58,9 @@ pub fn queue_write(
 #[error("write queue full")]
 pub struct QueueFull;
 
+/// Frames a drained write queue keeps room for.
+const KEEP_FRAMES: usize = 2;
+
 /// Frames written by the machine, not yet taken by the socket; bounded by
 /// frames and by bytes (X4).
 #[derive(Debug)]
@@ -108,9 +111,12 @@ impl WriteQueue {
         self.bytes -= message_len(&message).min(self.bytes);
         if self.frames.is_empty() {
             self.bytes = 0;
-            // A burst should not pin its memory on an idle connection.
-            if self.frames.capacity() > 8 {
-                self.frames.shrink_to(8);
+            // A burst should not pin its memory on an idle connection: keep
+            // room for a steady-state turn (a ping, an ack, a push's
+            // confirmation), two 56-byte frames rather than the four the
+            // handshake's first push set up.
+            if self.frames.capacity() > KEEP_FRAMES {
+                self.frames.shrink_to(KEEP_FRAMES);
             }
         }
         Some(message)

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tether_proto::Now;
 use tungstenite::protocol::WebSocketConfig;
 
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, ProxyError, ProxyUrl};
+use crate::queue::WriteQueue;
+use crate::socket::Target;
 use crate::tls::{TlsError, TlsOptions};
 
 /// Largest WebSocket message accepted by default (matches the session's send limit).
@@ -76,10 +78,17 @@ impl Default for Transport {
 impl Transport {
     /// tungstenite's settings for these limits.
     pub fn ws_config(&self) -> WebSocketConfig {
-        WebSocketConfig::default()
-            .read_buffer_size(self.read_buffer_size)
-            .max_message_size(Some(self.max_message_size))
-            .max_frame_size(Some(self.max_message_size))
+        ws_config(self.read_buffer_size, self.max_message_size)
+    }
+
+    /// What a connection keeps of these settings for its later attempts.
+    pub fn attempt_settings(&self) -> AttemptSettings {
+        AttemptSettings {
+            read_buffer_size: self.read_buffer_size,
+            max_message_size: self.max_message_size,
+            write_queue: (self.write_queue, self.write_queue_bytes),
+            proxy: (self.proxy != Proxy::Environment).then(|| Box::new(self.proxy.clone())),
+        }
     }
 
     /// The rustls configuration `url` needs: `Some` for `wss:` (any case).
@@ -90,6 +99,48 @@ impl Transport {
             Ok(None)
         }
     }
+}
+
+/// What one connection keeps of its [`Transport`] for every later attempt:
+/// tungstenite's limits, the write queue's bounds and the proxy setting.
+///
+/// Both hosts keep this instead of a `WebSocketConfig` (64 bytes), the two
+/// bounds and a [`Proxy`] (96 bytes, though nearly every connection has the
+/// default): 40 bytes a connection (memory per idle connection counts).
+#[derive(Clone, Debug)]
+pub struct AttemptSettings {
+    read_buffer_size: usize,
+    max_message_size: usize,
+    write_queue: (usize, usize),
+    /// `None` for the default, [`Proxy::Environment`].
+    proxy: Option<Box<Proxy>>,
+}
+
+impl AttemptSettings {
+    /// tungstenite's settings for each socket (as [`Transport::ws_config`]).
+    pub fn ws_config(&self) -> WebSocketConfig {
+        ws_config(self.read_buffer_size, self.max_message_size)
+    }
+
+    /// An empty write queue with the transport's bounds, for a new socket.
+    pub fn write_queue(&self) -> WriteQueue {
+        WriteQueue::new(self.write_queue.0, self.write_queue.1)
+    }
+
+    /// The proxy an attempt to `target` goes through ([`Proxy::for_target`]).
+    pub fn proxy_for(&self, target: &Target) -> Result<Option<ProxyUrl>, ProxyError> {
+        match &self.proxy {
+            Some(proxy) => proxy.for_target(target),
+            None => Proxy::Environment.for_target(target),
+        }
+    }
+}
+
+fn ws_config(read_buffer_size: usize, max_message_size: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(read_buffer_size)
+        .max_message_size(Some(max_message_size))
+        .max_frame_size(Some(max_message_size))
 }
 
 /// The wall clock in Unix milliseconds (0 before 1970, saturating far after).

@@ -19,14 +19,14 @@ use mio::{Interest, Registry, Token};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
 use tether_host::{
-    now, IoStats, Proxy, Router, Target as Request, Transport, Tunnel, WriteQueue, CLOSE_LINGER,
+    now, AttemptSettings, IoStats, Router, Target as Request, Transport, Tunnel, WriteQueue, CLOSE_LINGER,
 };
 use tether_proto::lifecycle::{ConnectFailureKind, Event, Io, LifecycleError, SocketId, Status};
 use tether_proto::{Machine, Now, Output};
 use tracing::debug;
 use tungstenite::handshake::client::{ClientHandshake, Response};
 use tungstenite::handshake::{HandshakeError, MidHandshake};
-use tungstenite::protocol::{Role, WebSocketConfig};
+use tungstenite::protocol::Role;
 use tungstenite::{Message, WebSocket};
 
 use crate::dns::Resolver;
@@ -78,10 +78,8 @@ pub(crate) struct Conn<M, R> {
     /// frame or [`CLOSE_LINGER`] passes.
     closing: Option<(Open, Instant)>,
     tls: Option<Arc<rustls::ClientConfig>>,
-    ws_config: WebSocketConfig,
-    /// The write queue's bounds: frames and bytes.
-    write_queue: (usize, usize),
-    proxy: Proxy,
+    /// The socket settings of every attempt: limits, write queue bounds, proxy.
+    settings: AttemptSettings,
     /// The deadline under which the reactor's timer table files this connection.
     filed: Option<Instant>,
     /// Frames were written since the last flush.
@@ -173,9 +171,7 @@ where
             socket: None,
             closing: None,
             tls,
-            ws_config: transport.ws_config(),
-            write_queue: (transport.write_queue, transport.write_queue_bytes),
-            proxy: transport.proxy.clone(),
+            settings: transport.attempt_settings(),
             filed: None,
             dirty: false,
             flush_listed: false,
@@ -352,8 +348,8 @@ where
     ) -> Result<Stage, Fail> {
         let target = Request::new(url, headers).map_err(misconfigured)?;
         let proxy = self
-            .proxy
-            .for_target(&target)
+            .settings
+            .proxy_for(&target)
             .map_err(|e| misconfigured(e.to_string()))?;
         let Request {
             request,
@@ -450,7 +446,7 @@ where
                 Stage::Connecting(tcp, target) => self.connected(ctx, tcp, target),
                 Stage::Tunnelling(tcp, target) => self.tunnel(ctx, tcp, target),
                 Stage::Tls(tls, target) => self.tls_handshake(tls, target),
-                Stage::Upgrading(mid) => upgraded(mid.handshake(), self.write_queue, self.ws_config),
+                Stage::Upgrading(mid) => upgraded(mid.handshake(), &self.settings),
             };
             if !self.apply(ctx, id, step) {
                 return false;
@@ -536,10 +532,9 @@ where
                 tungstenite::client::client_with_config(
                     target.request,
                     Recording::new(Stream::Plain(tcp)),
-                    Some(self.ws_config),
+                    Some(self.settings.ws_config()),
                 ),
-                self.write_queue,
-                self.ws_config,
+                &self.settings,
             );
         };
         let Some(config) = &self.tls else {
@@ -569,10 +564,9 @@ where
             tungstenite::client::client_with_config(
                 target.request,
                 Recording::new(Stream::Tls(tls)),
-                Some(self.ws_config),
+                Some(self.settings.ws_config()),
             ),
-            self.write_queue,
-            self.ws_config,
+            &self.settings,
         )
     }
 
@@ -778,10 +772,10 @@ impl Stage {
 }
 
 impl Open {
-    fn new(ws: WebSocket<Stream>, (frames, bytes): (usize, usize)) -> Self {
+    fn new(ws: WebSocket<Stream>, queue: WriteQueue) -> Self {
         Open {
             ws,
-            queue: WriteQueue::new(frames, bytes),
+            queue,
             blocked: false,
         }
     }
@@ -843,8 +837,7 @@ fn connect_next(ctx: &mut Ctx<'_>, mut target: Box<Target>) -> Step {
 
 fn upgraded(
     result: Result<(WebSocket<Recording>, Response), HandshakeError<ClientHandshake<Recording>>>,
-    queue: (usize, usize),
-    config: WebSocketConfig,
+    settings: &AttemptSettings,
 ) -> Step {
     match result {
         Ok((ws, _response)) => {
@@ -856,8 +849,13 @@ fn upgraded(
                 let reason = "WebSocket protocol error: incomplete upgrade response".to_owned();
                 return Step::Failed((ConnectFailureKind::Upgrade, reason));
             };
-            let ws = WebSocket::from_partially_read(stream, tail.to_vec(), Role::Client, Some(config));
-            Step::Next(Stage::Open(Open::new(ws, queue)))
+            let ws = WebSocket::from_partially_read(
+                stream,
+                tail.to_vec(),
+                Role::Client,
+                Some(settings.ws_config()),
+            );
+            Step::Next(Stage::Open(Open::new(ws, settings.write_queue())))
         }
         Err(HandshakeError::Interrupted(mid)) => Step::Wait(Stage::Upgrading(Box::new(mid))),
         Err(HandshakeError::Failure(e)) => {

@@ -70,7 +70,7 @@ where
             router,
             handoff: Arc::clone(&handoff),
             tls,
-            transport: transport.clone(),
+            settings: transport.attempt_settings(),
         }));
         tokio::spawn(driver.run());
         Ok(Connection {

@@ -14,13 +14,12 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::{Sink, Stream};
-use tether_host::{IoStats, Proxy, ProxyUrl, Target, Transport, Tunnel, Wants, WriteQueue, CLOSE_LINGER};
+use tether_host::{AttemptSettings, IoStats, ProxyUrl, Target, Tunnel, Wants, WriteQueue, CLOSE_LINGER};
 use tether_proto::lifecycle::{Event, Io, Notification, SocketId, Status};
 use tether_proto::{Machine, Now, Output};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 use tracing::debug;
@@ -69,7 +68,7 @@ pub(crate) struct Parts<M: Machine, R> {
     pub router: R,
     pub handoff: Arc<Handoff<Cmd<M, R>>>,
     pub tls: Option<Arc<rustls::ClientConfig>>,
-    pub transport: Transport,
+    pub settings: AttemptSettings,
 }
 
 pub(crate) struct Driver<M: Machine, R> {
@@ -92,9 +91,7 @@ pub(crate) struct Driver<M: Machine, R> {
     /// peer's answer on its way in.
     closing: Vec<JoinHandle<()>>,
     tls: Option<Arc<rustls::ClientConfig>>,
-    ws_config: WebSocketConfig,
-    write_queue: (usize, usize),
-    proxy: Proxy,
+    settings: AttemptSettings,
     /// Counted across sockets, by tether-host's rules, as tether-mio counts them.
     stats: IoStats,
 }
@@ -118,9 +115,7 @@ where
             connecting: None,
             closing: Vec::new(),
             tls: parts.tls,
-            ws_config: parts.transport.ws_config(),
-            write_queue: (parts.transport.write_queue, parts.transport.write_queue_bytes),
-            proxy: parts.transport.proxy,
+            settings: parts.settings,
             stats: IoStats::default(),
         }
     }
@@ -311,7 +306,7 @@ where
 
     fn open(&self, url: &str, headers: &[(String, String)]) -> Result<Connecting, String> {
         let target = Target::new(url, headers)?;
-        let proxy = self.proxy.for_target(&target).map_err(|e| e.to_string())?;
+        let proxy = self.settings.proxy_for(&target).map_err(|e| e.to_string())?;
         let connector = if target.secure {
             match &self.tls {
                 Some(tls) => Connector::Rustls(Arc::clone(tls)),
@@ -320,7 +315,7 @@ where
         } else {
             Connector::Plain
         };
-        let config = self.ws_config;
+        let config = self.settings.ws_config();
         if let Some(proxy) = proxy {
             return Ok(Box::pin(async move {
                 let tcp = tunnelled(&proxy, &target.host, target.port).await?;
@@ -350,11 +345,10 @@ where
         self.connecting = None;
         match result {
             Ok(ws) => {
-                let (frames, bytes) = self.write_queue;
                 self.socket = Some(Live {
                     id: socket,
                     ws,
-                    out: WriteQueue::new(frames, bytes),
+                    out: self.settings.write_queue(),
                     dirty: false,
                 });
                 self.feed(Event::Opened { socket });

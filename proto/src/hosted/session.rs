@@ -185,7 +185,7 @@ impl Session {
     pub fn poll_output(&mut self) -> Option<Output<HostedEvent>> {
         let output = self.outputs.pop_front();
         if output.is_none() {
-            crate::queue::trim_drained(&mut self.outputs);
+            crate::queue::trim_drained(&mut self.outputs, crate::queue::KEEP_SESSION);
         }
         output
     }

@@ -123,7 +123,9 @@ pub struct Lifecycle<H: Handshake> {
     attempt: u64,
     /// Index into the backoff schedule for the next delay.
     backoff_step: u32,
-    /// Retries used per limited rule, indexed like the policy's rules.
+    /// Retries used per limited rule, indexed like the policy's rules; only as
+    /// long as the highest rule used so far (most connections never use one,
+    /// and a slot per rule of the table was 100 bytes each).
     limited_used: Vec<u32>,
     /// Reconnects since the connection was last stably open (S4 budget).
     reconnects_since_open: u32,
@@ -133,7 +135,9 @@ pub struct Lifecycle<H: Handshake> {
     /// Whether the last ending was a frame over the size limit (a poison frame
     /// the broker re-pushes after every reconnect).
     last_too_large: bool,
-    stop_reason: Option<StopReason>,
+    /// Boxed: set once, at the very end, and 120 bytes inline for every
+    /// connection's whole life otherwise (memory per idle connection counts).
+    stop_reason: Option<Box<StopReason>>,
     stats: Stats,
 }
 
@@ -141,7 +145,6 @@ impl<H: Handshake> Lifecycle<H> {
     /// A machine in `Idle`, its jitter drawn from `seed`.
     pub fn new(config: Config, handshake: H, seed: u64, now: Instant) -> Result<Self, ConfigError> {
         config.validate()?;
-        let rules = config.policy.rules().len();
         Ok(Lifecycle {
             config,
             handshake,
@@ -155,7 +158,7 @@ impl<H: Handshake> Lifecycle<H> {
             next_socket: 0,
             attempt: 0,
             backoff_step: 0,
-            limited_used: vec![0; rules],
+            limited_used: Vec::new(),
             reconnects_since_open: 0,
             outage_since: None,
             ever_opened: false,
@@ -241,7 +244,7 @@ impl<H: Handshake> Lifecycle<H> {
     pub fn poll_action(&mut self) -> Option<LifecycleAction<H>> {
         let action = self.actions.pop_front();
         if action.is_none() {
-            crate::queue::trim_drained(&mut self.actions);
+            crate::queue::trim_drained(&mut self.actions, crate::queue::KEEP_LIFECYCLE);
         }
         action
     }
@@ -272,7 +275,7 @@ impl<H: Handshake> Lifecycle<H> {
 
     /// Why the machine closed, once it has.
     pub fn stop_reason(&self) -> Option<&StopReason> {
-        self.stop_reason.as_ref()
+        self.stop_reason.as_deref()
     }
 
     /// The configuration in force.
@@ -654,6 +657,9 @@ impl<H: Handshake> Lifecycle<H> {
         }
         let nominal = match (class.verdict, class.rule) {
             (Verdict::Limited(limit), Some(rule)) => {
+                if self.limited_used.len() <= rule {
+                    self.limited_used.resize(rule + 1, 0);
+                }
                 let used = &mut self.limited_used[rule];
                 *used += 1;
                 if *used > limit.max_retries {
@@ -740,7 +746,7 @@ impl<H: Handshake> Lifecycle<H> {
         self.timers.clear_all();
         self.state = State::Closed;
         self.set_status(now, Status::Closed);
-        self.stop_reason = Some(reason.clone());
+        self.stop_reason = Some(Box::new(reason.clone()));
         self.notify(Notification::Closed { reason });
     }
 

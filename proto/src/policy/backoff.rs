@@ -4,6 +4,7 @@
 //! broker comes back in the same instant (D5). Every delay here is spread by a
 //! seeded jitter instead; a jitter of zero reproduces the seeds exactly.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use crate::rng::Rng;
@@ -87,7 +88,9 @@ impl Default for Jitter {
 /// An exponential-looking schedule of nominal delays; the last one repeats.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Backoff {
-    schedule: Vec<Duration>,
+    /// The default schedule is borrowed, not copied into every connection's
+    /// configuration (memory per idle connection counts).
+    schedule: Cow<'static, [Duration]>,
 }
 
 impl Backoff {
@@ -96,7 +99,9 @@ impl Backoff {
         if schedule.is_empty() {
             None
         } else {
-            Some(Backoff { schedule })
+            Some(Backoff {
+                schedule: Cow::Owned(schedule),
+            })
         }
     }
 
@@ -120,7 +125,7 @@ impl Backoff {
 impl Default for Backoff {
     fn default() -> Self {
         Backoff {
-            schedule: DEFAULT_BACKOFF_SCHEDULE.to_vec(),
+            schedule: Cow::Borrowed(&DEFAULT_BACKOFF_SCHEDULE),
         }
     }
 }

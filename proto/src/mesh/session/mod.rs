@@ -523,7 +523,7 @@ impl Session {
     pub fn poll_action(&mut self) -> Option<SessionAction> {
         let action = self.actions.pop_front();
         if action.is_none() {
-            crate::queue::trim_drained(&mut self.actions);
+            crate::queue::trim_drained(&mut self.actions, crate::queue::KEEP_SESSION);
         }
         action
     }

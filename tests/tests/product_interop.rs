@@ -160,7 +160,7 @@ async fn tether_and_the_products_cli_client_read_each_others_direct_messages() {
         (pubkey(2).as_str(), "to your member key"),
     ] {
         let id = alice.send(to, text, Priority::Now).await.unwrap();
-        let push = p.message("cli").await;
+        let push = p.push_of("cli", &id).await;
         assert_eq!(push["plaintext"], text, "{push}");
         assert_eq!(push["kind"], "direct");
         assert_eq!(push["messageId"], id);
@@ -220,8 +220,8 @@ async fn tether_and_the_products_cli_client_read_each_others_direct_messages() {
     // cannot read them: a push with a `senderPubkey` (the real broker always sets
     // one) is only ever opened as a direct message. tether does better and reads
     // them, marked as not encrypted.
-    alice.send("*", "to everyone", Priority::Next).await.unwrap();
-    let push = p.message("cli").await;
+    let id = alice.send("*", "to everyone", Priority::Next).await.unwrap();
+    let push = p.push_of("cli", &id).await;
     assert_eq!(push["ciphertext"], base64_of("to everyone"));
     assert_eq!(push["plaintext"], Value::Null, "the product's defect, not ours");
     let sent = p

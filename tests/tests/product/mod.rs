@@ -83,8 +83,11 @@ fn bundle() -> &'static Path {
         let out = dir.join(format!("driver-{}.cjs", std::process::id()));
         // CommonJS: the product's modules call `require` (bun allows it in ESM).
         // `~` is the product's own path alias (its tsconfig); the empty tsconfig
-        // keeps esbuild from chasing the product's monorepo base config.
-        std::fs::write(dir.join("tsconfig.json"), "{}").unwrap();
+        // keeps esbuild from chasing the product's monorepo base config. One
+        // per process, like the bundle: a second test process must not see it
+        // half written.
+        let tsconfig = dir.join(format!("tsconfig-{}.json", std::process::id()));
+        std::fs::write(&tsconfig, "{}").unwrap();
         run(
             Command::new(dir.join("node_modules/.bin/esbuild"))
                 .arg(Path::new(NODE_DIR).join("driver.ts"))
@@ -98,7 +101,7 @@ fn bundle() -> &'static Path {
                     "--log-level=warning",
                 ])
                 .arg(format!("--alias:~={}", src.display()))
-                .arg(format!("--tsconfig={}", dir.join("tsconfig.json").display()))
+                .arg(format!("--tsconfig={}", tsconfig.display()))
                 .arg(format!("--outfile={}", out.display())),
             "esbuild (bundling the product's clients)",
         );
@@ -221,6 +224,8 @@ impl Product {
     /// The next decoded message a client of the product received: for a
     /// `BrokerClient` its `InboundPush`, for the daemon's sockets the inbox
     /// event its inbound path published, with the push frame under `wire`.
+    /// The daemon's sockets acknowledge and dedupe what they receive; for a
+    /// `BrokerClient`, use [`Product::push_of`].
     pub async fn message(&mut self, client: &str) -> Value {
         self.event(&format!("a message to {client}"), |e| {
             let ours = e["client"] == client;
@@ -233,6 +238,21 @@ impl Product {
                 }
                 _ => None,
             }
+        })
+        .await
+    }
+
+    /// The `InboundPush` of message `message_id` that the `BrokerClient`
+    /// `client` received, passing over any other. That client never sends
+    /// `client_ack`, so the broker pushes each message to it again once the
+    /// message's lease (2 s in [`broker_config`](tether_tests::e2e::broker_config))
+    /// runs out, and in a slow run an earlier message's second push comes
+    /// before the one a test waits for.
+    pub async fn push_of(&mut self, client: &str, message_id: &str) -> Value {
+        self.event(&format!("message {message_id} to {client}"), |e| {
+            let push = &e["push"];
+            let ours = e["client"] == client && e["event"] == "push";
+            (ours && push["messageId"] == message_id).then(|| push.clone())
         })
         .await
     }

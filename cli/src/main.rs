@@ -139,7 +139,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Broker(_)) {
-        init_tracing();
+        // Quiet by default: the commands print what matters; RUST_LOG=tether=info shows every step.
+        init_logs("off");
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -147,20 +148,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    // Quiet by default: the commands print what matters; RUST_LOG=tether=info shows every step.
+/// Logs to stderr at `default` unless RUST_LOG says otherwise.
+fn init_logs(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| stderr::Stderr)
-        .try_init();
-}
-
-fn init_broker_logs() {
-    // A broker is a service: its log is its output. RUST_LOG still wins.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| stderr::Stderr)
@@ -199,7 +190,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
         }
         Command::Broker(args) => {
-            init_broker_logs();
+            // A broker is a service: its log is its output.
+            init_logs("info");
             runtime()?.block_on(cmd::broker::run(args))
         }
         Command::Keygen {

@@ -244,18 +244,18 @@ async fn story(
     checks: &mut Checks,
 ) -> Result<(), String> {
     let delays = Arc::new(Mutex::new(Vec::new()));
-    let a = client_builder(url, alice, 11)
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
-    watch(&a, "alice", Arc::clone(timeline), Arc::clone(&delays));
-    timeline.note("alice", "connected", "hello signed and acknowledged");
-    let b = client_builder(url, bob, 22)
-        .connect()
-        .await
-        .map_err(|e| e.to_string())?;
-    watch(&b, "bob", Arc::clone(timeline), Arc::clone(&delays));
-    timeline.note("bob", "connected", "hello signed and acknowledged");
+    let join = |m: &Member, seed: u64| {
+        let (timeline, delays) = (Arc::clone(timeline), Arc::clone(&delays));
+        let (connecting, who) = (client_builder(url, m, seed).connect(), m.name);
+        async move {
+            let client = connecting.await.map_err(|e| e.to_string())?;
+            watch(&client, who, Arc::clone(&timeline), delays);
+            timeline.note(who, "connected", "hello signed and acknowledged");
+            Ok::<_, String>(client)
+        }
+    };
+    let a = join(alice, 11).await?;
+    let b = join(bob, 22).await?;
     let mut a_in = a.subscribe();
     let mut b_in = b.subscribe();
     let bob_key = bob.session.public_key().to_hex();

@@ -7,9 +7,15 @@
 //! tokio host that feeds it from WebSocket connections. The simulator drives the
 //! very same core, fault switches included ([`core::Fault`]), so a scenario behaves
 //! the same on loopback and in simulation.
+//!
+//! With the `testing` feature, the `testing` module has what a test of a program that runs
+//! the broker needs to see it from outside: a bare WebSocket peer that shows
+//! the frames (a close code) exactly as the broker writes them.
 
 pub mod core;
 pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use crate::core::{
     Breach, Broker, BrokerConfig, BrokerStats, ConnId, ConnSelector, Fault, LoadError, Membership, Output,

@@ -4,10 +4,8 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::time::Duration;
-
 use common::*;
+use tether_broker::testing::RawPeer;
 use tether_broker::BrokerConfig;
 
 /// Resident set size of this process, in bytes (Linux).
@@ -21,34 +19,21 @@ fn rss() -> u64 {
     pages * 4096
 }
 
-fn raw_ws(addr: &str) -> std::net::TcpStream {
-    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    tcp.write_all(request.as_bytes()).unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tcp.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    tcp
-}
-
 // proves X15: a wave of 1 000 connections leaves no lasting memory behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_is_given_back_after_a_wave_of_connections() {
     let broker = start(BrokerConfig::default()).await;
-    let addr = broker.local_addr().to_string();
+    let url = broker.url();
     let before = rss();
     for wave in 0..3 {
-        let a = addr.clone();
-        let socks = tokio::task::spawn_blocking(move || (0..1000).map(|_| raw_ws(&a)).collect::<Vec<_>>())
-            .await
-            .unwrap();
+        let u = url.clone();
+        let socks = tokio::task::spawn_blocking(move || {
+            (0..1000)
+                .map(|_| RawPeer::connect(&u).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap();
         loop {
             let s = broker.stats().await;
             if s.core.live_connections >= 1000 {

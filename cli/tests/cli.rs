@@ -1,8 +1,11 @@
 //! The `tether` binary as a user runs it.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, Stdio};
+
+use tether_broker::testing::RawPeer;
 
 fn tether() -> Command {
     Command::new(env!("CARGO_BIN_EXE_tether"))
@@ -53,27 +56,88 @@ fn read_until(reader: &mut impl BufRead, needle: &str) -> String {
 
 fn keygen(dir: &TempDir, file: &str, name: &str) -> PathBuf {
     let path = dir.path(file);
-    let out = tether()
-        .args([
-            "keygen", "--mesh", "cli-mesh", "--member", name, "--name", name, "--out",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    succeeds(&[
+        &"keygen",
+        &"--mesh",
+        &"cli-mesh",
+        &"--member",
+        &name,
+        &"--name",
+        &name,
+        &"--out",
+        &path,
+    ]);
     path
+}
+
+/// A `tether broker` process and the URL its "listening" line names.
+struct Broker {
+    running: Running,
+    url: String,
+    /// The line that says where it listens, and what it keeps.
+    line: String,
+}
+
+/// Starts `tether broker` as `cmd` says (its arguments, environment) and waits
+/// for the line saying where it listens; hands back the rest of its stderr.
+fn spawn_broker(cmd: &mut Command) -> (Broker, BufReader<ChildStderr>) {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let running = Running(child);
+    let line = read_until(&mut err, "broker listening on");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("ws://") || w.starts_with("wss://"))
+        .unwrap()
+        .to_owned();
+    (Broker { running, url, line }, err)
+}
+
+/// Starts `tether broker` with `args` and keeps reading its stderr: the broker
+/// keeps logging, and a reader keeps the pipe from filling.
+fn start_broker<S: AsRef<OsStr>>(args: impl IntoIterator<Item = S>) -> Broker {
+    let (broker, mut err) = spawn_broker(tether().arg("broker").args(args));
+    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+    broker
+}
+
+/// Starts `tether broker --open --listen 127.0.0.1:0` with `extra` arguments.
+fn open_broker(extra: &[&OsStr]) -> Broker {
+    let open = ["--open", "--listen", "127.0.0.1:0"].map(OsStr::new);
+    start_broker(open.iter().chain(extra))
+}
+
+/// Sends SIGTERM to `child`, as a service manager stops a service.
+fn terminate(child: &Child) {
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+}
+
+/// Starts `tether listen --status` as `identity` on `url` (with `extra` flags,
+/// its stdout piped) and waits until it says its session is open; hands back
+/// the rest of its stderr.
+fn start_listener(url: &str, identity: &Path, extra: &[&str]) -> (Child, BufReader<ChildStderr>) {
+    let mut listener = tether()
+        .args(["listen", "--status", "--url", url])
+        .args(extra)
+        .arg("--identity")
+        .arg(identity)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(listener.stderr.take().unwrap());
+    read_until(&mut err, "open");
+    (listener, err)
 }
 
 #[test]
 fn demo_runs_the_whole_story_and_every_check_holds() {
     // proves L6, L7, D3, D5, X3, X10, B14, B15 (as the user sees them)
-    let out = tether().arg("demo").output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeds(&[&"demo"]);
     assert!(stdout.contains("8/8 checks held"), "{stdout}");
     assert!(stdout.contains("name resolved"), "{stdout}");
     assert!(stdout.contains("sealed for bob's key"), "{stdout}");
@@ -83,22 +147,40 @@ fn demo_runs_the_whole_story_and_every_check_holds() {
 
 #[test]
 fn demo_json_is_one_object_per_line() {
-    let out = tether().args(["demo", "--json"]).output().unwrap();
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = succeeds(&[&"demo", &"--json"]);
     let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(lines.iter().any(|l| l["what"] == "reconnect scheduled"));
     let last = lines.last().unwrap();
     assert_eq!(last["passed"], last["total"]);
 }
 
-/// Runs `tether` with `args` to its end, which must be a success; its stdout.
-fn succeeds(args: &[&str]) -> String {
-    let out = tether().args(args).output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{args:?}: {stdout}{stderr}");
-    stdout
+/// What a finished `tether` run said.
+struct Ran {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `cmd` (a `tether()` with its arguments and environment) to its end.
+fn ran(cmd: &mut Command) -> Ran {
+    let out = cmd.output().unwrap();
+    Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Runs `tether args…` to its end.
+fn run(args: &[&dyn AsRef<OsStr>]) -> Ran {
+    ran(tether().args(args.iter().map(|a| a.as_ref())))
+}
+
+/// Runs `tether args…` to its end, which must be a success; its stdout.
+fn succeeds(args: &[&dyn AsRef<OsStr>]) -> String {
+    let out = run(args);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    out.stdout
 }
 
 #[test]
@@ -106,17 +188,17 @@ fn sim_hosted_runs_the_hosted_campaign_and_replay_reruns_one_seed() {
     // proves X2 from the command line: `--hosted` runs the hosted session beside
     // its server model (not the mesh), and `--replay` is the seed's own run, its
     // trace hash the simulator's for that seed, for either campaign.
-    let campaign = succeeds(&["sim", "--hosted", "--seeds", "40", "--from", "7"]);
+    let campaign = succeeds(&[&"sim", &"--hosted", &"--seeds", &"40", &"--from", &"7"]);
     assert!(
         campaign.contains("40 seeds (7..47) held every invariant"),
         "{campaign}"
     );
     assert!(campaign.contains("control requests"), "{campaign}");
-    let hosted = succeeds(&["sim", "--hosted", "--replay", "9"]);
+    let hosted = succeeds(&[&"sim", &"--hosted", &"--replay", &"9"]);
     let trace = tether_sim::hosted::run_hosted_seed(9, true).trace_hash;
     assert!(hosted.contains(&format!("trace {trace:016x}")), "{hosted}");
     assert!(hosted.contains("seed 9 held every invariant"), "{hosted}");
-    let mesh = succeeds(&["sim", "--replay", "9"]);
+    let mesh = succeeds(&[&"sim", &"--replay", &"9"]);
     let trace = tether_sim::run_seed(9, true).trace_hash;
     assert!(mesh.contains(&format!("trace {trace:016x}")), "{mesh}");
 }
@@ -132,9 +214,7 @@ fn keygen_writes_a_private_file_and_keeps_the_secret_off_the_screen() {
     // proves X5
     let dir = TempDir::new("keygen");
     let path = dir.path("me.json");
-    let out = tether().args(["keygen", "--out"]).arg(&path).output().unwrap();
-    assert!(out.status.success());
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = succeeds(&[&"keygen", &"--out", &path]);
     let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let secret = file["secretKey"].as_str().unwrap();
     assert_eq!(secret.len(), 128);
@@ -143,19 +223,14 @@ fn keygen_writes_a_private_file_and_keeps_the_secret_off_the_screen() {
     #[cfg(unix)]
     assert_eq!(mode(&path), 0o600);
     // Never overwritten: a usage error, exit code 2, one line.
-    let again = tether().args(["keygen", "--out"]).arg(&path).output().unwrap();
-    assert_eq!(again.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&again.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let again = run(&[&"keygen", &"--out", &path]);
+    assert_eq!(again.code, Some(2), "{}", again.stderr);
+    assert_eq!(again.stderr.lines().count(), 1, "{}", again.stderr);
     // Printed only when asked.
-    let shown = tether()
-        .args(["keygen", "--print-secret", "--out"])
-        .arg(dir.path("two.json"))
-        .output()
-        .unwrap();
+    let shown = succeeds(&[&"keygen", &"--print-secret", &"--out", &dir.path("two.json")]);
     let two: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path("two.json")).unwrap()).unwrap();
-    assert!(String::from_utf8_lossy(&shown.stdout).contains(two["secretKey"].as_str().unwrap()));
+    assert!(shown.contains(two["secretKey"].as_str().unwrap()));
 }
 
 #[test]
@@ -165,34 +240,28 @@ fn send_and_listen_round_trip_through_a_broker() {
     let dir = TempDir::new("roundtrip");
     let alice = keygen(&dir, "alice.json", "alice");
     let bob = keygen(&dir, "bob.json", "bob");
-    let (_broker, url) = open_broker(&[]);
+    let broker = open_broker(&[]);
+    let url = broker.url.clone();
 
-    let mut listener = tether()
-        .args(["listen", "--status", "--count", "1", "--url", &url, "--identity"])
-        .arg(&bob)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut listen_err = BufReader::new(listener.stderr.take().unwrap());
+    let (mut listener, _listen_err) = start_listener(&url, &bob, &["--count", "1"]);
     let listen_out = listener.stdout.take().unwrap();
     let listener = Running(listener);
-    read_until(&mut listen_err, "open");
 
     // The sender takes its broker and identity from a config file.
     let config = dir.path("config.json");
     let settings = serde_json::json!({"url": url, "identity": alice});
     std::fs::write(&config, settings.to_string()).unwrap();
-    let sent = tether()
-        .args(["send", "--config"])
-        .arg(&config)
-        .args(["bob", "hello from the command line"])
-        .env_remove("TETHER_URL")
-        .env_remove("TETHER_IDENTITY")
-        .output()
-        .unwrap();
-    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
-    assert!(String::from_utf8_lossy(&sent.stdout).starts_with("sent "));
+    let send_as_configured = |to: &str, text: &str| {
+        ran(tether()
+            .args(["send", "--config"])
+            .arg(&config)
+            .args([to, text])
+            .env_remove("TETHER_URL")
+            .env_remove("TETHER_IDENTITY"))
+    };
+    let sent = send_as_configured("bob", "hello from the command line");
+    assert_eq!(sent.code, Some(0), "{}", sent.stderr);
+    assert!(sent.stdout.starts_with("sent "), "{}", sent.stdout);
 
     let mut heard = String::new();
     BufReader::new(listen_out).read_line(&mut heard).unwrap();
@@ -206,20 +275,8 @@ fn send_and_listen_round_trip_through_a_broker() {
     assert_eq!(mode(&session_file), 0o600);
     let session: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&session_file).unwrap()).unwrap();
-    let peers = tether()
-        .args(["peers", "--json", "--url", &url, "--identity"])
-        .arg(&alice)
-        .output()
-        .unwrap();
-    assert!(
-        peers.status.success(),
-        "{}",
-        String::from_utf8_lossy(&peers.stderr)
-    );
-    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&peers.stdout)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let peers = succeeds(&[&"peers", &"--json", &"--url", &url, &"--identity", &alice]);
+    let rows: Vec<serde_json::Value> = peers.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 1, "{rows:?}");
     assert_eq!(rows[0]["displayName"], "bob");
     assert_eq!(rows[0]["peerRole"], "session");
@@ -229,20 +286,20 @@ fn send_and_listen_round_trip_through_a_broker() {
 
     // B15, B16: a name nobody has is never sent and permanent: exit 3 with what
     // went wrong, not 4 "retry" (what the real broker's error ack made of it).
-    let nobody = tether()
-        .args(["send", "--config"])
-        .arg(&config)
-        .args(["nobody", "anyone there?"])
-        .env_remove("TETHER_URL")
-        .env_remove("TETHER_IDENTITY")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&nobody.stderr);
-    assert_eq!(nobody.status.code(), Some(3), "{err}");
+    let nobody = send_as_configured("nobody", "anyone there?");
+    let err = nobody.stderr;
+    assert_eq!(nobody.code, Some(3), "{err}");
     assert!(err.contains("no peer is named \"nobody\""), "{err}");
     assert!(!err.contains("may have been delivered"), "never sent: {err}");
     let mut listener = listener;
     assert!(listener.0.wait().unwrap().success());
+}
+
+/// `tether send` of "hi" to bob as `identity` to `url`, with `extra` flags:
+/// for the failures that come before, or instead of, a broker.
+fn send_hi(url: &str, identity: &Path, extra: &[&dyn AsRef<OsStr>]) -> Ran {
+    let to: [&dyn AsRef<OsStr>; 5] = [&"send", &"--url", &url, &"--identity", &identity];
+    run(&[&to[..], extra, &[&"bob", &"hi"]].concat())
 }
 
 #[test]
@@ -250,14 +307,9 @@ fn an_unreachable_broker_is_a_transient_failure_in_one_line() {
     let dir = TempDir::new("unreachable");
     let alice = keygen(&dir, "alice.json", "alice");
     // Port 1 on loopback: nothing listens there.
-    let out = tether()
-        .args(["send", "--url", "ws://127.0.0.1:1/ws", "--identity"])
-        .arg(&alice)
-        .args(["bob", "hi"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(4));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let out = send_hi("ws://127.0.0.1:1/ws", &alice, &[]);
+    let err = out.stderr;
+    assert_eq!(out.code, Some(4), "{err}");
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("error: "), "{err}");
     assert!(err.contains("nothing listens there"), "{err}");
@@ -267,104 +319,34 @@ fn an_unreachable_broker_is_a_transient_failure_in_one_line() {
 fn a_bad_url_scheme_or_ca_file_is_a_usage_error_naming_the_flag() {
     let dir = TempDir::new("badflags");
     let alice = keygen(&dir, "alice.json", "alice");
-    let out = tether()
-        .args(["send", "--url", "http://127.0.0.1:1/ws", "--identity"])
-        .arg(&alice)
-        .args(["bob", "hi"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let out = send_hi("http://127.0.0.1:1/ws", &alice, &[]);
+    let err = out.stderr;
+    assert_eq!(out.code, Some(2), "{err}");
     assert!(err.contains("--url"), "{err}");
     let missing = dir.path("no-such-ca.pem");
-    let out = tether()
-        .args(["send", "--url", "wss://127.0.0.1:1/ws", "--ca"])
-        .arg(&missing)
-        .arg("--identity")
-        .arg(&alice)
-        .args(["bob", "hi"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
+    let out = send_hi("wss://127.0.0.1:1/ws", &alice, &[&"--ca", &missing]);
+    let err = out.stderr;
+    assert_eq!(out.code, Some(2), "{err}");
     assert!(err.contains("--ca") && err.contains("no-such-ca.pem"), "{err}");
 }
 
 #[test]
 fn a_missing_identity_is_a_usage_error_that_says_what_to_do() {
     let dir = TempDir::new("noid");
-    let out = tether()
+    let out = ran(tether()
         .args(["peers", "--config"])
         .arg(dir.path("absent.json"))
-        .env_remove("TETHER_IDENTITY")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(err.lines().count(), 1, "{err}");
-    let out = tether()
+        .env_remove("TETHER_IDENTITY"));
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    let out = ran(tether()
         .args(["peers"])
         .env("HOME", &dir.0)
         .env_remove("XDG_CONFIG_HOME")
         .env_remove("TETHER_IDENTITY")
-        .env_remove("TETHER_CONFIG")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("tether keygen"));
-}
-
-/// A bare WebSocket client over std TCP: the upgrade request, then raw frames.
-fn ws_connect(url: &str) -> std::net::TcpStream {
-    use std::io::{Read, Write};
-    let addr = url.trim_start_matches("ws://").trim_end_matches("/ws");
-    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
-    let request = format!(
-        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    tcp.write_all(request.as_bytes()).unwrap();
-    // The 101 response ends with an empty line.
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        tcp.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
-    tcp
-}
-
-/// Reads server frames until a close frame; returns its code and reason.
-fn ws_read_close(tcp: &mut std::net::TcpStream) -> (u16, String) {
-    use std::io::Read;
-    loop {
-        let mut header = [0u8; 2];
-        tcp.read_exact(&mut header).unwrap();
-        let opcode = header[0] & 0x0f;
-        let mut len = u64::from(header[1] & 0x7f);
-        if len == 126 {
-            let mut ext = [0u8; 2];
-            tcp.read_exact(&mut ext).unwrap();
-            len = u64::from(u16::from_be_bytes(ext));
-        } else if len == 127 {
-            let mut ext = [0u8; 8];
-            tcp.read_exact(&mut ext).unwrap();
-            len = u64::from_be_bytes(ext);
-        }
-        let mut payload = vec![0u8; len as usize];
-        tcp.read_exact(&mut payload).unwrap();
-        if opcode == 0x8 {
-            let code = u16::from_be_bytes([payload[0], payload[1]]);
-            return (code, String::from_utf8_lossy(&payload[2..]).into_owned());
-        }
-    }
+        .env_remove("TETHER_CONFIG"));
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("tether keygen"), "{}", out.stderr);
 }
 
 #[cfg(unix)]
@@ -372,31 +354,17 @@ fn ws_read_close(tcp: &mut std::net::TcpStream) -> (u16, String) {
 fn sigterm_closes_every_client_with_1001() {
     // proves X15 (graceful shutdown): SIGTERM, as a service manager sends it, closes
     // every connection with 1001 `shutting down`, never a bare 1006.
-    let mut broker = tether()
-        .args(["broker", "--open", "--listen", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut broker_err = BufReader::new(broker.stderr.take().unwrap());
-    let pid = broker.id();
-    let mut broker = Running(broker);
-    let line = read_until(&mut broker_err, "broker listening on");
-    assert!(line.contains("lost on restart"), "{line}");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("ws://"))
-        .unwrap()
-        .to_owned();
-    let mut clients = [ws_connect(&url), ws_connect(&url)];
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let mut broker = open_broker(&[]);
+    assert!(broker.line.contains("lost on restart"), "{}", broker.line);
+    let mut clients = [
+        RawPeer::connect(&broker.url).unwrap(),
+        RawPeer::connect(&broker.url).unwrap(),
+    ];
+    terminate(&broker.running.0);
     for client in &mut clients {
-        assert_eq!(ws_read_close(client), (1001, "shutting down".to_owned()));
+        assert_eq!(client.read_close().unwrap(), (1001, "shutting down".to_owned()));
     }
-    let status = broker.0.wait().unwrap();
+    let status = broker.running.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
 
@@ -420,45 +388,18 @@ fn listen_exits_with_the_reason_when_a_reconnect_is_refused_for_good() {
     let dir = TempDir::new("listen-stop");
     let bob = keygen(&dir, "bob.json", "bob");
     let members = members_file(&dir, &bob, "bob", false);
-    let start_broker = |listen: &str| {
-        let mut broker = tether()
-            .args(["broker", "--listen", listen, "--members"])
-            .arg(&members)
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut err = BufReader::new(broker.stderr.take().unwrap());
-        let line = read_until(&mut err, "broker listening on");
-        // Keep reading: a broker whose stderr is closed dies on its next log line.
-        std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("ws://"))
-            .unwrap()
-            .to_owned();
-        (Running(broker), url)
-    };
-    let (mut broker, url) = start_broker("127.0.0.1:0");
+    let with_members =
+        |listen: &str| start_broker([OsStr::new(listen), OsStr::new("--members"), members.as_os_str()]);
+    let mut broker = with_members("--listen=127.0.0.1:0");
+    let url = broker.url.clone();
 
-    let mut listener = tether()
-        .args(["listen", "--status", "--url", &url, "--identity"])
-        .arg(&bob)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut listen_err = BufReader::new(listener.stderr.take().unwrap());
+    let (listener, mut listen_err) = start_listener(&url, &bob, &[]);
     let listener = Running(listener);
-    read_until(&mut listen_err, "open");
 
     // The broker goes away (1001: a restart, so bob reconnects) and comes back
     // on the same port with bob revoked.
-    let killed = Command::new("kill")
-        .args(["-TERM", &broker.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    broker.0.wait().unwrap();
+    terminate(&broker.running.0);
+    broker.running.0.wait().unwrap();
     members_file(&dir, &bob, "bob", true);
     let address = url
         .trim_start_matches("ws://")
@@ -466,7 +407,7 @@ fn listen_exits_with_the_reason_when_a_reconnect_is_refused_for_good() {
         .next()
         .unwrap()
         .to_owned();
-    let (_broker, _) = start_broker(&address);
+    let _broker = with_members(&format!("--listen={address}"));
 
     // Everything listen says until it exits; a thread so that a listen that never
     // exits fails the test instead of hanging it.
@@ -494,45 +435,23 @@ fn a_broker_whose_stderr_is_closed_keeps_serving() {
     // log line after that panicked (EPIPE), and clients saw a bare 1006.
     let dir = TempDir::new("stderr-closed");
     let alice = keygen(&dir, "alice.json", "alice");
-    let mut broker = tether()
-        .args(["broker", "--open", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut broker_err = BufReader::new(broker.stderr.take().unwrap());
-    let pid = broker.id();
-    let mut broker = Running(broker);
-    let line = read_until(&mut broker_err, "broker listening on");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("ws://"))
-        .unwrap()
-        .to_owned();
+    let (mut broker, broker_err) = spawn_broker(
+        tether()
+            .args(["broker", "--open", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "info"),
+    );
+    let url = broker.url.clone();
     drop(broker_err);
 
     // Each connection logs; each must still be served.
     for _ in 0..3 {
-        let peers = tether()
-            .args(["peers", "--all", "--url", &url, "--identity"])
-            .arg(&alice)
-            .output()
-            .unwrap();
-        assert!(
-            peers.status.success(),
-            "{}",
-            String::from_utf8_lossy(&peers.stderr)
-        );
+        succeeds(&[&"peers", &"--all", &"--url", &url, &"--identity", &alice]);
     }
-    let mut client = ws_connect(&url);
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    let mut client = RawPeer::connect(&url).unwrap();
+    terminate(&broker.running.0);
     // The shutdown, logged too, still closes everyone properly and exits cleanly.
-    assert_eq!(ws_read_close(&mut client), (1001, "shutting down".to_owned()));
-    let status = broker.0.wait().unwrap();
+    assert_eq!(client.read_close().unwrap(), (1001, "shutting down".to_owned()));
+    let status = broker.running.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
 
@@ -540,39 +459,16 @@ fn a_broker_whose_stderr_is_closed_keeps_serving() {
 fn a_hello_rate_of_zero_is_a_usage_error() {
     // `tether broker --hello-rate N` sets the broker core's GCRA admission;
     // zero would admit nobody, so it is refused before anything starts.
-    let out = tether()
-        .args(["broker", "--open", "--listen", "127.0.0.1:0", "--hello-rate", "0"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--hello-rate"));
-}
-
-/// Starts `tether broker` with `args` (plus `--open --listen 127.0.0.1:0`) and
-/// returns it with the URL it says it listens on.
-fn open_broker(extra: &[&std::ffi::OsStr]) -> (Running, String) {
-    let mut broker = tether()
-        .args(["broker", "--open", "--listen", "127.0.0.1:0"])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut err = BufReader::new(broker.stderr.take().unwrap());
-    let running = Running(broker);
-    let line = read_until(&mut err, "broker listening on");
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("ws://") || w.starts_with("wss://"))
-        .unwrap()
-        .to_owned();
-    // The broker keeps logging; a reader keeps its stderr pipe from filling.
-    std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-    (running, url)
+    let out = run(&[
+        &"broker",
+        &"--open",
+        &"--listen",
+        &"127.0.0.1:0",
+        &"--hello-rate",
+        &"0",
+    ]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("--hello-rate"), "{}", out.stderr);
 }
 
 /// Waits for `child` to exit, at most `patience` (a bound on a hang, not a
@@ -601,16 +497,9 @@ fn listen_ends_quietly_when_its_reader_goes_away() {
     let dir = TempDir::new("closed-stdout");
     let alice = keygen(&dir, "alice.json", "alice");
     let bob = keygen(&dir, "bob.json", "bob");
-    let (_broker, url) = open_broker(&[]);
-    let mut listener = tether()
-        .args(["listen", "--status", "--url", &url, "--identity"])
-        .arg(&bob)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut listen_err = BufReader::new(listener.stderr.take().unwrap());
-    read_until(&mut listen_err, "open");
+    let broker = open_broker(&[]);
+    let url = broker.url.clone();
+    let (mut listener, mut listen_err) = start_listener(&url, &bob, &[]);
     // The reader goes away before anything was printed.
     drop(listener.stdout.take());
     let stderr = std::thread::spawn(move || {
@@ -618,13 +507,15 @@ fn listen_ends_quietly_when_its_reader_goes_away() {
         let _ = std::io::Read::read_to_string(&mut listen_err, &mut rest);
         rest
     });
-    let sent = tether()
-        .args(["send", "--url", &url, "--identity"])
-        .arg(&alice)
-        .args(["bob", "into a closed pipe"])
-        .output()
-        .unwrap();
-    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    succeeds(&[
+        &"send",
+        &"--url",
+        &url,
+        &"--identity",
+        &alice,
+        &"bob",
+        &"into a closed pipe",
+    ]);
     let status = exit_within(listener, std::time::Duration::from_secs(60));
     let rest = stderr.join().unwrap();
     let status = status.unwrap_or_else(|| panic!("listen kept running with its reader gone\n{rest}"));
@@ -658,7 +549,7 @@ fn a_client_certificate_from_cert_and_key_gets_through_a_broker_requiring_one() 
     std::fs::write(&ca_path, ca.pem()).unwrap();
     let (server_cert, server_key) = issue("127.0.0.1", ExtendedKeyUsagePurpose::ServerAuth, "server");
     let (client_cert, client_key) = issue("alice", ExtendedKeyUsagePurpose::ClientAuth, "client");
-    let (_broker, url) = open_broker(&[
+    let broker = open_broker(&[
         "--tls-cert".as_ref(),
         server_cert.as_os_str(),
         "--tls-key".as_ref(),
@@ -666,42 +557,31 @@ fn a_client_certificate_from_cert_and_key_gets_through_a_broker_requiring_one() 
         "--tls-client-ca".as_ref(),
         ca_path.as_os_str(),
     ]);
+    let url = broker.url.clone();
     assert!(url.starts_with("wss://"), "{url}");
-    let peers = |with_cert: bool| {
-        let mut cmd = tether();
-        cmd.args(["peers", "--all", "--url", &url, "--ca"])
-            .arg(&ca_path)
-            .arg("--identity")
-            .arg(&alice);
-        if with_cert {
-            cmd.arg("--cert").arg(&client_cert).arg("--key").arg(&client_key);
-        }
-        cmd.output().unwrap()
-    };
-    let refused = peers(false);
-    assert!(
-        !refused.status.success(),
-        "{}",
-        String::from_utf8_lossy(&refused.stdout)
-    );
-    let admitted = peers(true);
-    assert!(
-        admitted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&admitted.stderr)
-    );
+    let peers = [
+        &"peers",
+        &"--all",
+        &"--url",
+        &url,
+        &"--ca",
+        &ca_path,
+        &"--identity",
+        &alice,
+    ] as [&dyn AsRef<OsStr>; 8];
+    let refused = run(&peers);
+    assert_ne!(refused.code, Some(0), "{}", refused.stdout);
+    let with_cert = [&"--cert", &client_cert, &"--key", &client_key] as [&dyn AsRef<OsStr>; 4];
+    succeeds(&[&peers[..], &with_cert[..]].concat());
     // Half a pair is a usage error, refused before connecting.
-    let half = tether()
-        .args(["peers", "--url", &url, "--identity"])
-        .arg(&alice)
-        .arg("--cert")
-        .arg(&client_cert)
-        .output()
-        .unwrap();
-    assert_eq!(
-        half.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&half.stderr)
-    );
+    let half = run(&[
+        &"peers",
+        &"--url",
+        &url,
+        &"--identity",
+        &alice,
+        &"--cert",
+        &client_cert,
+    ]);
+    assert_eq!(half.code, Some(2), "{}", half.stderr);
 }

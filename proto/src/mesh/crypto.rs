@@ -164,7 +164,7 @@ impl BoxCache {
     /// [`BoxCache::get`] for a key still in its 32 raw bytes: a hit costs no
     /// point decompression, which every push would otherwise pay.
     pub fn get_raw(&mut self, other: &[u8; 32], mine: &SecretKey) -> Result<&DirectBox, CryptoError> {
-        let key = (*other, *mine.public_key().as_bytes());
+        let key = (*other, *mine.public_bytes());
         if !self.boxes.contains_key(&key) {
             let other = PublicKey::from_bytes(other).map_err(|_| CryptoError::BadPublicKey)?;
             let made = DirectBox::new(&other, mine)?;

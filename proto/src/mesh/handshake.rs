@@ -81,8 +81,8 @@ impl MeshHandshake {
     /// The public key others address this connection by.
     pub fn pubkey_hex(&self) -> String {
         match &self.credentials {
-            Credentials::Member(m) => m.secret.public_key().to_hex(),
-            Credentials::Session(s) => s.session_key.public_key().to_hex(),
+            Credentials::Member(m) => m.secret.public_hex(),
+            Credentials::Session(s) => s.session_key.public_hex(),
         }
     }
 

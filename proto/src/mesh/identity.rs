@@ -94,13 +94,35 @@ impl fmt::Debug for PublicKey {
 ///
 /// It has no `Display` and its `Debug` shows only the public key, so it cannot leak
 /// into logs by accident (X5); [`SecretKey::to_hex`] is the one explicit way out.
+///
+/// Kept as the 64 bytes themselves, not as a dalek `SigningKey` (224 bytes: it
+/// carries the decompressed public point too). Every connection holds one or
+/// two of these for its whole life, and they sign once per attempt: deriving
+/// the signing key then costs one base-point multiplication per hello, which
+/// is nothing beside the connect (memory per idle connection counts). The
+/// seed is wiped on drop, as dalek's own key is.
 #[derive(Clone)]
-pub struct SecretKey(SigningKey);
+pub struct SecretKey {
+    seed: [u8; 32],
+    public: [u8; 32],
+}
+
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.seed);
+    }
+}
 
 impl SecretKey {
     /// Derives the key pair from a 32-byte seed; the caller supplies the randomness.
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        Self(SigningKey::from_bytes(&seed))
+        let public = SigningKey::from_bytes(&seed).verifying_key().to_bytes();
+        Self { seed, public }
+    }
+
+    /// The dalek signing key, derived for one use and wiped when dropped.
+    fn signing(&self) -> SigningKey {
+        SigningKey::from_bytes(&self.seed)
     }
 
     /// Parses the 128-hex config form, checking that the public half matches the seed.
@@ -109,7 +131,7 @@ impl SecretKey {
         let mut seed = [0u8; 32];
         seed.copy_from_slice(&bytes[..32]);
         let key = Self::from_seed(seed);
-        if key.0.verifying_key().as_bytes()[..] != bytes[32..] {
+        if key.public[..] != bytes[32..] {
             return Err(KeyError::PublicHalfMismatch);
         }
         Ok(key)
@@ -117,28 +139,47 @@ impl SecretKey {
 
     /// The 128-hex config form (seed then public key). This is the secret: handle with care.
     pub fn to_hex(&self) -> String {
-        hex::encode(&self.0.to_keypair_bytes())
+        let mut pair = [0u8; 64];
+        pair[..32].copy_from_slice(&self.seed);
+        pair[32..].copy_from_slice(&self.public);
+        let text = hex::encode(&pair);
+        zeroize::Zeroize::zeroize(&mut pair);
+        text
     }
 
     /// The matching public key.
     pub fn public_key(&self) -> PublicKey {
-        PublicKey(self.0.verifying_key())
+        // The bytes were derived from the seed, so they decompress; deriving
+        // again is the fallback that cannot fail.
+        VerifyingKey::from_bytes(&self.public)
+            .map_or_else(|_| PublicKey(self.signing().verifying_key()), PublicKey)
+    }
+
+    /// The matching public key's 32 bytes, without decompressing the point:
+    /// what the direct-message key cache is keyed by, on every push.
+    pub fn public_bytes(&self) -> &[u8; 32] {
+        &self.public
+    }
+
+    /// The matching public key in its 64 lowercase hex characters.
+    pub fn public_hex(&self) -> String {
+        hex::encode(&self.public)
     }
 
     /// The dalek key, for the X25519 conversion of direct-message crypto.
-    pub(crate) fn signing_key(&self) -> &SigningKey {
-        &self.0
+    pub(crate) fn signing_key(&self) -> SigningKey {
+        self.signing()
     }
 
     /// Signs the UTF-8 bytes of `message`; returns the 128 lowercase hex signature.
     pub fn sign_hex(&self, message: &str) -> String {
-        hex::encode(&self.0.sign(message.as_bytes()).to_bytes())
+        hex::encode(&self.signing().sign(message.as_bytes()).to_bytes())
     }
 }
 
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretKey(<redacted>, pubkey={})", self.public_key().to_hex())
+        write!(f, "SecretKey(<redacted>, pubkey={})", self.public_hex())
     }
 }
 
@@ -149,7 +190,7 @@ pub fn canonical_hello(mesh_id: &str, member_id: &str, pubkey_hex: &str, timesta
 
 /// Signs the canonical hello with `key` (whose public key is the `pubkey` field).
 pub fn sign_hello(key: &SecretKey, mesh_id: &str, member_id: &str, timestamp_ms: u64) -> String {
-    let pubkey = key.public_key().to_hex();
+    let pubkey = key.public_hex();
     key.sign_hex(&canonical_hello(mesh_id, member_id, &pubkey, timestamp_ms))
 }
 
@@ -174,7 +215,7 @@ pub fn canonical_session_hello(
 
 /// Mints a parent attestation for `session`, valid until `expires_at_ms`.
 pub fn mint_attestation(parent: &SecretKey, session: &PublicKey, expires_at_ms: u64) -> ParentAttestation {
-    let parent_member_pubkey = parent.public_key().to_hex();
+    let parent_member_pubkey = parent.public_hex();
     let session_pubkey = session.to_hex();
     let signature = parent.sign_hex(&canonical_session_attestation(
         &parent_member_pubkey,
@@ -221,7 +262,7 @@ impl MemberIdentity {
         HelloFrame {
             mesh_id: self.mesh_id.clone(),
             member_id: self.member_id.clone(),
-            pubkey: self.secret.public_key().to_hex(),
+            pubkey: self.secret.public_hex(),
             session_id: presence.session_id.clone(),
             pid: presence.pid,
             cwd: presence.cwd.clone(),
@@ -250,7 +291,7 @@ impl MemberIdentity {
             timestamp_ms.saturating_add(attestation_ttl_ms),
         );
         let session_pubkey = session_pubkey.to_hex();
-        let parent_pubkey = self.secret.public_key().to_hex();
+        let parent_pubkey = self.secret.public_hex();
         let signature = session_key.sign_hex(&canonical_session_hello(
             &self.mesh_id,
             &parent_pubkey,

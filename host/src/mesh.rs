@@ -5,9 +5,9 @@ use std::time::Instant;
 use tether_proto::lifecycle::{Config, ConfigError};
 use tether_proto::mesh::handshake::{Credentials, MeshHandshake};
 use tether_proto::mesh::identity::Presence;
-use tether_proto::mesh::session::{Session, SessionConfig};
+use tether_proto::mesh::session::{Session, SessionConfig, SharedSessionConfig};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tether_proto::mesh::push::Push;
 
@@ -35,6 +35,39 @@ pub struct MeshConfig {
     pub seed: Option<u64>,
     /// The socket side: TLS, message and buffer sizes.
     pub transport: Transport,
+    /// The session settings as last frozen, shared by this value's clones.
+    shared: SharedSlot,
+}
+
+/// The frozen session settings of a [`MeshConfig`] and of its clones, with the
+/// settings they were frozen from.
+///
+/// Connections made from one configuration (cloned for each, with its own
+/// identity and presence) then share one copy of the session and lifecycle
+/// settings instead of holding 376 bytes each (memory per idle connection
+/// counts). A clone whose `session` was changed gets its own copy: the slot
+/// is reused only while the settings are equal to what it froze.
+#[derive(Clone, Default)]
+struct SharedSlot(Arc<Mutex<Option<(SessionConfig, SharedSessionConfig)>>>);
+
+impl SharedSlot {
+    fn get(&self, wanted: &SessionConfig) -> Result<SharedSessionConfig, ConfigError> {
+        let mut slot = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((frozen_from, shared)) = &*slot {
+            if frozen_from == wanted {
+                return Ok(shared.clone());
+            }
+        }
+        let shared = SharedSessionConfig::new(wanted.clone())?;
+        *slot = Some((wanted.clone(), shared.clone()));
+        Ok(shared)
+    }
+}
+
+impl std::fmt::Debug for SharedSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedSlot")
+    }
 }
 
 impl MeshConfig {
@@ -47,6 +80,7 @@ impl MeshConfig {
             headers: Vec::new(),
             seed: None,
             transport: Transport::default(),
+            shared: SharedSlot::default(),
         }
     }
 
@@ -56,16 +90,18 @@ impl MeshConfig {
     }
 
     /// The session these settings describe, its sends capped to what the
-    /// transport can carry.
+    /// transport can carry. Sessions made from this value and its clones
+    /// share one copy of the session settings while those are unchanged.
     pub fn session(&self, now: Instant) -> Result<Session, ConfigError> {
         let max = self.transport.max_message_size;
         let mut session_config = self.session.clone();
         session_config.max_send_len = session_config.max_send_len.min(max);
+        let shared = self.shared.get(&session_config)?;
         let handshake = MeshHandshake::new(self.credentials.clone(), self.presence.clone())
             .with_headers(self.headers.clone())
             .with_max_frame_len(max);
         let seed = self.seed.unwrap_or_else(random_seed);
-        Session::new(session_config, handshake, seed, now)
+        Session::with_shared(&shared, handshake, seed, now)
     }
 
     /// Everything both hosts' mesh clients start from: the session, its router
@@ -97,4 +133,50 @@ pub struct MeshParts {
     pub pushes: Arc<Fanout<Arc<Push>>>,
     /// Lifecycle news and unconsumed frames, for the client's handles.
     pub events: Arc<Fanout<ClientEvent>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tether_proto::mesh::identity::{MemberIdentity, SecretKey};
+
+    fn config() -> MeshConfig {
+        let me = MemberIdentity {
+            mesh_id: "m".into(),
+            member_id: "a".into(),
+            secret: SecretKey::from_seed([1; 32]),
+        };
+        MeshConfig::new(
+            "ws://127.0.0.1:1/ws",
+            Credentials::Member(me),
+            Presence::default(),
+        )
+    }
+
+    fn settings(session: &Session) -> *const Config {
+        session.lifecycle().config()
+    }
+
+    #[test]
+    fn clones_share_one_copy_of_the_session_settings_until_one_changes_them() {
+        // proves X4: connections of one configuration hold no copy of their own
+        let now = Instant::now();
+        let template = config();
+        let (a, b) = (template.clone(), template.clone());
+        let (a, b) = (a.session(now).unwrap(), b.session(now).unwrap());
+        assert!(std::ptr::eq(settings(&a), settings(&b)), "one frozen copy");
+        let mut changed = template.clone();
+        changed.session.lifecycle.ping_interval = Duration::from_secs(7);
+        let c = changed.session(now).unwrap();
+        assert!(
+            !std::ptr::eq(settings(&a), settings(&c)),
+            "a changed clone has its own"
+        );
+        assert_eq!(c.lifecycle().config().ping_interval, Duration::from_secs(7));
+        assert_eq!(
+            a.lifecycle().config().ping_interval,
+            template.session.lifecycle.ping_interval
+        );
+    }
 }

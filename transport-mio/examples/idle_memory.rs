@@ -7,15 +7,12 @@
 
 use std::time::{Duration, Instant};
 
-#[path = "../tests/counting/mod.rs"]
-mod counting;
-
-use counting::{live_heap, resident};
 use tether_mio::{ConnConfig, Reactor};
 use tether_proto::lifecycle::{Notification, Status};
 use tether_proto::mesh::handshake::Credentials;
 use tether_proto::mesh::identity::{MemberIdentity, Presence, SecretKey};
 use tether_proto::mesh::session::SessionEvent;
+use tether_test_support::{live_heap, resident};
 
 fn main() {
     let mut args = std::env::args().skip(1);

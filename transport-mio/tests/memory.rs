@@ -6,17 +6,15 @@
 //! allocator slack and transient peaks of the handshake included).
 
 mod common;
-mod counting;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Command, Stdio};
+use std::io::Read;
 
 use common::{config, Behaviour, Server, PATIENCE};
-use counting::{live_heap, resident};
 use tether_mio::Reactor;
 use tether_proto::lifecycle::Notification;
 use tether_proto::mesh::session::SessionEvent;
+use tether_test_support::{live_heap, resident, BrokerChild};
 
 const SERVER_ENV: &str = "TETHER_MIO_MEMORY_SERVER";
 
@@ -40,24 +38,8 @@ const IDLE_BOUND: isize = 8 * 1024;
 fn an_idle_connection_holds_at_most_8_kib_with_its_configuration() {
     // proves X4 (memory per idle connection)
     const N: usize = 500;
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["broker_process", "--exact", "--nocapture", "--test-threads=1"])
-        .env(SERVER_ENV, "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let port: u16 = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|line| {
-            // The harness may print the test's name on the same line first.
-            let (_, port) = line.split_once("PORT ")?;
-            Some(port.trim().parse().unwrap())
-        })
-        .unwrap();
-    let url = format!("ws://127.0.0.1:{port}/ws");
+    let broker = BrokerChild::start("broker_process", SERVER_ENV);
+    let url = broker.url();
     let mut reactor = Reactor::new().unwrap();
     let mut open = HashSet::with_capacity(N);
     // The baseline comes before anything of any connection exists, its
@@ -81,9 +63,7 @@ fn an_idle_connection_holds_at_most_8_kib_with_its_configuration() {
         .unwrap();
     let per_conn = (resident() - before).max(0) as usize / N;
     let heap_per_conn = (live_heap() - heap_before) / N as isize;
-    drop(child.stdin.take());
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(broker);
     assert!(done, "only {} of {N} opened", open.len());
     println!("resident memory per idle connection: {per_conn} bytes");
     println!("live heap per idle connection: {heap_per_conn} bytes");

@@ -27,6 +27,7 @@ mod proptests;
 pub(crate) mod tests;
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use action::{Action, DropReason, Io, Notification, Status};
@@ -109,7 +110,10 @@ enum State {
 /// The pure connection lifecycle. See the [module docs](self).
 #[derive(Debug)]
 pub struct Lifecycle<H: Handshake> {
-    config: Config,
+    /// Shared, never changed: every connection made from one configuration
+    /// reads the same copy (as quinn's connections share an
+    /// `Arc<TransportConfig>`), so a connection holds a pointer, not 264 bytes.
+    config: Arc<Config>,
     handshake: H,
     rng: Rng,
     state: State,
@@ -143,7 +147,16 @@ pub struct Lifecycle<H: Handshake> {
 
 impl<H: Handshake> Lifecycle<H> {
     /// A machine in `Idle`, its jitter drawn from `seed`.
-    pub fn new(config: Config, handshake: H, seed: u64, now: Instant) -> Result<Self, ConfigError> {
+    ///
+    /// `config` is a [`Config`] or an `Arc` of one: machines given clones of
+    /// one `Arc` share it.
+    pub fn new(
+        config: impl Into<Arc<Config>>,
+        handshake: H,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
+        let config = config.into();
         config.validate()?;
         Ok(Lifecycle {
             config,

@@ -1,5 +1,6 @@
 //! Session configuration, with the seeds' numbers as defaults.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::lifecycle::{Config, ConfigError};
@@ -117,6 +118,37 @@ impl SessionConfig {
             crate::lifecycle::check_bound("queue_deadline", deadline)?;
         }
         Ok(())
+    }
+}
+
+/// A [`SessionConfig`] checked once and frozen, for any number of sessions
+/// to share ([`Session::with_shared`](super::Session::with_shared)); cloning
+/// it clones two pointers.
+///
+/// A connection's settings never change while it lives, so there is no need
+/// for each to carry its own copy: quinn's connections share an
+/// `Arc<TransportConfig>` the same way. What is genuinely per connection
+/// (identity, presence, seed) is not in here.
+#[derive(Clone, Debug)]
+pub struct SharedSessionConfig {
+    pub(super) lifecycle: Arc<Config>,
+    pub(super) limits: Arc<super::Limits>,
+}
+
+impl SharedSessionConfig {
+    /// Checks `config` ([`SessionConfig::validate`]) and freezes it.
+    pub fn new(config: SessionConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let limits = Arc::new(super::Limits::from(&config));
+        Ok(SharedSessionConfig {
+            lifecycle: Arc::new(config.lifecycle),
+            limits,
+        })
+    }
+
+    /// The lifecycle settings in force.
+    pub fn lifecycle(&self) -> &Config {
+        &self.lifecycle
     }
 }
 

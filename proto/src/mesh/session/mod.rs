@@ -56,9 +56,10 @@ use std::time::Instant;
 use base64::Engine as _;
 
 pub use config::{
-    Overflow, SessionConfig, SessionStats, DAEMON_SEND_ACK_TIMEOUT, DEFAULT_DEDUPE_WINDOW,
-    DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PENDING_REQUESTS, DEFAULT_MAX_SEND_LEN, DEFAULT_OUTBOUND_QUEUE,
-    DEFAULT_PUSH_HISTORY, DEFAULT_QUEUE_DEADLINE, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SEND_ACK_TIMEOUT,
+    Overflow, SessionConfig, SessionStats, SharedSessionConfig, DAEMON_SEND_ACK_TIMEOUT,
+    DEFAULT_DEDUPE_WINDOW, DEFAULT_MAX_IN_FLIGHT, DEFAULT_MAX_PENDING_REQUESTS, DEFAULT_MAX_SEND_LEN,
+    DEFAULT_OUTBOUND_QUEUE, DEFAULT_PUSH_HISTORY, DEFAULT_QUEUE_DEADLINE, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SEND_ACK_TIMEOUT,
 };
 pub use types::{
     Command, Deadline, FailureKind, OpFailure, OpId, OpResult, Outcome, Outgoing, Queueing, Request,
@@ -101,7 +102,8 @@ struct PendingSend {
     resend: bool,
 }
 
-/// The session's own settings, copied out of [`SessionConfig`] at construction.
+/// The session's own settings, taken out of [`SessionConfig`] once and shared
+/// by every session made from one [`SharedSessionConfig`].
 #[derive(Clone, Debug)]
 struct Limits {
     send_ack_timeout: std::time::Duration,
@@ -168,7 +170,7 @@ struct Op {
 #[derive(Debug)]
 pub struct Session {
     lc: Lifecycle<MeshHandshake>,
-    limits: Limits,
+    limits: Arc<Limits>,
     rng: Rng,
     next_op: u64,
     next_req: u64,
@@ -210,14 +212,23 @@ impl Session {
         seed: u64,
         now: Instant,
     ) -> Result<Self, ConfigError> {
+        Session::with_shared(&SharedSessionConfig::new(config)?, handshake, seed, now)
+    }
+
+    /// [`Session::new`] from a configuration checked once and shared: the
+    /// session holds two pointers to it, not a copy (the lifecycle's 264 bytes
+    /// and the session's 112), however many sessions are made from it.
+    pub fn with_shared(
+        config: &SharedSessionConfig,
+        handshake: MeshHandshake,
+        seed: u64,
+        now: Instant,
+    ) -> Result<Self, ConfigError> {
         // Two streams from one seed: the lifecycle's jitter must not shift when the
         // application sends more or fewer messages.
-        config.validate()?;
         let mut seeder = Rng::new(seed);
-        let limits = Limits::from(&config);
-        // The lifecycle keeps its configuration; the session only its own limits,
-        // so a connection holds one copy (memory per idle connection counts).
-        let lc = Lifecycle::new(config.lifecycle, handshake, seeder.next_u64(), now)?;
+        let limits = Arc::clone(&config.limits);
+        let lc = Lifecycle::new(Arc::clone(&config.lifecycle), handshake, seeder.next_u64(), now)?;
         let rng = Rng::new(seeder.next_u64());
         // Drawn after the two streams above so adding it moved neither of them.
         let hashing = Hashing::with_seed(seeder.next_u64());

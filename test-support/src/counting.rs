@@ -1,6 +1,6 @@
-//! The memory test's and the `idle_memory` example's measuring tools: a global
+//! The memory tests' and the `idle_memory` example's measuring tools: a global
 //! allocator that counts the live heap, and the resident set as the OS sees it.
-//! One copy, included by both (`#[path]` in the example).
+//! One copy, for every crate's memory tests.
 
 // The counting global allocator is the only unsafe code, and only here.
 #![allow(unsafe_code)]

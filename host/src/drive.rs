@@ -20,6 +20,20 @@ use crate::queue::IoStats;
 use crate::router::Router;
 use crate::transport::Transport;
 
+/// How both hosts' connection handles print, `Connection { id, status }`:
+/// which connection and where its lifecycle is now, so a log line or a test
+/// failure reads the same whichever host wrote it.
+pub fn fmt_connection(
+    f: &mut std::fmt::Formatter<'_>,
+    id: &dyn std::fmt::Display,
+    status: Status,
+) -> std::fmt::Result {
+    f.debug_struct("Connection")
+        .field("id", &format_args!("{id}"))
+        .field("status", &status)
+        .finish()
+}
+
 /// One connection driven by a host, seen by the client layer above it: the one
 /// call path ([`run`](Self::run)), the first connect, close, and the status.
 pub trait Drive: Sized + Send + Sync + 'static {
@@ -142,3 +156,26 @@ pub(crate) fn call<C: Drive, T: Send + 'static, U: Send + 'static>(
 /// A blocking host's connection: what `recv_push` and other calls that wait on
 /// the caller's thread need.
 pub trait Blocking: Drive {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Handle(&'static str, Status);
+
+    impl std::fmt::Debug for Handle {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            fmt_connection(f, &self.0, self.1)
+        }
+    }
+
+    #[test]
+    fn a_connection_prints_its_id_as_displayed_and_its_status() {
+        // Both hosts print through this: tokio's numeric id and mio's `r1.c0.0`
+        // (whose Debug would be `ConnId(r1.c0.0)`) read the same way.
+        assert_eq!(
+            format!("{:?}", Handle("r1.c0.0", Status::Open)),
+            "Connection { id: r1.c0.0, status: Open }"
+        );
+    }
+}

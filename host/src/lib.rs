@@ -34,7 +34,7 @@ mod transport;
 
 pub use builder::{ClientBuilder, StartMesh};
 pub use client::{GenericClient, HostedClient, MeshClient, MeshDrive};
-pub use drive::{Blocking, Drive};
+pub use drive::{fmt_connection, Blocking, Drive};
 pub use error::{
     first_connect, replied, sent, ClientError, ClientEvent, ConnectError, Sent, Shutdown, CLOSED,
 };

@@ -89,10 +89,7 @@ impl<M, R> Clone for Connection<M, R> {
 
 impl<M, R> std::fmt::Debug for Connection<M, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection")
-            .field("conn", &self.inner.conn)
-            .field("status", &*lock(&self.inner.status.status))
-            .finish()
+        tether_host::fmt_connection(f, &self.inner.conn, self.status())
     }
 }
 
@@ -101,10 +98,9 @@ where
     M: Machine + Send + 'static,
     R: Router<M>,
 {
-    /// Starts the reactor thread: it connects at once and keeps the machine's
-    /// connection alive; `router` takes its news from the first attempt on, on
-    /// that thread. `url` decides whether TLS is set up (`wss:`, any case).
-    pub fn spawn(machine: M, router: R, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
+    /// [`Drive::spawn`] here: a reactor thread of its own, on which `router`
+    /// takes the machine's news.
+    fn start(machine: M, router: R, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
         let status = Arc::new(StatusCell {
             status: Mutex::new(machine.status()),
             changed: Condvar::new(),
@@ -282,7 +278,7 @@ where
     const BLOCKING: bool = true;
 
     fn spawn(machine: M, router: R, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
-        Connection::spawn(machine, router, url, transport)
+        Connection::start(machine, router, url, transport)
     }
 
     fn run<T: Send + 'static, U: Send + 'static>(

@@ -46,10 +46,7 @@ impl<M: Machine, R> Drop for Connection<M, R> {
 
 impl<M: Machine, R> std::fmt::Debug for Connection<M, R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Connection")
-            .field("id", &self.id)
-            .field("status", &self.handoff.status())
-            .finish()
+        tether_host::fmt_connection(f, &self.id, self.handoff.status())
     }
 }
 
@@ -58,11 +55,9 @@ where
     M: Machine + Send + 'static,
     R: Router<M>,
 {
-    /// Starts the driver task: it connects at once and keeps the machine's
-    /// connection alive; `router` receives its news from the first attempt on.
-    /// `url` decides whether TLS is set up (`wss:`, any case). Call it from
-    /// within a tokio runtime.
-    pub fn spawn(machine: M, router: R, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
+    /// [`Drive::spawn`] here: the driver is a task, so call it from within a
+    /// tokio runtime.
+    fn start(machine: M, router: R, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
         let tls = transport.tls_for(url)?;
         let handoff = Arc::new(Handoff::new(DEFAULT_COMMAND_CAPACITY, machine.status()));
         let driver = Box::new(Driver::new(Parts {
@@ -160,7 +155,7 @@ where
     const BLOCKING: bool = false;
 
     fn spawn(machine: M, router: R, url: &str, transport: &Transport) -> Result<Self, ConnectError> {
-        Connection::spawn(machine, router, url, transport)
+        Connection::start(machine, router, url, transport)
     }
 
     fn run<T: Send + 'static, U: Send + 'static>(

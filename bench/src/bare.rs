@@ -333,17 +333,10 @@ impl BareMio {
             conns,
         }
     }
+}
 
-    /// `per_conn` sends on each of the first `conns` connections, at most
-    /// `window` in flight on each, all from this thread; with `rtts`, every
-    /// send's round trip.
-    pub fn run(
-        &mut self,
-        conns: usize,
-        per_conn: usize,
-        window: usize,
-        mut rtts: Option<&mut Vec<Duration>>,
-    ) {
+impl crate::OneThread for BareMio {
+    fn run(&mut self, conns: usize, per_conn: usize, window: usize, mut rtts: Option<&mut Vec<Duration>>) {
         let window = window.max(1);
         let conns = conns.min(self.conns.len());
         let mut done = 0;

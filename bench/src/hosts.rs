@@ -108,18 +108,12 @@ impl ReactorClients {
             panic!("reactor send: {e}");
         }
     }
+}
 
-    /// `per_conn` sends on each of the first `conns` connections, at most
-    /// `window` in flight on each, all from this thread. The session matches
-    /// each ack to its send; the harness only counts them per connection (and,
-    /// one at a time, keeps the one start time a connection has).
-    pub fn run(
-        &mut self,
-        conns: usize,
-        per_conn: usize,
-        window: usize,
-        mut rtts: Option<&mut Vec<Duration>>,
-    ) {
+impl crate::OneThread for ReactorClients {
+    // The session matches each ack to its send; the harness only counts them
+    // per connection (and, one at a time, keeps the one start time a connection has).
+    fn run(&mut self, conns: usize, per_conn: usize, window: usize, mut rtts: Option<&mut Vec<Duration>>) {
         let window = window.max(1);
         let conns = conns.min(self.conns.len());
         let total = per_conn * conns;
@@ -166,7 +160,9 @@ impl ReactorClients {
             }
         }
     }
+}
 
+impl ReactorClients {
     /// Closes every connection, waiting up to 2 s for the closes to finish.
     pub fn close(mut self) {
         self.reactor.close_all();

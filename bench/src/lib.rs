@@ -35,6 +35,16 @@ use tether_proto::Now;
 use tungstenite::protocol::{Role, WebSocket};
 use tungstenite::Message;
 
+/// Many connections driven from the calling thread, loaded alike: the mio rows'
+/// tether-mio `Reactor` ([`hosts::ReactorClients`]) and bare mio client
+/// ([`bare::BareMio`]), so a bench runs the same load through either.
+pub trait OneThread {
+    /// `per_conn` sends on each of the first `conns` connections, at most
+    /// `window` in flight on each, all from this thread; with `rtts`, every
+    /// send's round trip.
+    fn run(&mut self, conns: usize, per_conn: usize, window: usize, rtts: Option<&mut Vec<Duration>>);
+}
+
 /// The wall clock in Unix milliseconds (stamps the hellos of real connections).
 pub fn unix_ms() -> u64 {
     std::time::SystemTime::now()

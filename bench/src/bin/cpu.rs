@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use tether_bench::bare::{BareMio, BareTokio};
 use tether_bench::hosts::{self, ReactorClients};
+use tether_bench::OneThread as _;
 
 /// The client kinds, in the first round's order.
 const KINDS: &[&str] = &["tether-tokio", "tether-mio", "bare-tokio", "bare-mio", "node"];

@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use tether_bench::bare::{BareMio, BareTokio};
 use tether_bench::hosts::{self, ReactorClients};
+use tether_bench::OneThread as _;
 use tether_broker::{BrokerConfig, BrokerServer, Membership, ServerConfig};
 use tether_tokio::Client;
 

@@ -80,7 +80,8 @@ pub fn presence(n: u32) -> Presence {
         extras: HelloExtras {
             display_name: Some(format!("bench-{n}")),
             ..HelloExtras::default()
-        },
+        }
+        .into(),
     }
 }
 

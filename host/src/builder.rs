@@ -82,7 +82,8 @@ impl<C> ClientBuilder<C> {
             extras: tether_proto::mesh::wire::HelloExtras {
                 protocol_version: Some(1),
                 ..Default::default()
-            },
+            }
+            .into(),
         };
         ClientBuilder {
             url: url.into(),

@@ -26,7 +26,7 @@ pub use tether_proto::lifecycle::{
     StopReason,
 };
 pub use tether_proto::mesh::handshake::{Credentials, SessionCredentials};
-pub use tether_proto::mesh::identity::{MemberIdentity, Presence, PublicKey, SecretKey};
+pub use tether_proto::mesh::identity::{Extras, MemberIdentity, Presence, PublicKey, SecretKey};
 pub use tether_proto::mesh::push::{Push, PushBody};
 pub use tether_proto::mesh::session::{
     Command, FailureKind, OpFailure, Outgoing, Overflow, Queueing, Request, RequestError, SendError,

@@ -179,7 +179,8 @@ impl World {
                     extras: HelloExtras {
                         display_name: Some(format!("peer-{i}")),
                         ..HelloExtras::default()
-                    },
+                    }
+                    .into(),
                 };
                 let hs = MeshHandshake::new(Credentials::Member(identity(i)), presence);
                 let seed = scenario.seed.wrapping_mul(31).wrapping_add(i as u64);

@@ -105,7 +105,8 @@ pub fn spec(url: &str, n: u8, session: &str) -> Spec {
         extras: HelloExtras {
             display_name: Some(format!("peer-{n}")),
             ..HelloExtras::default()
-        },
+        }
+        .into(),
     };
     let mut session_config = SessionConfig::new(lifecycle(url));
     session_config.send_ack_timeout = Duration::from_secs(3);

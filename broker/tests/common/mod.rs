@@ -59,7 +59,8 @@ pub fn presence(session: &str) -> Presence {
         extras: HelloExtras {
             display_name: Some(format!("peer {session}")),
             ..HelloExtras::default()
-        },
+        }
+        .into(),
     }
 }
 

@@ -85,7 +85,8 @@ fn client_builder(url: &str, m: &Member, seed: u64) -> ClientBuilder {
             display_name: Some(m.name.into()),
             peer_type: Some("ai".into()),
             ..HelloExtras::default()
-        },
+        }
+        .into(),
     };
     let credentials = Credentials::Session(Box::new(SessionCredentials {
         parent: m.identity.clone(),

@@ -239,8 +239,74 @@ pub struct Presence {
     pub pid: u32,
     /// Working directory of the client.
     pub cwd: String,
-    /// Optional presence fields (display name, groups, …).
-    pub extras: HelloExtras,
+    /// Optional presence fields (display name, groups, …); read and set them
+    /// as fields of a [`HelloExtras`] (`presence.extras.display_name = …`).
+    pub extras: Extras,
+}
+
+/// A presence's optional hello fields, held in a box only once one is set.
+///
+/// Most connections set none, and [`HelloExtras`] is 176 bytes of `None`s
+/// that every connection's handshake would otherwise carry for its whole life
+/// (memory per idle connection counts). Reading goes through `Deref` (the
+/// empty set when nothing was set); `DerefMut` makes the box on first use;
+/// `HelloExtras::into()` builds one.
+#[derive(Clone, Default)]
+pub struct Extras(Option<Box<HelloExtras>>);
+
+/// What an unset [`Extras`] reads as.
+static NO_EXTRAS: HelloExtras = HelloExtras {
+    protocol_version: None,
+    capabilities: None,
+    display_name: None,
+    hostname: None,
+    peer_type: None,
+    channel: None,
+    model: None,
+    groups: None,
+};
+
+impl Extras {
+    /// The fields, owned.
+    pub fn into_inner(self) -> HelloExtras {
+        self.0.map(|boxed| *boxed).unwrap_or_default()
+    }
+}
+
+impl std::ops::Deref for Extras {
+    type Target = HelloExtras;
+
+    fn deref(&self) -> &HelloExtras {
+        self.0.as_deref().unwrap_or(&NO_EXTRAS)
+    }
+}
+
+impl std::ops::DerefMut for Extras {
+    fn deref_mut(&mut self) -> &mut HelloExtras {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl From<HelloExtras> for Extras {
+    fn from(extras: HelloExtras) -> Self {
+        if extras == NO_EXTRAS {
+            Extras(None)
+        } else {
+            Extras(Some(Box::new(extras)))
+        }
+    }
+}
+
+impl PartialEq for Extras {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl fmt::Debug for Extras {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
 }
 
 /// A mesh member: which mesh, which member, and the member's long-lived key.
@@ -268,7 +334,7 @@ impl MemberIdentity {
             cwd: presence.cwd.clone(),
             timestamp: timestamp_ms,
             signature: sign_hello(&self.secret, &self.mesh_id, &self.member_id, timestamp_ms),
-            extras: presence.extras.clone(),
+            extras: HelloExtras::clone(&presence.extras),
             session_pubkey: None,
         }
     }
@@ -309,7 +375,7 @@ impl MemberIdentity {
             cwd: presence.cwd.clone(),
             timestamp: timestamp_ms,
             signature,
-            extras: presence.extras.clone(),
+            extras: HelloExtras::clone(&presence.extras),
             role: None,
         }
     }
@@ -462,7 +528,7 @@ mod tests {
             session_id: "sess-1".into(),
             pid: 42,
             cwd: "/tmp".into(),
-            extras: HelloExtras::default(),
+            extras: HelloExtras::default().into(),
         }
     }
 

@@ -34,7 +34,8 @@ fn presence(session: String, name: Option<String>) -> Presence {
         extras: HelloExtras {
             display_name: name,
             ..HelloExtras::default()
-        },
+        }
+        .into(),
     }
 }
 

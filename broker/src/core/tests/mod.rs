@@ -194,7 +194,8 @@ pub fn presence(session: &str, name: Option<&str>) -> Presence {
         extras: HelloExtras {
             display_name: name.map(str::to_owned),
             ..HelloExtras::default()
-        },
+        }
+        .into(),
     }
 }
 

@@ -196,18 +196,22 @@ impl<C> Handoff<C> {
 
     // --- the driver's side ---
 
-    /// Waits until there is work: a command queued or the last handle gone.
+    /// Ready once there is work (a command queued or the last handle gone);
+    /// the driver task is woken when there is.
+    pub(crate) fn poll_work(&self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        // Registered before the check: a wake between the two is not lost.
+        self.driver.register(cx.waker());
+        if self.work.swap(false, Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Waits until there is work ([`Handoff::poll_work`]), for the tests.
+    #[cfg(test)]
     pub(crate) async fn work(&self) {
-        std::future::poll_fn(|cx| {
-            // Registered before the check: a wake between the two is not lost.
-            self.driver.register(cx.waker());
-            if self.work.swap(false, Ordering::Acquire) {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
-        })
-        .await;
+        std::future::poll_fn(|cx| self.poll_work(cx)).await;
     }
 
     /// Moves every queued command into `batch` (empty, its buffer reused: the

@@ -108,16 +108,12 @@ pub fn spec(url: &str, n: u8, session: &str) -> Spec {
         }
         .into(),
     };
-    let mut session_config = SessionConfig::new(lifecycle(url));
-    session_config.send_ack_timeout = Duration::from_secs(3);
-    session_config.request_timeout = Duration::from_secs(3);
-    Spec {
-        session: session_config,
-        credentials: Credentials::Member(member(n)),
-        presence,
-        transport: tether_tokio::Transport::default(),
-        seed: u64::from(n),
-    }
+    let mut spec = Spec::new(url, Credentials::Member(member(n)), presence);
+    spec.session = SessionConfig::new(lifecycle(url));
+    spec.session.send_ack_timeout = Duration::from_secs(3);
+    spec.session.request_timeout = Duration::from_secs(3);
+    spec.seed = Some(u64::from(n));
+    spec
 }
 
 /// Keeps connecting (not failing fast) after a failed first attempt.

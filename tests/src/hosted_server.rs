@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tether_proto::hosted::{HostedEvent, TokenProvider};
+use tether_proto::hosted::TokenProvider;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
@@ -20,8 +20,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::e2e::PATIENCE;
-use crate::hosts::HostedEvents;
+pub use crate::hosts::wait_for;
 
 /// Tokens `tok-1`, `tok-2`, … and a counter of how many were fetched (S1).
 pub fn tokens() -> (TokenProvider, Arc<AtomicU64>) {
@@ -30,26 +29,6 @@ pub fn tokens() -> (TokenProvider, Arc<AtomicU64>) {
     let provider: TokenProvider =
         Box::new(move || Ok(format!("tok-{}", counter.fetch_add(1, Ordering::SeqCst) + 1)));
     (provider, fetched)
-}
-
-/// The first event `pick` takes; panics after [`PATIENCE`].
-pub async fn wait_for<T>(
-    events: &mut HostedEvents,
-    what: &str,
-    mut pick: impl FnMut(&HostedEvent) -> Option<T>,
-) -> T {
-    let found = tokio::time::timeout(PATIENCE, async {
-        while let Some(event) = events.recv().await {
-            if let Some(t) = pick(&event) {
-                return Some(t);
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten();
-    found.unwrap_or_else(|| panic!("gave up waiting for {what}"))
 }
 
 /// The session id the server's URL names.

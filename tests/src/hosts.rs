@@ -1,15 +1,19 @@
 //! One client API over both hosts, so every end-to-end scenario is written once
 //! and run on tether-tokio and tether-mio (X1: identical observable behaviour is
-//! a test, not a claim). Blocking calls of the mio host run on tokio's blocking
-//! pool so scenarios stay async.
+//! a test, not a claim).
+//!
+//! The clients themselves are tether-host's, written once over `Drive`
+//! (`MeshClient`, `HostedClient`); the hosts differ only in how a call is
+//! waited for: tokio's returns a future, mio's blocks and returns the value.
+//! So each verb here is one call of the shared API, written once, and
+//! [`call!`] waits for it as its host needs: awaited on tokio, run on tokio's
+//! blocking pool on mio, so scenarios stay async either way.
 
 use std::sync::Arc;
 
 use tether_proto::lifecycle::{Status, StopReason};
-use tether_proto::mesh::handshake::Credentials;
-use tether_proto::mesh::identity::Presence;
 use tether_proto::mesh::push::Push;
-use tether_proto::mesh::session::{OpFailure, RequestError, SendRefusal, SessionConfig, SessionStats};
+use tether_proto::mesh::session::{OpFailure, Outgoing, RequestError, SendRefusal, SessionStats};
 use tether_proto::mesh::wire::{MemoryRow, Peer, Priority, StateRow};
 
 use crate::e2e::PATIENCE;
@@ -42,24 +46,83 @@ pub enum Host {
     Mio,
 }
 
-/// What a scenario asks of a client configuration; both hosts get the same.
+/// One protocol's client on either host: tether-host's client type over
+/// tether-tokio's connection (`T`) or tether-mio's (`M`).
 #[derive(Clone, Debug)]
-pub struct Spec {
-    /// Session and lifecycle settings (URL included).
-    pub session: SessionConfig,
-    /// Who connects.
-    pub credentials: Credentials,
-    /// Presence fields.
-    pub presence: Presence,
-    /// The socket side: TLS roots and client certificate, proxy, sizes.
-    pub transport: tether_tokio::Transport,
-    /// Seed of jitter and ids.
-    pub seed: u64,
+enum OnHost<T, M> {
+    Tokio(T),
+    Mio(M),
 }
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(t) => t,
+        Err(e) => panic!("a blocking call panicked: {e}"),
+    }
+}
+
+/// Waits for one call of the shared client API, `$call` over the client `$c`,
+/// on whichever host holds it: tokio's call is a future to await, mio's blocks
+/// and so runs on tokio's blocking pool (with a clone of the client and what
+/// `$call` captures moved in). The call is written once and compiled per host,
+/// since the two hosts' `Drive::Wait` types differ.
+macro_rules! call {
+    ($client:expr, |$c:ident| $call:expr) => {
+        match $client {
+            OnHost::Tokio($c) => $call.await,
+            OnHost::Mio($c) => {
+                let $c = $c.clone();
+                blocking(move || {
+                    let $c = &$c;
+                    $call
+                })
+                .await
+            }
+        }
+    };
+}
+
+/// `$get` over the client `$c` on either host, for what neither host waits for
+/// (receivers, the status).
+macro_rules! get {
+    ($client:expr, |$c:ident| $get:expr) => {
+        match $client {
+            OnHost::Tokio($c) => $get,
+            OnHost::Mio($c) => $get,
+        }
+    };
+}
+
+/// The status now, from either host's form of it: tokio's watch, mio's snapshot.
+trait StatusNow {
+    fn now(self) -> Status;
+}
+
+impl StatusNow for Status {
+    fn now(self) -> Status {
+        self
+    }
+}
+
+impl StatusNow for tokio::sync::watch::Receiver<Status> {
+    fn now(self) -> Status {
+        *self.borrow()
+    }
+}
+
+/// What a scenario asks of a mesh client configuration: the one configuration
+/// type of both hosts (tether-tokio's `ClientConfig`, tether-mio's
+/// `ConnConfig`), so both get the same.
+pub type Spec = tether_tokio::ClientConfig;
 
 /// A lifecycle notification or an unconsumed frame: both hosts report the same
 /// type (tether-host's `ClientEvent`).
 pub type HostEvent = tether_tokio::ClientEvent;
+
+/// A push subscription on either host (tether-host's one receiver type):
+/// pushes from its creation on, in order, the oldest lost (and counted) when
+/// it falls behind.
+pub type AnySubscription = tether_tokio::Receiver<Arc<Push>>;
 
 /// Why a connect failed, from either host.
 #[derive(Debug)]
@@ -70,6 +133,20 @@ pub struct ConnectFailure {
     pub text: String,
     /// Whether retrying cannot help.
     pub permanent: bool,
+}
+
+// One connect error type for both hosts (tether-host's).
+impl From<tether_tokio::ConnectError> for ConnectFailure {
+    fn from(e: tether_tokio::ConnectError) -> Self {
+        ConnectFailure {
+            permanent: e.is_permanent(),
+            text: e.to_string(),
+            reason: match e {
+                tether_tokio::ConnectError::Failed(r) => Some(r),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// Why a call failed, from either host.
@@ -85,280 +162,167 @@ pub enum CallError {
     Other(String),
 }
 
-macro_rules! call_error_from {
-    ($t:ty) => {
-        impl From<$t> for CallError {
-            fn from(e: $t) -> Self {
-                use $t as E;
-                match e {
-                    E::Refused(r) => {
-                        let text = r.to_string();
-                        CallError::Refused(r.reason, text)
-                    }
-                    E::NotAccepted(r) => CallError::NotAccepted(r),
-                    E::Failed(f) => CallError::Failed(f),
-                    other => CallError::Other(other.to_string()),
-                }
+// One call error type for both hosts (tether-host's).
+impl From<tether_tokio::ClientError> for CallError {
+    fn from(e: tether_tokio::ClientError) -> Self {
+        use tether_tokio::ClientError as E;
+        match e {
+            E::Refused(r) => {
+                let text = r.to_string();
+                CallError::Refused(r.reason, text)
             }
+            E::NotAccepted(r) => CallError::NotAccepted(r),
+            E::Failed(f) => CallError::Failed(f),
+            other => CallError::Other(other.to_string()),
         }
-    };
-}
-// One error type for both hosts (tether-host).
-call_error_from!(tether_tokio::ClientError);
-
-enum Inner {
-    Tokio(tether_tokio::Client, tether_tokio::Subscription),
-    Mio(tether_mio::BlockingClient),
-}
-
-/// A connected client on either host.
-pub struct AnyClient {
-    inner: Inner,
-    /// Both hosts hand out tether-host's one receiver type.
-    events: tether_tokio::Receiver<HostEvent>,
-}
-
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(t) => t,
-        Err(e) => panic!("a blocking call panicked: {e}"),
     }
 }
 
+/// The first item of `events` that `pick` takes; panics after [`PATIENCE`] or
+/// if the receiver ends first.
+pub async fn wait_for<E, T>(
+    events: &mut tether_tokio::Receiver<E>,
+    what: &str,
+    mut pick: impl FnMut(&E) -> Option<T>,
+) -> T {
+    let found = tokio::time::timeout(PATIENCE, async {
+        while let Some(event) = events.recv().await {
+            if let Some(t) = pick(&event) {
+                return Some(t);
+            }
+        }
+        None
+    })
+    .await
+    .ok()
+    .flatten();
+    found.unwrap_or_else(|| panic!("gave up waiting for {what}"))
+}
+
+/// A mesh client on either host, with a push subscription and an event
+/// receiver of its own taken when it was made.
+pub struct AnyClient {
+    client: OnHost<tether_tokio::Client, tether_mio::BlockingClient>,
+    pushes: AnySubscription,
+    events: tether_tokio::Receiver<HostEvent>,
+}
+
 impl AnyClient {
-    /// Wraps a tether-tokio client made some other way (its builder).
-    pub fn from_tokio(client: tether_tokio::Client) -> AnyClient {
-        let events = client.events();
-        let pushes = client.subscribe();
+    fn new(client: OnHost<tether_tokio::Client, tether_mio::BlockingClient>) -> AnyClient {
+        let (events, pushes) = get!(&client, |c| (c.events(), c.subscribe()));
         AnyClient {
-            inner: Inner::Tokio(client, pushes),
+            client,
+            pushes,
             events,
         }
+    }
+
+    /// Wraps a tether-tokio client made some other way (its builder).
+    pub fn from_tokio(client: tether_tokio::Client) -> AnyClient {
+        AnyClient::new(OnHost::Tokio(client))
     }
 
     /// Wraps a tether-mio client made some other way (its builder).
     pub fn from_mio(client: tether_mio::BlockingClient) -> AnyClient {
-        let events = client.events();
-        AnyClient {
-            inner: Inner::Mio(client),
-            events,
-        }
-    }
-
-    /// Waits for the first connect's outcome (L8).
-    pub async fn connected(&self) -> Result<(), tether_tokio::ConnectError> {
-        match &self.inner {
-            Inner::Tokio(c, _) => c.connected().await,
-            Inner::Mio(c) => {
-                let c = c.clone();
-                blocking(move || c.connected()).await
-            }
-        }
+        AnyClient::new(OnHost::Mio(client))
     }
 
     /// Connects on `host`, returning on the first ack or the failure (L8).
     pub async fn connect(host: Host, spec: Spec) -> Result<AnyClient, ConnectFailure> {
-        match host {
-            Host::Tokio => {
-                let mut c = tether_tokio::ClientConfig::new(
-                    spec.session.lifecycle.url.clone(),
-                    spec.credentials,
-                    spec.presence,
-                );
-                c.session = spec.session;
-                c.transport = spec.transport;
-                c.seed = Some(spec.seed);
-                match tether_tokio::Client::connect(c).await {
-                    Ok(client) => {
-                        let events = client.events();
-                        let pushes = client.subscribe();
-                        Ok(AnyClient {
-                            inner: Inner::Tokio(client, pushes),
-                            events,
-                        })
-                    }
-                    Err(e) => Err(ConnectFailure {
-                        permanent: e.is_permanent(),
-                        text: e.to_string(),
-                        reason: match e {
-                            tether_tokio::ConnectError::Failed(r) => Some(r),
-                            _ => None,
-                        },
-                    }),
-                }
-            }
-            Host::Mio => {
-                let mut c = tether_mio::ConnConfig::new(
-                    spec.session.lifecycle.url.clone(),
-                    spec.credentials,
-                    spec.presence,
-                );
-                c.session = spec.session;
-                c.transport = spec.transport;
-                c.seed = Some(spec.seed);
-                match blocking(move || tether_mio::BlockingClient::connect(c)).await {
-                    Ok(client) => {
-                        let events = client.events();
-                        Ok(AnyClient {
-                            inner: Inner::Mio(client),
-                            events,
-                        })
-                    }
-                    Err(e) => Err(ConnectFailure {
-                        permanent: e.is_permanent(),
-                        text: e.to_string(),
-                        reason: match e {
-                            tether_mio::ConnectError::Failed(r) => Some(r),
-                            _ => None,
-                        },
-                    }),
-                }
-            }
-        }
+        let client = match host {
+            Host::Tokio => OnHost::Tokio(tether_tokio::Client::connect(spec).await?),
+            Host::Mio => OnHost::Mio(blocking(move || tether_mio::BlockingClient::connect(spec)).await?),
+        };
+        Ok(AnyClient::new(client))
+    }
+
+    /// Starts connecting on `host` and returns at once; [`wait_for`](Self::wait_for)
+    /// sees the first attempt's events, [`connected`](Self::connected) waits
+    /// for its outcome.
+    pub async fn spawn(host: Host, spec: Spec) -> Result<AnyClient, ConnectFailure> {
+        let client = match host {
+            Host::Tokio => OnHost::Tokio(tether_tokio::Client::spawn(spec)?),
+            Host::Mio => OnHost::Mio(blocking(move || tether_mio::BlockingClient::spawn(spec)).await?),
+        };
+        Ok(AnyClient::new(client))
+    }
+
+    /// Waits for the first connect's outcome (L8).
+    pub async fn connected(&self) -> Result<(), tether_tokio::ConnectError> {
+        call!(&self.client, |c| c.connected())
     }
 
     /// Sends and waits for the ack: the broker's message id.
     pub async fn send(&self, target: &str, body: &str, priority: Priority) -> Result<String, CallError> {
-        match &self.inner {
-            Inner::Tokio(c, _) => Ok(c.send(target, body, priority).await?.message_id),
-            Inner::Mio(c) => {
-                let (c, t, b) = (c.clone(), target.to_owned(), body.to_owned());
-                Ok(blocking(move || c.send(&t, &b, priority)).await?.message_id)
-            }
-        }
+        let (target, body) = (target.to_owned(), body.to_owned());
+        Ok(call!(&self.client, |c| c.send(&target, &body, priority))?.message_id)
     }
 
     /// Sends with every option of `Outgoing` and waits for its result.
-    pub async fn send_message(
-        &self,
-        outgoing: tether_proto::mesh::session::Outgoing,
-    ) -> Result<String, CallError> {
-        match &self.inner {
-            Inner::Tokio(c, _) => Ok(c.send_message(outgoing).await?.message_id),
-            Inner::Mio(c) => {
-                let c = c.clone();
-                Ok(blocking(move || c.send_message(outgoing)).await?.message_id)
-            }
-        }
+    pub async fn send_message(&self, outgoing: Outgoing) -> Result<String, CallError> {
+        Ok(call!(&self.client, |c| c.send_message(outgoing))?.message_id)
     }
 
     /// Lists peers.
     pub async fn list_peers(&self) -> Result<Vec<Peer>, CallError> {
-        match &self.inner {
-            Inner::Tokio(c, _) => Ok(c.list_peers().await?),
-            Inner::Mio(c) => {
-                let c = c.clone();
-                Ok(blocking(move || c.list_peers()).await?)
-            }
-        }
+        Ok(call!(&self.client, |c| c.list_peers())?)
     }
 
     /// Reads a state key.
     pub async fn get_state(&self, key: &str) -> Result<Option<StateRow>, CallError> {
-        match &self.inner {
-            Inner::Tokio(c, _) => Ok(c.get_state(key).await?),
-            Inner::Mio(c) => {
-                let (c, k) = (c.clone(), key.to_owned());
-                Ok(blocking(move || c.get_state(&k)).await?)
-            }
-        }
+        let key = key.to_owned();
+        Ok(call!(&self.client, |c| c.get_state(&key))?)
     }
 
     /// Lists state.
     pub async fn list_state(&self) -> Result<Vec<StateRow>, CallError> {
-        match &self.inner {
-            Inner::Tokio(c, _) => Ok(c.list_state().await?),
-            Inner::Mio(c) => {
-                let c = c.clone();
-                Ok(blocking(move || c.list_state()).await?)
-            }
-        }
+        Ok(call!(&self.client, |c| c.list_state())?)
     }
 
     /// Stores a memory.
     pub async fn remember(&self, content: &str) -> Result<Option<String>, CallError> {
-        match &self.inner {
-            Inner::Tokio(c, _) => Ok(c.remember(content, None).await?),
-            Inner::Mio(c) => {
-                let (c, t) = (c.clone(), content.to_owned());
-                Ok(blocking(move || c.remember(&t, None)).await?)
-            }
-        }
+        let content = content.to_owned();
+        Ok(call!(&self.client, |c| c.remember(&content, None))?)
     }
 
     /// Searches memories.
     pub async fn recall(&self, query: &str) -> Result<Vec<MemoryRow>, CallError> {
-        match &self.inner {
-            Inner::Tokio(c, _) => Ok(c.recall(query).await?),
-            Inner::Mio(c) => {
-                let (c, q) = (c.clone(), query.to_owned());
-                Ok(blocking(move || c.recall(&q)).await?)
-            }
-        }
+        let query = query.to_owned();
+        Ok(call!(&self.client, |c| c.recall(&query))?)
     }
 
     /// Lists skills and fetches one by name: both empty on the test broker.
     pub async fn skills(&self) -> Result<(usize, bool), CallError> {
-        match &self.inner {
-            Inner::Tokio(c, _) => Ok((
-                c.list_skills(None).await?.len(),
-                c.get_skill("nope").await?.is_some(),
-            )),
-            Inner::Mio(c) => {
-                let c = c.clone();
-                blocking(move || Ok((c.list_skills(None)?.len(), c.get_skill("nope")?.is_some()))).await
-            }
-        }
+        let listed = call!(&self.client, |c| c.list_skills(None))?;
+        let found = call!(&self.client, |c| c.get_skill("nope"))?;
+        Ok((listed.len(), found.is_some()))
     }
 
     /// Sets a state key (fire-and-forget).
     pub async fn set_state(&self, key: &str, value: serde_json::Value) -> Result<(), CallError> {
-        match &self.inner {
-            Inner::Tokio(c, _) => Ok(c.set_state(key, value).await?),
-            Inner::Mio(c) => {
-                let (c, k) = (c.clone(), key.to_owned());
-                Ok(blocking(move || c.set_state(&k, value)).await?)
-            }
-        }
+        let key = key.to_owned();
+        Ok(call!(&self.client, |c| c.set_state(&key, value))?)
     }
 
     /// Sets summary, status and visibility (fire-and-forget).
     pub async fn set_presence(&self, summary: &str, status: &str) -> Result<(), CallError> {
-        match &self.inner {
-            Inner::Tokio(c, _) => {
-                c.set_summary(summary).await?;
-                c.set_status(status).await?;
-                Ok(c.set_visible(true).await?)
-            }
-            Inner::Mio(c) => {
-                let (c, su, st) = (c.clone(), summary.to_owned(), status.to_owned());
-                blocking(move || {
-                    c.set_summary(&su)?;
-                    c.set_status(&st)?;
-                    Ok(c.set_visible(true)?)
-                })
-                .await
-            }
-        }
+        let (summary, status) = (summary.to_owned(), status.to_owned());
+        call!(&self.client, |c| c.set_summary(&summary))?;
+        call!(&self.client, |c| c.set_status(&status))?;
+        Ok(call!(&self.client, |c| c.set_visible(true))?)
     }
 
-    /// The next push, or `None` after [`PATIENCE`].
+    /// The next push on this client's own subscription, or `None` after [`PATIENCE`].
     pub async fn next_push(&mut self) -> Option<Arc<Push>> {
-        match &mut self.inner {
-            Inner::Tokio(_, sub) => tokio::time::timeout(PATIENCE, sub.recv()).await.ok().flatten(),
-            Inner::Mio(c) => {
-                let c = c.clone();
-                blocking(move || c.recv_push(PATIENCE)).await
-            }
-        }
+        tokio::time::timeout(PATIENCE, self.pushes.recv())
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The current status.
     pub fn status(&self) -> Status {
-        match &self.inner {
-            Inner::Tokio(c, _) => *c.status().borrow(),
-            Inner::Mio(c) => c.status(),
-        }
+        get!(&self.client, |c| c.status().now())
     }
 
     /// Waits until the status satisfies `pred`; panics after [`PATIENCE`].
@@ -367,138 +331,49 @@ impl AnyClient {
         what: &str,
         pred: impl Fn(Status) -> bool + Send + Sync + 'static,
     ) -> Status {
-        let got = match &self.inner {
-            Inner::Tokio(c, _) => {
-                let mut rx = c.status();
-                tokio::time::timeout(PATIENCE, rx.wait_for(|s| pred(*s)))
-                    .await
-                    .ok()
-                    .and_then(|r| r.ok().map(|s| *s))
-            }
-            Inner::Mio(c) => {
-                let c = c.clone();
-                blocking(move || c.wait_status(pred, PATIENCE)).await
-            }
-        };
-        match got {
-            Some(s) => s,
-            None => panic!("gave up waiting for the status to be {what}"),
-        }
+        let got = call!(&self.client, |c| c.wait_status(pred, PATIENCE));
+        got.unwrap_or_else(|| panic!("gave up waiting for the status to be {what}"))
     }
 
     /// A metrics snapshot.
     pub async fn stats(&self) -> SessionStats {
-        let stats = match &self.inner {
-            Inner::Tokio(c, _) => c.stats().await.map_err(|e| e.to_string()),
-            Inner::Mio(c) => {
-                let c = c.clone();
-                blocking(move || c.stats().map_err(|e| e.to_string())).await
-            }
-        };
-        match stats {
-            Ok(s) => s,
-            Err(e) => panic!("no stats: {e}"),
-        }
+        call!(&self.client, |c| c.stats()).unwrap_or_else(|e| panic!("no stats: {e}"))
     }
 
-    /// Waits for the first event `pred` picks; panics after [`PATIENCE`].
-    pub async fn wait_for<T: Send + 'static>(
-        &mut self,
-        what: &str,
-        pred: impl FnMut(&HostEvent) -> Option<T> + Send + 'static,
-    ) -> T {
-        let mut pred = pred;
-        let found = tokio::time::timeout(PATIENCE, async {
-            while let Some(event) = self.events.recv().await {
-                if let Some(t) = pred(&event) {
-                    return Some(t);
-                }
-            }
-            None
-        })
-        .await
-        .ok()
-        .flatten();
-        match found {
-            Some(t) => t,
-            None => panic!("gave up waiting for {what}"),
-        }
+    /// Waits for the first event `pred` picks on this client's own receiver;
+    /// panics after [`PATIENCE`].
+    pub async fn wait_for<T>(&mut self, what: &str, pred: impl FnMut(&HostEvent) -> Option<T>) -> T {
+        wait_for(&mut self.events, what, pred).await
     }
 
     /// Closes for good, keeping this handle to call on afterwards.
     pub async fn close_keeping_handle(&self) {
-        match &self.inner {
-            Inner::Tokio(c, _) => c.close().await,
-            Inner::Mio(c) => {
-                let c = c.clone();
-                blocking(move || c.close()).await
-            }
-        }
+        call!(&self.client, |c| c.close())
     }
 
     /// A new push subscription, from now on.
     pub fn subscribe(&self) -> AnySubscription {
-        match &self.inner {
-            Inner::Tokio(c, _) => AnySubscription::Tokio(c.subscribe()),
-            Inner::Mio(c) => AnySubscription::Mio(c.subscribe()),
-        }
+        get!(&self.client, |c| c.subscribe())
     }
 
     /// A new receiver of lifecycle events and unconsumed frames, from now on.
     pub fn events(&self) -> tether_tokio::Receiver<HostEvent> {
-        match &self.inner {
-            Inner::Tokio(c, _) => c.events(),
-            Inner::Mio(c) => c.events(),
-        }
+        get!(&self.client, |c| c.events())
     }
 
     /// Closes for good.
     pub async fn close(self) {
-        match self.inner {
-            Inner::Tokio(c, _) => c.close().await,
-            Inner::Mio(c) => blocking(move || c.close()).await,
-        }
+        self.close_keeping_handle().await
     }
-}
-
-/// A push subscription on either host: pushes from its creation on, in order,
-/// the oldest lost (and counted) when it falls behind.
-pub enum AnySubscription {
-    /// tether-tokio's `Subscription`.
-    Tokio(tether_tokio::Subscription),
-    /// tether-mio's receiver.
-    Mio(tether_tokio::Receiver<Arc<Push>>),
-}
-
-impl AnySubscription {
-    /// The next push; `None` once the client is closed.
-    pub async fn recv(&mut self) -> Option<Arc<Push>> {
-        match self {
-            AnySubscription::Tokio(s) => s.recv().await,
-            AnySubscription::Mio(r) => r.recv().await,
-        }
-    }
-
-    /// Pushes this subscriber lost by falling behind.
-    pub fn missed(&self) -> u64 {
-        match self {
-            AnySubscription::Tokio(s) => s.missed(),
-            AnySubscription::Mio(r) => r.missed(),
-        }
-    }
-}
-
-/// A hosted session client on either host; both hand out the same event
-/// receiver, so scenarios wait on events the same way.
-pub enum AnyHosted {
-    /// tether-tokio's `HostedClient`.
-    Tokio(tether_tokio::HostedClient),
-    /// tether-mio's blocking `HostedClient`.
-    Mio(tether_mio::HostedClient),
 }
 
 /// A hosted session's event receiver, the same type on both hosts.
 pub type HostedEvents = tether_tokio::Receiver<tether_proto::hosted::HostedEvent>;
+
+/// A hosted session client on either host; clone it freely. Both hosts hand
+/// out the same event receiver, so scenarios wait on events the same way.
+#[derive(Clone, Debug)]
+pub struct AnyHosted(OnHost<tether_tokio::HostedClient, tether_mio::HostedClient>);
 
 impl AnyHosted {
     /// Starts connecting on `host` and returns at once with a receiver that sees
@@ -508,29 +383,19 @@ impl AnyHosted {
         config: tether_tokio::HostedClientConfig,
         tokens: tether_proto::hosted::TokenProvider,
     ) -> Result<(AnyHosted, HostedEvents), tether_tokio::ConnectError> {
-        match host {
-            Host::Tokio => {
-                let c = tether_tokio::HostedClient::spawn(&config, tokens)?;
-                let events = c.events();
-                Ok((AnyHosted::Tokio(c), events))
-            }
+        let client = match host {
+            Host::Tokio => OnHost::Tokio(tether_tokio::HostedClient::spawn(&config, tokens)?),
             Host::Mio => {
-                let c = blocking(move || tether_mio::HostedClient::spawn(&config, tokens)).await?;
-                let events = c.events();
-                Ok((AnyHosted::Mio(c), events))
+                OnHost::Mio(blocking(move || tether_mio::HostedClient::spawn(&config, tokens)).await?)
             }
-        }
+        };
+        let events = get!(&client, |c| c.events());
+        Ok((AnyHosted(client), events))
     }
 
     /// Waits for the first connect's outcome.
     pub async fn connected(&self) -> Result<(), tether_tokio::ConnectError> {
-        match self {
-            AnyHosted::Tokio(c) => c.connected().await,
-            AnyHosted::Mio(c) => {
-                let c = c.clone();
-                blocking(move || c.connected()).await
-            }
-        }
+        call!(&self.0, |c| c.connected())
     }
 
     /// Sends a control request; its `request_id`.
@@ -538,13 +403,7 @@ impl AnyHosted {
         &self,
         request: serde_json::Value,
     ) -> Result<String, tether_tokio::HostedCallError> {
-        match self {
-            AnyHosted::Tokio(c) => c.send_control_request(request).await,
-            AnyHosted::Mio(c) => {
-                let c = c.clone();
-                blocking(move || c.send_control_request(request)).await
-            }
-        }
+        call!(&self.0, |c| c.send_control_request(request))
     }
 
     /// Sends a control response.
@@ -552,50 +411,26 @@ impl AnyHosted {
         &self,
         response: serde_json::Value,
     ) -> Result<(), tether_tokio::HostedCallError> {
-        match self {
-            AnyHosted::Tokio(c) => c.send_control_response(response).await,
-            AnyHosted::Mio(c) => {
-                let c = c.clone();
-                blocking(move || c.send_control_response(response)).await
-            }
-        }
+        call!(&self.0, |c| c.send_control_response(response))
     }
 
     /// The socket counters (write queue overflows, messages, flushes).
     pub async fn io_stats(&self) -> Result<tether_tokio::IoStats, tether_tokio::HostedCallError> {
-        match self {
-            AnyHosted::Tokio(c) => c.io_stats().await,
-            AnyHosted::Mio(c) => {
-                let c = c.clone();
-                blocking(move || c.io_stats()).await
-            }
-        }
+        call!(&self.0, |c| c.io_stats())
     }
 
     /// Forces a fresh connection after 500 ms (S5).
     pub async fn reconnect(&self) -> Result<(), tether_tokio::HostedCallError> {
-        match self {
-            AnyHosted::Tokio(c) => c.reconnect().await,
-            AnyHosted::Mio(c) => {
-                let c = c.clone();
-                blocking(move || c.reconnect()).await
-            }
-        }
+        call!(&self.0, |c| c.reconnect())
     }
 
     /// The status now.
     pub fn status(&self) -> Status {
-        match self {
-            AnyHosted::Tokio(c) => *c.status().borrow(),
-            AnyHosted::Mio(c) => c.status(),
-        }
+        get!(&self.0, |c| c.status().now())
     }
 
     /// Closes for good.
     pub async fn close(self) {
-        match self {
-            AnyHosted::Tokio(c) => c.close().await,
-            AnyHosted::Mio(c) => blocking(move || c.close()).await,
-        }
+        call!(&self.0, |c| c.close())
     }
 }

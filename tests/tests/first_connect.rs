@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tether_proto::lifecycle::{Status, StopReason};
 use tether_tests::e2e::*;
-use tether_tests::hosts::{AnyClient, Host, Spec};
+use tether_tests::hosts::{AnyClient, Host};
 use tether_tests::on_both_hosts;
 
 on_both_hosts!(a_failed_first_connect_leaves_nothing_running);
@@ -65,18 +65,6 @@ async fn nothing_left(host: Host, before: usize, after: &str) {
     }
 }
 
-fn config(spec: Spec) -> tether_tokio::ClientConfig {
-    let mut c = tether_tokio::ClientConfig::new(
-        spec.session.lifecycle.url.clone(),
-        spec.credentials,
-        spec.presence,
-    );
-    c.session = spec.session;
-    c.transport = spec.transport;
-    c.seed = Some(spec.seed);
-    c
-}
-
 async fn a_failed_first_connect_leaves_nothing_running(host: Host) {
     // proves D1 over both hosts
     let url = dead_url();
@@ -98,43 +86,18 @@ async fn a_failed_first_connect_leaves_nothing_running(host: Host) {
     nothing_left(host, before, "a failed connect").await;
     // `spawn`: the handle learns the failure, and everything ends by itself,
     // without a `close`, while the handle is still held.
-    let c = config(spec(&url, 1, "s1"));
-    match host {
-        Host::Tokio => {
-            let client = tether_tokio::Client::spawn(c).unwrap_or_else(|e| panic!("{e}"));
-            let mut events = client.events();
-            assert!(client.connected().await.is_err());
-            let ended =
-                tokio::time::timeout(PATIENCE, async { while events.recv().await.is_some() {} }).await;
-            assert!(
-                ended.is_ok(),
-                "the event stream kept going after the failed connect"
-            );
-            assert_eq!(*client.status().borrow(), Status::Closed);
-            nothing_left(host, before, "a failed spawned connect, handle held").await;
-            drop(client);
-        }
-        Host::Mio => {
-            let client = tokio::task::spawn_blocking(move || tether_mio::BlockingClient::spawn(c))
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-                .unwrap_or_else(|e| panic!("{e}"));
-            let events = client.events();
-            let (client, events) = tokio::task::spawn_blocking(move || {
-                assert!(client.connected().is_err());
-                while events.recv_timeout(PATIENCE).is_some() {}
-                (client, events)
-            })
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(
-                events.try_recv(),
-                Err(tether_tokio::TryRecvError::Closed),
-                "the event stream ended"
-            );
-            assert_eq!(client.status(), Status::Closed);
-            nothing_left(host, before, "a failed spawned connect, handle held").await;
-            drop(client);
-        }
-    }
+    let client = AnyClient::spawn(host, spec(&url, 1, "s1"))
+        .await
+        .unwrap_or_else(|f| panic!("{}", f.text));
+    assert!(client.connected().await.is_err());
+    // A receiver ends only once the host has closed the client's events.
+    let mut events = client.events();
+    let ended = tokio::time::timeout(PATIENCE, async { while events.recv().await.is_some() {} }).await;
+    assert!(
+        ended.is_ok(),
+        "the event stream kept going after the failed connect"
+    );
+    assert_eq!(client.status(), Status::Closed);
+    nothing_left(host, before, "a failed spawned connect, handle held").await;
+    drop(client);
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use tether_mio::{ConnConfig, ConnId, Reactor};
+use tether_mio::{ConnId, Reactor};
 use tether_proto::lifecycle::Status;
 use tether_proto::mesh::session::{OpId, Outgoing, SessionEvent};
 use tether_tests::e2e::*;
@@ -98,11 +98,8 @@ async fn two_hundred_connections_on_one_reactor_survive_a_broker_restart() {
             received: BTreeMap::new(),
         };
         for n in 1..=CONNS {
-            let s = spec(&url, n, &format!("many-{n}"));
-            let mut c = ConnConfig::new(url.clone(), s.credentials, s.presence);
-            c.session = s.session;
-            c.seed = Some(s.seed);
-            run.ids.push(run.reactor.add(c).unwrap());
+            run.ids
+                .push(run.reactor.add(spec(&url, n, &format!("many-{n}"))).unwrap());
         }
         run.until("every connection to open", |r| r.all(Status::Open));
         run.round(1);

@@ -3,24 +3,18 @@
 //! broker restart) right after the ack, so a client makes several attempts
 //! and each one's hello can be checked (S1, B12, D8: fresh per attempt).
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tether_proto::mesh::wire::{decode_client_frame, ClientFrame};
-use tokio::net::TcpListener;
 use tokio::sync::Notify;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::e2e::PATIENCE;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+use crate::stand_in::{lock, Listening};
 
 struct Shared {
     hellos: Mutex<Vec<ClientFrame>>,
@@ -31,40 +25,27 @@ struct Shared {
 
 /// The running stand-in.
 pub struct HelloRecorder {
-    addr: SocketAddr,
+    listening: Listening,
     shared: Arc<Shared>,
-    task: JoinHandle<()>,
 }
 
 impl HelloRecorder {
     /// Starts serving; the first `kicks` connections are closed with 1001 right
     /// after their hello is acknowledged, later ones are kept open.
     pub async fn start(kicks: usize) -> HelloRecorder {
-        let listener = match TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await {
-            Ok(l) => l,
-            Err(e) => panic!("cannot bind: {e}"),
-        };
-        let addr = match listener.local_addr() {
-            Ok(a) => a,
-            Err(e) => panic!("no address: {e}"),
-        };
         let shared = Arc::new(Shared {
             hellos: Mutex::new(Vec::new()),
             more: Notify::new(),
             kicks: Mutex::new(kicks),
         });
         let state = Arc::clone(&shared);
-        let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(serve(tcp, Arc::clone(&state)));
-            }
-        });
-        HelloRecorder { addr, shared, task }
+        let listening = Listening::start(move |tcp| serve(tcp, Arc::clone(&state))).await;
+        HelloRecorder { listening, shared }
     }
 
     /// The URL to connect to.
     pub fn url(&self) -> String {
-        format!("ws://{}/ws", self.addr)
+        format!("ws://{}/ws", self.listening.addr())
     }
 
     /// Waits until `n` hellos have come (panics after [`PATIENCE`]) and returns
@@ -87,12 +68,6 @@ impl HelloRecorder {
             Ok(hellos) => hellos,
             Err(_) => panic!("gave up waiting for {n} hellos"),
         }
-    }
-}
-
-impl Drop for HelloRecorder {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -5,20 +5,19 @@
 //! altogether, and it records the close frames clients send it.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tether_proto::hosted::TokenProvider;
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
+
+use crate::stand_in::{lock, Listening};
 
 pub use crate::hosts::wait_for;
 
@@ -67,55 +66,32 @@ pub struct Seen {
     plan: VecDeque<Plan>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 /// The running server.
 pub struct HostedServer {
-    addr: SocketAddr,
+    listening: Listening,
     seen: Arc<Mutex<Seen>>,
-    task: JoinHandle<()>,
 }
 
 impl HostedServer {
     /// Starts serving; connections follow `plan` in order, then [`Plan::Serve`].
     pub async fn start(plan: Vec<Plan>) -> HostedServer {
-        let listener = match TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await {
-            Ok(l) => l,
-            Err(e) => panic!("cannot bind: {e}"),
-        };
-        let addr = match listener.local_addr() {
-            Ok(a) => a,
-            Err(e) => panic!("no address: {e}"),
-        };
         let seen = Arc::new(Mutex::new(Seen {
             plan: plan.into(),
             ..Seen::default()
         }));
         let shared = Arc::clone(&seen);
-        let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
-                tokio::spawn(serve(tcp, Arc::clone(&shared)));
-            }
-        });
-        HostedServer { addr, seen, task }
+        let listening = Listening::start(move |tcp| serve(tcp, Arc::clone(&shared))).await;
+        HostedServer { listening, seen }
     }
 
     /// The API origin to hand to `HostedConfig::new`.
     pub fn base(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.listening.addr())
     }
 
     /// What the server has seen so far.
     pub fn seen(&self) -> MutexGuard<'_, Seen> {
         lock(&self.seen)
-    }
-}
-
-impl Drop for HostedServer {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

@@ -13,6 +13,7 @@
 //! - [`hello_recorder`]: a mesh broker stand-in that records each attempt's
 //!   hello and restarts the first connections, for freshness checks.
 //! - [`proxy`]: an HTTP CONNECT proxy that records what it was asked for.
+//! - [`stand_in`]: the accept loop these three stand-ins share.
 //! - [`storm`]: the reconnect-storm measurement (`tether_sim::storm`).
 //! - [`readme`]: the README's library examples, run as doc tests.
 //!
@@ -24,5 +25,6 @@ pub mod hosted_server;
 pub mod hosts;
 pub mod proxy;
 pub mod readme;
+pub mod stand_in;
 pub use tether_sim as sim;
 pub use tether_sim::storm;

@@ -3,16 +3,15 @@
 //! credentials when told to, refuses on demand, and otherwise tunnels bytes
 //! both ways. Tests wait on its records, never on the clock.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::e2e::PATIENCE;
+use crate::stand_in::Listening;
 
 /// How the proxy answers a CONNECT.
 #[derive(Clone, Debug)]
@@ -39,48 +38,37 @@ pub struct Seen {
 
 /// A running proxy; stopped when dropped.
 pub struct ConnectProxy {
-    addr: SocketAddr,
+    listening: Listening,
     seen: mpsc::UnboundedReceiver<Seen>,
     accepted: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
 }
 
 impl ConnectProxy {
     /// Starts a proxy answering as `mode` says.
     pub async fn start(mode: Mode) -> ConnectProxy {
-        let listener = match TcpListener::bind("127.0.0.1:0").await {
-            Ok(l) => l,
-            Err(e) => panic!("proxy cannot listen: {e}"),
-        };
-        let addr = match listener.local_addr() {
-            Ok(a) => a,
-            Err(e) => panic!("proxy has no address: {e}"),
-        };
         let (tx, seen) = mpsc::unbounded_channel();
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&accepted);
-        let task = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                tokio::spawn(serve(client, mode.clone(), tx.clone()));
-            }
-        });
+        let listening = Listening::start(move |client| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            serve(client, mode.clone(), tx.clone())
+        })
+        .await;
         ConnectProxy {
-            addr,
+            listening,
             seen,
             accepted,
-            task,
         }
     }
 
     /// `http://127.0.0.1:port`.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("http://{}", self.listening.addr())
     }
 
     /// The same with `user:password@` in it.
     pub fn url_with(&self, user: &str, password: &str) -> String {
-        format!("http://{user}:{password}@{}", self.addr)
+        format!("http://{user}:{password}@{}", self.listening.addr())
     }
 
     /// The next CONNECT it answered; panics after [`PATIENCE`].
@@ -94,12 +82,6 @@ impl ConnectProxy {
     /// TCP connections it accepted so far.
     pub fn connections(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for ConnectProxy {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

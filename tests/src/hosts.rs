@@ -6,7 +6,7 @@
 //! (`MeshClient`, `HostedClient`); the hosts differ only in how a call is
 //! waited for: tokio's returns a future, mio's blocks and returns the value.
 //! So each verb here is one call of the shared API, written once, and
-//! [`call!`] waits for it as its host needs: awaited on tokio, run on tokio's
+//! `call!` waits for it as its host needs: awaited on tokio, run on tokio's
 //! blocking pool on mio, so scenarios stay async either way.
 
 use std::sync::Arc;

@@ -19,6 +19,7 @@
 pub mod bare;
 pub mod cases;
 pub mod hosts;
+pub mod node;
 
 use std::io::{self, Read, Write};
 use std::time::{Duration, Instant};

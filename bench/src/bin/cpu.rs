@@ -24,12 +24,13 @@
 //! the instructions of `N` measured sends: CPU time moves with the machine's
 //! load, instruction counts barely do.
 
-use std::io::{BufRead, BufReader, Write as _};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tether_bench::bare::{BareMio, BareTokio};
 use tether_bench::hosts::{self, ReactorClients};
+use tether_bench::node::NodeRunner;
 use tether_bench::OneThread as _;
 
 /// The client kinds, in the first round's order.
@@ -132,39 +133,11 @@ fn client(kind: &str, url: &str, sends: usize, window: usize, warmup: usize, tag
 
 /// The seeds' client on Node, as a child of its own (see `bench/node/runner.ts`).
 fn node(dir: &str, url: &str, sends: usize, window: usize, warmup: usize) -> String {
-    let mut child = match Command::new("node")
-        .args(["--import", "tsx", "runner.ts", url, "1"])
-        .current_dir(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-    {
-        Ok(c) => c,
-        Err(e) => panic!("cannot start node in {dir}: {e}"),
-    };
-    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        panic!("node's pipes");
-    };
-    let mut stdout = BufReader::new(stdout);
-    let mut line = || {
-        let mut l = String::new();
-        match stdout.read_line(&mut l) {
-            Ok(n) if n > 0 => l,
-            other => panic!("the Node runner stopped: {other:?}"),
-        }
-    };
-    assert_eq!(line().trim(), "ready", "the Node runner connects");
-    let mut ask = |cmd: String| {
-        if let Err(e) = writeln!(stdin, "{cmd}") {
-            panic!("the Node runner stopped: {e}");
-        }
-        line()
-    };
-    ask(format!("cpu {window} {warmup}"));
-    let out = ask(format!("cpu {window} {sends}"));
-    let _ = writeln!(stdin, "quit");
-    let _ = child.wait();
-    out.trim().to_owned()
+    let mut node = NodeRunner::start(dir, url, 1);
+    node.ask(&format!("cpu {window} {warmup}"));
+    let out = node.ask(&format!("cpu {window} {sends}"));
+    node.stop();
+    out
 }
 
 /// One child of `kind`; its JSON line.

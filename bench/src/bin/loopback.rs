@@ -19,14 +19,13 @@
 //! kinds take turns going first, round by round.
 //! Configurations: 1 or 100 connections, 1 or 100 sends in flight per connection.
 
-use std::io::{BufRead, BufReader, Write as _};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use tether_bench::bare::{BareMio, BareTokio};
 use tether_bench::hosts::{self, ReactorClients};
+use tether_bench::node::NodeRunner;
 use tether_bench::OneThread as _;
 use tether_broker::{BrokerConfig, BrokerServer, Membership, ServerConfig};
 use tether_tokio::Client;
@@ -68,51 +67,16 @@ impl Run {
     }
 }
 
-/// The seeds' client on Node, driven line by line (see `bench/node/runner.ts`).
-struct Node {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
+/// The seeds' client on Node (see `bench/node/runner.ts`).
+struct Node(NodeRunner);
 
 impl Node {
     fn start(dir: &str, url: &str, conns: usize) -> Node {
-        let mut child = match Command::new("node")
-            .args(["--import", "tsx", "runner.ts", url, &conns.to_string()])
-            .current_dir(dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => panic!("cannot start node in {dir}: {e}"),
-        };
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            panic!("node's pipes");
-        };
-        let mut node = Node {
-            child,
-            stdin,
-            stdout: BufReader::new(stdout),
-        };
-        let ready = node.line();
-        assert_eq!(ready.trim(), "ready", "the Node runner connects its clients");
-        node
-    }
-
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        match self.stdout.read_line(&mut line) {
-            Ok(n) if n > 0 => line,
-            other => panic!("the Node runner stopped: {other:?}"),
-        }
+        Node(NodeRunner::start(dir, url, conns))
     }
 
     fn ask(&mut self, cmd: &str) -> serde_json::Value {
-        if let Err(e) = writeln!(self.stdin, "{cmd}") {
-            panic!("the Node runner stopped: {e}");
-        }
-        let line = self.line();
+        let line = self.0.ask(cmd);
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("Node runner answered {line:?}: {e}"))
     }
 
@@ -128,9 +92,8 @@ impl Node {
         }
     }
 
-    fn stop(mut self) {
-        let _ = writeln!(self.stdin, "quit");
-        let _ = self.child.wait();
+    fn stop(self) {
+        self.0.stop();
     }
 }
 

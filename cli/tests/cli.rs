@@ -107,6 +107,15 @@ fn open_broker(extra: &[&OsStr]) -> Broker {
     start_broker(open.iter().chain(extra))
 }
 
+/// A temporary directory named after `test` with alice's and bob's identity
+/// files, and an open broker.
+fn alice_bob_and_a_broker(test: &str) -> (TempDir, PathBuf, PathBuf, Broker) {
+    let dir = TempDir::new(test);
+    let alice = keygen(&dir, "alice.json", "alice");
+    let bob = keygen(&dir, "bob.json", "bob");
+    (dir, alice, bob, open_broker(&[]))
+}
+
 /// Sends SIGTERM to `child`, as a service manager stops a service.
 fn terminate(child: &Child) {
     let killed = Command::new("kill")
@@ -237,10 +246,7 @@ fn keygen_writes_a_private_file_and_keeps_the_secret_off_the_screen() {
 fn send_and_listen_round_trip_through_a_broker() {
     // proves B1, B7, B14, B15, B17: bob listens as his session, alice writes
     // "bob", the name resolves to bob's session key and the message is sealed.
-    let dir = TempDir::new("roundtrip");
-    let alice = keygen(&dir, "alice.json", "alice");
-    let bob = keygen(&dir, "bob.json", "bob");
-    let broker = open_broker(&[]);
+    let (dir, alice, bob, broker) = alice_bob_and_a_broker("roundtrip");
     let url = broker.url.clone();
 
     let (mut listener, _listen_err) = start_listener(&url, &bob, &["--count", "1"]);
@@ -494,10 +500,7 @@ fn listen_ends_quietly_when_its_reader_goes_away() {
     // `tether listen | head -1`: once head has gone, the next push finds stdout
     // closed; listen must close its session and exit 0, not panic in println!
     // (exit 101) nor keep printing into the void for ever.
-    let dir = TempDir::new("closed-stdout");
-    let alice = keygen(&dir, "alice.json", "alice");
-    let bob = keygen(&dir, "bob.json", "bob");
-    let broker = open_broker(&[]);
+    let (_dir, alice, bob, broker) = alice_bob_and_a_broker("closed-stdout");
     let url = broker.url.clone();
     let (mut listener, mut listen_err) = start_listener(&url, &bob, &[]);
     // The reader goes away before anything was printed.

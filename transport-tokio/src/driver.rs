@@ -136,6 +136,7 @@ where
             driver: self,
             started: false,
             finishing: false,
+            ended: false,
         }
     }
 
@@ -425,12 +426,26 @@ where
 }
 
 /// The driver task's future ([`Driver::run`]).
-pub(crate) struct Running<M: Machine, R> {
+pub(crate) struct Running<M: Machine, R: Router<M>> {
     driver: Box<Driver<M, R>>,
     /// The first attempt was asked for.
     started: bool,
     /// The machine is closed; the lingering sockets are being waited for.
     finishing: bool,
+    /// Subscribers and the hand-off have been ended.
+    ended: bool,
+}
+
+impl<M: Machine, R: Router<M>> Drop for Running<M, R> {
+    /// A task dropped before it finished (its runtime shut down) still ends
+    /// its subscribers and its hand-off, so a handle used from another runtime
+    /// or thread gets `Shutdown` instead of waiting for a driver that is gone.
+    fn drop(&mut self) {
+        if !self.ended {
+            self.driver.router.closed();
+            self.driver.handoff.end();
+        }
+    }
 }
 
 impl<M, R> Future for Running<M, R>
@@ -451,20 +466,31 @@ where
         }
         loop {
             if this.finishing {
-                return driver.poll_finish(cx);
+                std::task::ready!(driver.poll_finish(cx));
+                this.ended = true;
+                return Poll::Ready(());
             }
             if driver.machine.status() == Status::Closed {
                 this.finishing = true;
                 continue;
             }
+            // One unit of tokio's task budget per turn. `select!` gave way when
+            // the budget was spent; without this a handle on another worker
+            // that keeps queueing commands would keep this loop turning while
+            // the socket (which does obey the budget) never flushes, until the
+            // write queue overflows into a spurious 1006. Undone if the turn
+            // finds nothing.
+            let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
             let deadline = driver.machine.next_deadline().map(|(at, _)| at);
             // Trust the clock, not the sleep: a deadline already due is handled now.
             if deadline.is_some_and(|at| at <= Instant::now()) {
+                coop.made_progress();
                 driver.feed(Event::Tick);
                 continue;
             }
             driver.arm(deadline);
             let turn = std::task::ready!(driver.poll_turn(cx));
+            coop.made_progress();
             driver.on_turn(turn);
         }
     }
@@ -577,5 +603,135 @@ async fn close_handshake(live: &mut Live) {
             let _ = std::future::poll_fn(|cx| Pin::new(&mut live.ws).poll_flush(cx)).await;
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use futures_util::FutureExt;
+    use tether_host::{Broadcast, Transport};
+    use tether_proto::lifecycle::{Config, Handshake, HelloError, Lifecycle, PreOpen};
+
+    /// The bare protocol of the crate docs: the open socket is the handshake.
+    struct Bare;
+
+    impl Handshake for Bare {
+        type Message = String;
+        type DecodeError = std::convert::Infallible;
+        fn hello(&mut self, _: u64, _: u64) -> Result<Option<String>, HelloError> {
+            Ok(None)
+        }
+        fn decode(&mut self, text: String) -> Result<String, Self::DecodeError> {
+            Ok(text)
+        }
+        fn classify(&mut self, _: &String) -> PreOpen {
+            PreOpen::Other
+        }
+    }
+
+    type M = Lifecycle<Bare>;
+    type R = Broadcast<<M as Machine>::Event>;
+
+    /// A command that queues another like it, `left` more times: a handle that
+    /// never stops sending, as one on another worker thread can.
+    fn again(handoff: &Arc<Handoff<Cmd<M, R>>>, turns: &Arc<AtomicUsize>, left: usize) -> Cmd<M, R> {
+        let (handoff, turns) = (Arc::clone(handoff), Arc::clone(turns));
+        Cmd::Call(Box::new(move |_, _, _| {
+            turns.fetch_add(1, Ordering::Relaxed);
+            if left > 0 {
+                let next = again(&handoff, &turns, left - 1);
+                // The queue has room: the one before was just taken.
+                assert!(handoff.send(next).now_or_never().is_some());
+            }
+        }))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn one_poll_of_the_driver_spends_at_most_the_task_budget() {
+        // proves X1: the tokio host, like mio's reactor, lets its socket (and
+        // the runtime's other tasks) run while commands keep coming
+        let machine = Lifecycle::new(Config::new("ws://127.0.0.1:9/ws"), Bare, 1, Instant::now())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (router, _events) = Broadcast::with_fanout(4);
+        let handoff = Arc::new(Handoff::new(4, machine.status()));
+        let driver = Box::new(Driver::new(Parts {
+            machine,
+            router,
+            handoff: Arc::clone(&handoff),
+            tls: None,
+            settings: Transport::default().attempt_settings(),
+        }));
+        let turns = Arc::new(AtomicUsize::new(0));
+        let endless = again(&handoff, &turns, 10_000);
+        handoff.send(endless).await.unwrap_or_else(|e| panic!("{e}"));
+        let mut running = driver.run();
+        std::future::poll_fn(|cx| {
+            // Gives way and asks to be polled again, as select! did.
+            assert!(Pin::new(&mut running).poll(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        let one_poll = turns.load(Ordering::Relaxed);
+        // tokio's budget is 128 units per poll of a task.
+        assert!(
+            (1..=128).contains(&one_poll),
+            "{one_poll} commands run in one poll"
+        );
+    }
+
+    #[test]
+    fn a_driver_dropped_with_its_runtime_ends_its_handles() {
+        // proves X3: a runtime shut down under a connection leaves its
+        // handles answered (refused), not waiting forever
+        // A peer that accepts the TCP connection and never answers the upgrade:
+        // the first connect's outcome stays unknown while the driver lives.
+        let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let url = format!("ws://{}/ws", peer.local_addr().unwrap_or_else(|e| panic!("{e}")));
+        let machine =
+            Lifecycle::new(Config::new(&url), Bare, 1, Instant::now()).unwrap_or_else(|e| panic!("{e}"));
+        let (router, events) = Broadcast::with_fanout(4);
+        let handoff = Arc::new(Handoff::new(4, machine.status()));
+        let first = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        first.block_on(async {
+            let driver = Box::new(Driver::new(Parts {
+                machine,
+                router,
+                handoff: Arc::clone(&handoff),
+                tls: None,
+                settings: Transport::default().attempt_settings(),
+            }));
+            tokio::spawn(driver.run());
+            tokio::task::yield_now().await;
+        });
+        drop(first);
+        let second = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        second.block_on(async {
+            let mut sub = events.subscribe();
+            // A guard against a hang, not a timing: the answer is immediate.
+            let within = std::time::Duration::from_secs(30);
+            let first = tokio::time::timeout(within, handoff.first_outcome()).await;
+            assert!(
+                matches!(first, Ok(Err(tether_host::ConnectError::Shutdown))),
+                "{first:?}"
+            );
+            let turns = Arc::new(AtomicUsize::new(0));
+            assert!(
+                handoff.send(again(&handoff, &turns, 0)).await.is_err(),
+                "refused, not queued"
+            );
+            // The first attempt's events come first (kept for the first
+            // subscriber), then the end.
+            let end = tokio::time::timeout(within, async { while sub.recv().await.is_some() {} }).await;
+            assert!(end.is_ok(), "the event stream ends");
+        });
     }
 }

@@ -2,11 +2,13 @@
 //! (tether-tokio and tether-mio) against the reference broker (X1). Every test
 //! waits on events; the timeouts are safety nets.
 
+mod self_signed;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use self_signed::self_signed_broker_tls;
 use tether_broker::core::{ConnSelector, Refusal};
-use tether_broker::TlsSetup;
 use tether_proto::lifecycle::{ConnectFailureKind, Failure, FailureClass, Notification, Status, StopReason};
 use tether_proto::mesh::push::Push;
 use tether_proto::mesh::session::{FailureKind, Outgoing, Queueing, SendRefusal};
@@ -435,17 +437,8 @@ async fn oversized_frames_are_refused_with_a_clear_error(host: Host) {
 
 async fn wss_with_a_self_signed_certificate_needs_its_ca(host: Host) {
     // proves X5
-    let issued = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(issued.signing_key.serialize_der().into());
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![issued.cert.der().clone()], key)
-        .unwrap();
-    let tls = Some(TlsSetup::Config(std::sync::Arc::new(server)));
-    let broker = start_broker(broker_config(membership(1, &[])), tls).await;
+    let (tls, ca) = self_signed_broker_tls();
+    let broker = start_broker(broker_config(membership(1, &[])), Some(tls)).await;
     let url = broker.url();
     assert!(url.starts_with("wss://"), "{url}");
     // A TLS handshake in a debug build on a loaded machine can take longer
@@ -480,7 +473,7 @@ async fn wss_with_a_self_signed_certificate_needs_its_ca(host: Host) {
         Ok(_) => panic!("a self-signed broker was trusted without its CA"),
     }
     let mut s = patient(spec(&url, 1, "s1"));
-    s.transport.tls.extra_ca_pem.push(issued.cert.pem());
+    s.transport.tls.extra_ca_pem.push(ca);
     let alice = AnyClient::connect(host, s).await.unwrap();
     // A broadcast: the real broker refuses a direct send to one's own only connection.
     alice.send("*", "over tls", Priority::Next).await.unwrap();

@@ -6,11 +6,12 @@
 //! connection backs off up to its budget (D10), `wss:` is detected in any
 //! case, and pushes, subscriptions and events end after close.
 
-use std::sync::Arc;
+mod self_signed;
+
 use std::time::Duration;
 
+use self_signed::self_signed_broker_tls;
 use serde_json::json;
-use tether_broker::TlsSetup;
 use tether_proto::hosted::{HostedConfig, HostedEvent};
 use tether_proto::lifecycle::{Failure, Notification, StopReason};
 use tether_proto::mesh::wire::Priority;
@@ -207,23 +208,11 @@ async fn failed_reconnects_stop_when_the_budget_is_spent(host: Host) {
 
 async fn an_upper_case_wss_url_gets_tls(host: Host) {
     // proves X5 over both hosts: `WSS://` is TLS too (one host once sent it in the clear)
-    let issued = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(issued.signing_key.serialize_der().into());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![issued.cert.der().clone()], key)
-        .unwrap();
-    let broker = start_broker(
-        broker_config(membership(1, &[])),
-        Some(TlsSetup::Config(Arc::new(server))),
-    )
-    .await;
+    let (tls, ca) = self_signed_broker_tls();
+    let broker = start_broker(broker_config(membership(1, &[])), Some(tls)).await;
     let url = broker.url().replacen("wss://", "WSS://", 1);
     let mut s = spec(&url, 1, "s1");
-    s.transport.tls.extra_ca_pem.push(issued.cert.pem());
+    s.transport.tls.extra_ca_pem.push(ca);
     let alice = AnyClient::connect(host, s)
         .await
         .unwrap_or_else(|f| panic!("{}", f.text));

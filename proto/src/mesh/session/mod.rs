@@ -166,14 +166,11 @@ struct Op {
     state: OpState,
 }
 
-/// The pure mesh session. See the [module docs](self).
+/// A session's bookkeeping of sends, requests and pushes: empty on a connection
+/// that only sits open, so it lives in a box made on the first write to it
+/// ([`LazyWork`]) instead of taking ~300 bytes in every session.
 #[derive(Debug)]
-pub struct Session {
-    lc: Lifecycle<MeshHandshake>,
-    limits: Arc<Limits>,
-    rng: Rng,
-    next_op: u64,
-    next_req: u64,
+struct Work {
     ops: Map<OpId, Op>,
     deadlines: BTreeSet<(Instant, OpId)>,
     queue: VecDeque<OpId>,
@@ -187,6 +184,75 @@ pub struct Session {
     history: VecDeque<Arc<Push>>,
     seen_order: VecDeque<u64>,
     seen: HashSet<u64, Hashing>,
+}
+
+impl Work {
+    /// Empty, its maps hashed with `Hashing::with_seed(hash_seed)`.
+    const fn new(hash_seed: u64) -> Self {
+        Work {
+            ops: Map::with_hasher(Hashing::with_seed(hash_seed)),
+            deadlines: BTreeSet::new(),
+            queue: VecDeque::new(),
+            by_id: Map::with_hasher(Hashing::with_seed(hash_seed)),
+            in_flight: 0,
+            requests: Map::with_hasher(Hashing::with_seed(hash_seed)),
+            history: VecDeque::new(),
+            seen_order: VecDeque::new(),
+            seen: HashSet::with_hasher(Hashing::with_seed(hash_seed)),
+        }
+    }
+}
+
+/// What a session that never wrote to its [`Work`] reads: nothing pending. Its
+/// hasher's seed does not matter, an empty table is never probed.
+static NO_WORK: Work = Work::new(0);
+
+/// The session's [`Work`], made on the first write to it (a send, a request, a
+/// push) and kept from then on, so that sending again allocates no box.
+///
+/// Reading (`Deref`) never makes it: the paths every idle connection runs (a
+/// tick, the next deadline, a connect's flush, a disconnect) read first and
+/// write only when there is something to write.
+#[derive(Debug)]
+struct LazyWork {
+    work: Option<Box<Work>>,
+    /// The seed of its maps' hasher, drawn from the session's seed (see [`Hashing`]).
+    hash_seed: u64,
+}
+
+impl LazyWork {
+    /// The work if it was ever made: for the paths that take from it (a
+    /// disconnect, a close), which must not make it to find it empty.
+    fn made(&mut self) -> Option<&mut Work> {
+        self.work.as_deref_mut()
+    }
+}
+
+impl std::ops::Deref for LazyWork {
+    type Target = Work;
+
+    fn deref(&self) -> &Work {
+        self.work.as_deref().unwrap_or(&NO_WORK)
+    }
+}
+
+impl std::ops::DerefMut for LazyWork {
+    fn deref_mut(&mut self) -> &mut Work {
+        let hash_seed = self.hash_seed;
+        self.work.get_or_insert_with(|| Box::new(Work::new(hash_seed)))
+    }
+}
+
+/// The pure mesh session. See the [module docs](self).
+#[derive(Debug)]
+pub struct Session {
+    lc: Lifecycle<MeshHandshake>,
+    limits: Arc<Limits>,
+    rng: Rng,
+    next_op: u64,
+    next_req: u64,
+    /// Sends, requests and the push window, in a box made on first use.
+    work: LazyWork,
     /// Keys the push fingerprints of `seen` (see `dedupe_key`).
     dedupe_keys: foldhash::quality::FixedState,
     actions: VecDeque<SessionAction>,
@@ -231,21 +297,16 @@ impl Session {
         let lc = Lifecycle::new(Arc::clone(&config.lifecycle), handshake, seeder.next_u64(), now)?;
         let rng = Rng::new(seeder.next_u64());
         // Drawn after the two streams above so adding it moved neither of them.
-        let hashing = Hashing::with_seed(seeder.next_u64());
+        let hash_seed = seeder.next_u64();
         Ok(Session {
             lc,
             rng,
             next_op: 0,
             next_req: 0,
-            ops: Map::with_hasher(hashing.clone()),
-            deadlines: BTreeSet::new(),
-            queue: VecDeque::new(),
-            by_id: Map::with_hasher(hashing.clone()),
-            in_flight: 0,
-            requests: Map::with_hasher(hashing.clone()),
-            history: VecDeque::new(),
-            seen_order: VecDeque::new(),
-            seen: HashSet::with_hasher(hashing),
+            work: LazyWork {
+                work: None,
+                hash_seed,
+            },
             dedupe_keys: foldhash::quality::FixedState::with_seed(seeder.next_u64()),
             actions: VecDeque::new(),
             stats: Counters::default(),
@@ -286,7 +347,7 @@ impl Session {
         if let Some(id) = &outgoing.client_message_id {
             // Two pending sends under one idempotency id would be one message to
             // the broker and two to us: the acks could not tell them apart.
-            if self.by_id.contains_key(id) {
+            if self.work.by_id.contains_key(id) {
                 return Err(refuse(SendRefusal::DuplicateId, outgoing));
             }
         }
@@ -312,7 +373,7 @@ impl Session {
         if self.lc.status() != Status::Open {
             return Err(refuse(SendRefusal::NotOpen, outgoing));
         }
-        if self.requests.len() >= self.limits.max_pending_requests {
+        if self.work.requests.len() >= self.limits.max_pending_requests {
             return Err(refuse(SendRefusal::TooManyPending, outgoing));
         }
         // The counter moves only once the request is written.
@@ -327,9 +388,9 @@ impl Session {
         let op_id = self.next_op_id();
         let deadline = now.instant + self.limits.request_timeout;
         if let Some(id) = &outgoing.client_message_id {
-            self.by_id.insert(id.clone(), op_id);
+            self.work.by_id.insert(id.clone(), op_id);
         }
-        self.ops.insert(
+        self.work.ops.insert(
             op_id,
             Op {
                 deadline: Some(deadline),
@@ -339,8 +400,8 @@ impl Session {
                 },
             },
         );
-        self.deadlines.insert((deadline, op_id));
-        self.requests.insert(req_id, op_id);
+        self.work.deadlines.insert((deadline, op_id));
+        self.work.requests.insert(req_id, op_id);
         self.pump(now);
         Ok(op_id)
     }
@@ -349,12 +410,13 @@ impl Session {
     /// under `reuse` when it is a resolved name's op, else under a new id.
     fn enqueue_send(&mut self, now: Now, outgoing: Outgoing, reuse: Option<OpId>) -> Result<OpId, SendError> {
         let status = self.lc.status();
-        let can_write =
-            status == Status::Open && self.queue.is_empty() && self.in_flight < self.limits.max_in_flight;
-        let must_evict = !can_write && self.queue.len() >= self.limits.outbound_queue;
+        let can_write = status == Status::Open
+            && self.work.queue.is_empty()
+            && self.work.in_flight < self.limits.max_in_flight;
+        let must_evict = !can_write && self.work.queue.len() >= self.limits.outbound_queue;
         // A queue of capacity zero has no oldest to make room with; queueing
         // anyway would break its cap (found by fuzzing).
-        if must_evict && (self.limits.overflow == Overflow::RefuseNew || self.queue.is_empty()) {
+        if must_evict && (self.limits.overflow == Overflow::RefuseNew || self.work.queue.is_empty()) {
             self.stats.queue_refused += 1;
             return Err(refuse(SendRefusal::QueueFull, outgoing));
         }
@@ -420,28 +482,28 @@ impl Session {
         // Accepted: from here on the state moves.
         self.rng = rng;
         if must_evict {
-            if let Some(oldest) = self.queue.pop_front() {
+            if let Some(oldest) = self.work.queue.pop_front() {
                 self.stats.queue_dropped += 1;
                 let failure = OpFailure::new(FailureKind::NeverSent, "outbound_queue_overflow");
                 self.resolve(oldest, Err(failure));
             }
         }
         let op_id = reuse.unwrap_or_else(|| self.next_op_id());
-        self.by_id.insert(id.clone(), op_id);
+        self.work.by_id.insert(id.clone(), op_id);
         let send = PendingSend {
             id,
             text,
             queue_for,
             resend: outgoing.resend_if_unknown,
         };
-        self.ops.insert(
+        self.work.ops.insert(
             op_id,
             Op {
                 deadline: None,
                 state: OpState::Send { send, written: false },
             },
         );
-        self.queue.push_back(op_id);
+        self.work.queue.push_back(op_id);
         // A send written at once never waits in the queue: no queue deadline to
         // arm and clear again (flush arms one if the write is refused after all).
         if !can_write {
@@ -454,7 +516,7 @@ impl Session {
     /// Sends a request (B8); its reply comes later as `Resolved`. Refused unless open.
     pub fn request(&mut self, now: Now, request: Request) -> Result<OpId, RequestError> {
         self.check_open()?;
-        if self.requests.len() >= self.limits.max_pending_requests {
+        if self.work.requests.len() >= self.limits.max_pending_requests {
             return Err(RequestError::TooManyPending);
         }
         // The counter moves only once the request is written.
@@ -484,7 +546,7 @@ impl Session {
         self.next_req += 1;
         let op_id = self.next_op_id();
         let deadline = deadline_after(now.instant, self.limits.request_timeout);
-        self.ops.insert(
+        self.work.ops.insert(
             op_id,
             Op {
                 deadline: Some(deadline),
@@ -494,8 +556,8 @@ impl Session {
                 },
             },
         );
-        self.deadlines.insert((deadline, op_id));
-        self.requests.insert(req_id, op_id);
+        self.work.deadlines.insert((deadline, op_id));
+        self.work.requests.insert(req_id, op_id);
         self.pump(now);
         Ok(op_id)
     }
@@ -546,7 +608,11 @@ impl Session {
             .lc
             .next_deadline()
             .map(|(at, t)| (at, Deadline::Lifecycle(t)));
-        let op = self.deadlines.first().map(|&(at, id)| (at, Deadline::Op(id)));
+        let op = self
+            .work
+            .deadlines
+            .first()
+            .map(|&(at, id)| (at, Deadline::Op(id)));
         match (lc, op) {
             (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
             (a, b) => a.or(b),
@@ -570,7 +636,9 @@ impl Session {
 
     /// Takes every push in the history buffer, oldest first (B7).
     pub fn drain_history(&mut self) -> Vec<Arc<Push>> {
-        self.history.drain(..).collect()
+        self.work
+            .made()
+            .map_or_else(Vec::new, |work| work.history.drain(..).collect())
     }
 
     /// Why the session closed, once it has.
@@ -583,10 +651,10 @@ impl Session {
         let c = &self.stats;
         SessionStats {
             lifecycle: self.lc.stats(now),
-            queue_depth: self.queue.len(),
-            in_flight: self.in_flight,
-            pending_requests: self.requests.len(),
-            history_len: self.history.len(),
+            queue_depth: self.work.queue.len(),
+            in_flight: self.work.in_flight,
+            pending_requests: self.work.requests.len(),
+            history_len: self.work.history.len(),
             queue_refused: c.queue_refused,
             queue_dropped: c.queue_dropped,
             queue_expired: c.queue_expired,
@@ -605,8 +673,8 @@ impl Session {
 
     /// The written send whose id is `id`: what an ack or error may answer.
     fn written_send(&self, id: &str) -> Option<OpId> {
-        let &op = self.by_id.get(id)?;
-        match self.ops.get(&op) {
+        let &op = self.work.by_id.get(id)?;
+        match self.work.ops.get(&op) {
             Some(Op {
                 state: OpState::Send { written: true, .. },
                 ..
@@ -670,7 +738,8 @@ impl Session {
                     },
                 };
                 self.lose_in_flight(now.instant, &text);
-                for op in std::mem::take(&mut self.queue) {
+                let queued = self.work.made().map(|work| std::mem::take(&mut work.queue));
+                for op in queued.unwrap_or_default() {
                     self.resolve(op, Err(OpFailure::new(FailureKind::NeverSent, text.clone())));
                 }
                 self.emit(SessionEvent::Lifecycle(note));
@@ -683,20 +752,23 @@ impl Session {
     /// carried it is gone.
     fn lose_in_flight(&mut self, now: Instant, reason: &str) {
         let mut ids: Vec<OpId> = self
+            .work
             .ops
             .iter()
             .filter(|(_, op)| matches!(op.state, OpState::Send { written: true, .. }))
             .map(|(&id, _)| id)
             .collect();
-        ids.extend(self.requests.drain().map(|(_, op)| op));
+        if let Some(work) = self.work.made() {
+            ids.extend(work.requests.drain().map(|(_, op)| op));
+        }
         // Oldest first, so requeued sends keep their order and results come in order.
         ids.sort_unstable();
         let closing = self.lc.status() == Status::Closed;
-        let mut room = self.limits.outbound_queue.saturating_sub(self.queue.len());
+        let mut room = self.limits.outbound_queue.saturating_sub(self.work.queue.len());
         let mut requeue = Vec::new();
         for id in ids {
             if matches!(
-                self.ops.get(&id),
+                self.work.ops.get(&id),
                 Some(Op {
                     state: OpState::Resolve { .. },
                     ..
@@ -705,7 +777,7 @@ impl Session {
                 self.fail_resolution(id, "name_resolution_failed", reason, false);
                 continue;
             }
-            let resend = matches!(self.ops.get(&id), Some(Op { state: OpState::Send { send, .. }, .. }) if send.resend);
+            let resend = matches!(self.work.ops.get(&id), Some(Op { state: OpState::Send { send, .. }, .. }) if send.resend);
             if resend && !closing && room > 0 {
                 room -= 1;
                 requeue.push(id);
@@ -719,17 +791,18 @@ impl Session {
         }
         for &id in requeue.iter().rev() {
             self.clear_deadline(id);
+            let work = &mut *self.work;
             if let Some(Op {
                 state: OpState::Send { written, .. },
                 ..
-            }) = self.ops.get_mut(&id)
+            }) = work.ops.get_mut(&id)
             {
                 if *written {
-                    self.in_flight -= 1;
+                    work.in_flight -= 1;
                 }
                 *written = false;
             }
-            self.queue.push_front(id);
+            work.queue.push_front(id);
             self.stats.resends += 1;
             self.arm_queue_deadline(now, id);
         }
@@ -772,7 +845,7 @@ impl Session {
     fn on_error(&mut self, now: Now, error: ErrorFrame) {
         let op = match (&error.id, &error.req_id) {
             (Some(id), _) if self.written_send(id).is_some() => self.written_send(id),
-            (_, Some(req)) if self.requests.contains_key(req) => self.requests.remove(req),
+            (_, Some(req)) if self.work.requests.contains_key(req) => self.work.requests.remove(req),
             _ => None,
         };
         let Some(op) = op else {
@@ -780,7 +853,7 @@ impl Session {
             return;
         };
         if matches!(
-            self.ops.get(&op),
+            self.work.ops.get(&op),
             Some(Op {
                 state: OpState::Resolve { .. },
                 ..
@@ -801,14 +874,15 @@ impl Session {
             return;
         };
         let op = match frame.req_id() {
-            Some(req) => self.requests.remove(req),
+            Some(req) => self.work.requests.remove(req),
             // Older brokers echo no `_reqId`: the oldest pending request of the
             // matching kind is the one answered (PROTOCOL.md).
             None => {
                 let oldest = self
+                    .work
                     .requests
                     .iter()
-                    .filter(|(_, op)| match self.ops.get(op) {
+                    .filter(|(_, op)| match self.work.ops.get(op) {
                         Some(Op {
                             state: OpState::Request { kind: k, .. },
                             ..
@@ -821,7 +895,7 @@ impl Session {
                     })
                     .min_by_key(|(_, op)| **op)
                     .map(|(req, _)| req.clone());
-                oldest.and_then(|req| self.requests.remove(&req))
+                oldest.and_then(|req| self.work.requests.remove(&req))
             }
         };
         let Some(op) = op else {
@@ -829,7 +903,7 @@ impl Session {
             return;
         };
         if matches!(
-            self.ops.get(&op),
+            self.work.ops.get(&op),
             Some(Op {
                 state: OpState::Resolve { .. },
                 ..
@@ -838,7 +912,7 @@ impl Session {
             self.on_resolution(now, op, frame);
             return;
         }
-        let expected = match self.ops.get(&op) {
+        let expected = match self.work.ops.get(&op) {
             Some(Op {
                 state: OpState::Request { kind, .. },
                 ..
@@ -870,7 +944,7 @@ impl Session {
     /// one match, or fails as never sent.
     fn on_resolution(&mut self, now: Now, op: OpId, frame: BrokerFrame) {
         self.clear_deadline(op);
-        let outgoing = match self.ops.get_mut(&op) {
+        let outgoing = match self.work.ops.get_mut(&op) {
             Some(Op {
                 state: OpState::Resolve { outgoing, .. },
                 ..
@@ -879,7 +953,7 @@ impl Session {
         };
         // The id passes to the send this becomes, or is free again if it fails.
         if let Some(id) = &outgoing.client_message_id {
-            self.by_id.remove(id);
+            self.work.by_id.remove(id);
         }
         let Ok(Reply::Peers(peers)) = frame.into_reply() else {
             self.fail_resolution(
@@ -894,7 +968,7 @@ impl Session {
             Ok(key) => {
                 let mut outgoing = outgoing;
                 outgoing.target = Target::from(key);
-                self.ops.remove(&op);
+                self.work.ops.remove(&op);
                 if let Err(refused) = self.enqueue_send(now, outgoing, Some(op)) {
                     let reason = refused.reason.to_string();
                     self.reinsert_resolution(op, *refused.outgoing);
@@ -907,7 +981,7 @@ impl Session {
     }
 
     fn reinsert_resolution(&mut self, op: OpId, outgoing: Outgoing) {
-        self.ops.insert(
+        self.work.ops.insert(
             op,
             Op {
                 deadline: None,
@@ -946,18 +1020,18 @@ impl Session {
             self.pump(now);
         }
         if let Some(key) = dedupe_key(&self.dedupe_keys, &push) {
-            if self.seen.contains(&key) {
+            if self.work.seen.contains(&key) {
                 self.stats.push_duplicates += 1;
                 return;
             }
             if self.limits.dedupe_window > 0 {
-                if self.seen_order.len() >= self.limits.dedupe_window {
-                    if let Some(old) = self.seen_order.pop_front() {
-                        self.seen.remove(&old);
+                if self.work.seen_order.len() >= self.limits.dedupe_window {
+                    if let Some(old) = self.work.seen_order.pop_front() {
+                        self.work.seen.remove(&old);
                     }
                 }
-                self.seen.insert(key);
-                self.seen_order.push_back(key);
+                self.work.seen.insert(key);
+                self.work.seen_order.push_back(key);
             }
         }
         // B14: the session key first, then the member key.
@@ -974,22 +1048,27 @@ impl Session {
         }
         let push = Arc::new(Push { frame: push, body });
         if self.limits.push_history > 0 {
-            if self.history.len() >= self.limits.push_history {
-                self.history.pop_front();
+            if self.work.history.len() >= self.limits.push_history {
+                self.work.history.pop_front();
                 self.stats.history_dropped += 1;
             }
-            self.history.push_back(Arc::clone(&push));
+            self.work.history.push_back(Arc::clone(&push));
         }
         self.emit(SessionEvent::Push(push));
     }
 
     /// Writes queued sends while the connection is open and in-flight room remains.
     fn flush(&mut self, now: Now) {
-        while self.lc.status() == Status::Open && self.in_flight < self.limits.max_in_flight {
-            let Some(op_id) = self.queue.pop_front() else {
+        // Reads first: a connect with nothing queued must not make the work box.
+        while self.lc.status() == Status::Open
+            && self.work.in_flight < self.limits.max_in_flight
+            && !self.work.queue.is_empty()
+        {
+            let work = &mut *self.work;
+            let Some(op_id) = work.queue.pop_front() else {
                 break;
             };
-            let Some(op) = self.ops.get_mut(&op_id) else {
+            let Some(op) = work.ops.get_mut(&op_id) else {
                 continue;
             };
             let OpState::Send { send, written } = &mut op.state else {
@@ -1006,25 +1085,25 @@ impl Session {
                 // with the queue deadline a send written at once did not arm.
                 send.text = refused.text;
                 let armed = op.deadline.is_some();
-                self.queue.push_front(op_id);
+                work.queue.push_front(op_id);
                 if !armed {
                     self.arm_queue_deadline(now.instant, op_id);
                 }
                 break;
             }
             *written = true;
-            self.in_flight += 1;
+            work.in_flight += 1;
             let deadline = deadline_after(now.instant, self.limits.send_ack_timeout);
             if let Some(queued) = op.deadline.replace(deadline) {
-                self.deadlines.remove(&(queued, op_id));
+                work.deadlines.remove(&(queued, op_id));
             }
-            self.deadlines.insert((deadline, op_id));
+            work.deadlines.insert((deadline, op_id));
         }
         self.pump(now);
     }
 
     fn arm_queue_deadline(&mut self, now: Instant, op_id: OpId) {
-        let Some(op) = self.ops.get_mut(&op_id) else {
+        let Some(op) = self.work.ops.get_mut(&op_id) else {
             return;
         };
         let OpState::Send { send, written: false } = &op.state else {
@@ -1033,28 +1112,28 @@ impl Session {
         if let Some(d) = send.queue_for {
             let deadline = deadline_after(now, d);
             op.deadline = Some(deadline);
-            self.deadlines.insert((deadline, op_id));
+            self.work.deadlines.insert((deadline, op_id));
         }
     }
 
     fn clear_deadline(&mut self, op_id: OpId) {
-        if let Some(op) = self.ops.get_mut(&op_id) {
+        if let Some(op) = self.work.ops.get_mut(&op_id) {
             if let Some(at) = op.deadline.take() {
-                self.deadlines.remove(&(at, op_id));
+                self.work.deadlines.remove(&(at, op_id));
             }
         }
     }
 
     /// Fires every op deadline that has passed.
     fn expire(&mut self, now: Now) {
-        while let Some(&(at, op_id)) = self.deadlines.first() {
+        while let Some(&(at, op_id)) = self.work.deadlines.first() {
             if at > now.instant {
                 break;
             }
-            self.deadlines.remove(&(at, op_id));
-            let failure = match self.ops.get(&op_id).map(|op| &op.state) {
+            self.work.deadlines.remove(&(at, op_id));
+            let failure = match self.work.ops.get(&op_id).map(|op| &op.state) {
                 Some(OpState::Send { written: false, .. }) => {
-                    self.queue.retain(|&q| q != op_id);
+                    self.work.queue.retain(|&q| q != op_id);
                     self.stats.queue_expired += 1;
                     OpFailure::new(FailureKind::NeverSent, "queue_deadline")
                 }
@@ -1063,17 +1142,17 @@ impl Session {
                 }
                 Some(OpState::Request { req_id, .. }) => {
                     let req = req_id.clone();
-                    self.requests.remove(&req);
+                    self.work.requests.remove(&req);
                     OpFailure::new(FailureKind::TimedOut, "request_timeout")
                 }
                 Some(OpState::Resolve { req_id, .. }) => {
                     let req = req_id.clone();
-                    self.requests.remove(&req);
+                    self.work.requests.remove(&req);
                     OpFailure::new(FailureKind::NeverSent, "name_resolution: request_timeout")
                 }
                 None => continue,
             };
-            if let Some(op) = self.ops.get_mut(&op_id) {
+            if let Some(op) = self.work.ops.get_mut(&op_id) {
                 op.deadline = None;
             }
             self.resolve(op_id, Err(failure));
@@ -1084,14 +1163,14 @@ impl Session {
     /// Emits the one and only result of `op_id` (X3).
     fn resolve(&mut self, op_id: OpId, result: OpResult) {
         self.clear_deadline(op_id);
-        let Some(op) = self.ops.remove(&op_id) else {
+        let Some(op) = self.work.ops.remove(&op_id) else {
             return;
         };
         match op.state {
             OpState::Send { send, written } => {
-                self.by_id.remove(&send.id);
+                self.work.by_id.remove(&send.id);
                 if written {
-                    self.in_flight -= 1;
+                    self.work.in_flight -= 1;
                 }
                 if result.is_ok() {
                     self.stats.sends_acked += 1;
@@ -1101,7 +1180,7 @@ impl Session {
             }
             OpState::Resolve { outgoing, .. } => {
                 if let Some(id) = &outgoing.client_message_id {
-                    self.by_id.remove(id);
+                    self.work.by_id.remove(id);
                 }
                 self.stats.sends_failed += 1;
             }

@@ -425,7 +425,7 @@ fn run(steps: &[Op]) -> Result<(), TestCaseError> {
         // Resend-flagged ids are known by op id; map them to wire ids as they are
         // first written, which happens before any second write.
         if !m.resend_ids.is_empty() {
-            for (wire_id, op) in sim.s.by_id.iter() {
+            for (wire_id, op) in sim.s.work.by_id.iter() {
                 if m.resend_ids.contains(&format!("{op:?}")) {
                     m.resend_ids.insert(wire_id.clone());
                 }

@@ -1064,3 +1064,28 @@ fn a_zero_queue_deadline_is_refused_at_construction() {
     c.queue_deadline = Some(Duration::ZERO);
     assert_eq!(c.validate(), Err(ConfigError::Zero("queue_deadline")));
 }
+
+#[test]
+fn a_session_that_only_connects_never_makes_its_work_box() {
+    // The idle-memory saving: connecting, pinging, losing the connection,
+    // reconnecting and closing read the send/request/push tables but never
+    // write them, so the box stays unmade; the first send makes it.
+    let mut sim = Sim::new(config());
+    sim.establish();
+    let _ = sim.s.next_deadline();
+    sim.fire();
+    sim.drop_connection(1006);
+    sim.reconnect();
+    assert!(sim.s.drain_history().is_empty());
+    let _ = sim.s.stats(sim.now);
+    assert!(sim.s.work.work.is_none(), "made by an idle connection");
+    sim.send("@alice", "hi");
+    assert!(sim.s.work.work.is_some());
+
+    let mut closing = Sim::new(config());
+    closing.establish();
+    closing.drop_connection(1006);
+    closing.handle(Event::Close);
+    assert_eq!(closing.s.status(), Status::Closed);
+    assert!(closing.s.work.work.is_none(), "made by a close");
+}

@@ -637,7 +637,7 @@ mod tests {
 
     /// A command that queues another like it, `left` more times: a handle that
     /// never stops sending, as one on another worker thread can.
-    fn again(handoff: &Arc<Handoff<Cmd<M, R>>>, turns: &Arc<AtomicUsize>, left: usize) -> Cmd<M, R> {
+    fn again(handoff: &Hand, turns: &Arc<AtomicUsize>, left: usize) -> Cmd<M, R> {
         let (handoff, turns) = (Arc::clone(handoff), Arc::clone(turns));
         Cmd::Call(Box::new(move |_, _, _| {
             turns.fetch_add(1, Ordering::Relaxed);
@@ -649,13 +649,15 @@ mod tests {
         }))
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn one_poll_of_the_driver_spends_at_most_the_task_budget() {
-        // proves X1: the tokio host, like mio's reactor, lets its socket (and
-        // the runtime's other tasks) run while commands keep coming
-        let machine = Lifecycle::new(Config::new("ws://127.0.0.1:9/ws"), Bare, 1, Instant::now())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let (router, _events) = Broadcast::with_fanout(4);
+    type Events = Arc<tether_host::Fanout<<M as Machine>::Event>>;
+    type Hand = Arc<Handoff<Cmd<M, R>>>;
+
+    /// A driver of the bare protocol for `url`, not yet running, with its
+    /// hand-off and event fanout; made inside a runtime (its timer needs one).
+    fn driver(url: &str) -> (Box<Driver<M, R>>, Hand, Events) {
+        let machine =
+            Lifecycle::new(Config::new(url), Bare, 1, Instant::now()).unwrap_or_else(|e| panic!("{e}"));
+        let (router, events) = Broadcast::with_fanout(4);
         let handoff = Arc::new(Handoff::new(4, machine.status()));
         let driver = Box::new(Driver::new(Parts {
             machine,
@@ -664,6 +666,21 @@ mod tests {
             tls: None,
             settings: Transport::default().attempt_settings(),
         }));
+        (driver, handoff, events)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn one_poll_of_the_driver_spends_at_most_the_task_budget() {
+        // proves X1: the tokio host, like mio's reactor, lets its socket (and
+        // the runtime's other tasks) run while commands keep coming
+        let (driver, handoff, _events) = driver("ws://127.0.0.1:9/ws");
         let turns = Arc::new(AtomicUsize::new(0));
         let endless = again(&handoff, &turns, 10_000);
         handoff.send(endless).await.unwrap_or_else(|e| panic!("{e}"));
@@ -690,31 +707,15 @@ mod tests {
         // the first connect's outcome stays unknown while the driver lives.
         let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
         let url = format!("ws://{}/ws", peer.local_addr().unwrap_or_else(|e| panic!("{e}")));
-        let machine =
-            Lifecycle::new(Config::new(&url), Bare, 1, Instant::now()).unwrap_or_else(|e| panic!("{e}"));
-        let (router, events) = Broadcast::with_fanout(4);
-        let handoff = Arc::new(Handoff::new(4, machine.status()));
-        let first = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        first.block_on(async {
-            let driver = Box::new(Driver::new(Parts {
-                machine,
-                router,
-                handoff: Arc::clone(&handoff),
-                tls: None,
-                settings: Transport::default().attempt_settings(),
-            }));
+        let first = runtime();
+        let (handoff, events) = first.block_on(async {
+            let (driver, handoff, events) = driver(&url);
             tokio::spawn(driver.run());
             tokio::task::yield_now().await;
+            (handoff, events)
         });
         drop(first);
-        let second = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap_or_else(|e| panic!("{e}"));
-        second.block_on(async {
+        runtime().block_on(async {
             let mut sub = events.subscribe();
             // A guard against a hang, not a timing: the answer is immediate.
             let within = std::time::Duration::from_secs(30);

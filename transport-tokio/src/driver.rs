@@ -21,14 +21,15 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
 use tether_host::Router;
 
 use crate::handoff::Handoff;
+use crate::stream::Socket;
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+type Ws = WebSocketStream<Socket>;
 type Connecting = Pin<Box<dyn Future<Output = Result<Ws, tungstenite::Error>> + Send>>;
 
 /// Work a handle runs on the driver task, with the machine and its router at
@@ -331,37 +332,21 @@ where
     fn open(&self, url: &str, headers: &[(String, String)]) -> Result<Connecting, String> {
         let target = Target::new(url, headers)?;
         let proxy = self.settings.proxy_for(&target).map_err(|e| e.to_string())?;
-        let connector = if target.secure {
-            match &self.tls {
-                Some(tls) => Connector::Rustls(Arc::clone(tls)),
-                None => return Err("wss:// needs a TLS configuration".into()),
-            }
-        } else {
-            Connector::Plain
+        let tls = match (target.secure, &self.tls) {
+            (false, _) => None,
+            (true, Some(tls)) => Some(Arc::clone(tls)),
+            (true, None) => return Err("wss:// needs a TLS configuration".into()),
         };
         let config = self.settings.ws_config();
-        if let Some(proxy) = proxy {
-            return Ok(Box::pin(async move {
-                let tcp = tunnelled(&proxy, &target.host, target.port).await?;
-                tokio_tungstenite::client_async_tls_with_config(
-                    target.request,
-                    tcp,
-                    Some(config),
-                    Some(connector),
-                )
+        Ok(Box::pin(async move {
+            let tcp = match proxy {
+                Some(proxy) => tunnelled(&proxy, &target.host, target.port).await?,
+                None => Socket::tcp(&target.host, target.port).await?,
+            };
+            let stream = Socket::secure(tcp, &target.host, tls).await?;
+            tokio_tungstenite::client_async_with_config(target.request, stream, Some(config))
                 .await
                 .map(|(ws, _response)| ws)
-            }));
-        }
-        Ok(Box::pin(async move {
-            tokio_tungstenite::connect_async_tls_with_config(
-                target.request,
-                Some(config),
-                true,
-                Some(connector),
-            )
-            .await
-            .map(|(ws, _response)| ws)
         }))
     }
 

@@ -46,6 +46,7 @@ mod connection;
 mod driver;
 mod handoff;
 mod hosted;
+mod stream;
 
 pub use client::{Client, ClientBuilder, Connecting, Subscription};
 pub use config::ClientConfig;

@@ -115,6 +115,17 @@ enum Stage {
     Open(Open),
 }
 
+/// The socket's id and its open stage, if it has one.
+fn open_socket(socket: &mut Option<Socket>) -> Option<(SocketId, &mut Open)> {
+    match socket {
+        Some(Socket {
+            id,
+            stage: Stage::Open(open),
+        }) => Some((*id, open)),
+        _ => None,
+    }
+}
+
 /// Where an attempt is going; only alive until the socket opens.
 struct Target {
     request: tungstenite::handshake::client::Request,
@@ -282,14 +293,10 @@ where
     fn write(&mut self, ctx: &mut Ctx<'_>, socket: SocketId, message: Message, inbox: &mut VecDeque<Event>) {
         // Not open (yet or any more): the session never writes before the open,
         // and a socket it has left is gone.
-        let Some(Socket {
-            id,
-            stage: Stage::Open(open),
-        }) = &mut self.socket
-        else {
+        let Some((id, open)) = open_socket(&mut self.socket) else {
             return;
         };
-        if *id != socket {
+        if id != socket {
             return;
         }
         match tether_host::queue_write(&mut open.queue, &mut self.stats, &self.id, socket, message) {
@@ -307,14 +314,9 @@ where
         if !std::mem::take(&mut self.dirty) {
             return;
         }
-        let Some(Socket {
-            id,
-            stage: Stage::Open(open),
-        }) = &mut self.socket
-        else {
+        let Some((socket, open)) = open_socket(&mut self.socket) else {
             return;
         };
-        let socket = *id;
         self.recheck |= open.ws.get_ref().is_tls();
         self.stats.flushes += 1;
         if let Err(e) = open.pump() {
@@ -572,12 +574,7 @@ where
 
     /// Open: move queued frames on (a writable edge may be what woke us), then read.
     fn serve(&mut self, ctx: &mut Ctx<'_>) -> bool {
-        if let Some(Socket {
-            id,
-            stage: Stage::Open(open),
-        }) = &mut self.socket
-        {
-            let socket = *id;
+        if let Some((socket, open)) = open_socket(&mut self.socket) {
             if let Err(e) = open.pump() {
                 self.drop_socket(ctx);
                 self.feed(ctx, tether_host::closed_by(socket, &e));

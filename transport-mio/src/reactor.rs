@@ -362,15 +362,27 @@ impl Reactor {
         outgoing: Outgoing,
         done: Option<Callback>,
     ) -> Result<OpId, ReactorError> {
+        self.start_op(id, done, |s, now| {
+            s.send(now, outgoing)
+                .map_err(|e| ReactorError::Refused(Box::new(e)))
+        })
+    }
+
+    /// Starts an operation on connection `id`'s mesh session and files `done`
+    /// for its result before the drain that might already resolve it.
+    fn start_op(
+        &mut self,
+        id: ConnId,
+        done: Option<Callback>,
+        start: impl FnOnce(&mut Session, Now) -> Result<OpId, ReactorError>,
+    ) -> Result<OpId, ReactorError> {
         self.call(id, |s: &mut Session, q: &mut MeshQueue, now| {
-            let op = s.send(now, outgoing)?;
-            // Filed before the drain that might already resolve it.
+            let op = start(s, now)?;
             if let Some(done) = done {
                 q.callbacks.insert(op, done);
             }
             Ok(op)
         })?
-        .map_err(|e| ReactorError::Refused(Box::new(e)))
     }
 
     /// Sends a request; its reply comes out as [`SessionEvent::Resolved`] (B8).
@@ -395,13 +407,7 @@ impl Reactor {
         request: Request,
         done: Option<Callback>,
     ) -> Result<OpId, ReactorError> {
-        self.call(id, |s: &mut Session, q: &mut MeshQueue, now| {
-            let op = s.request(now, request)?;
-            if let Some(done) = done {
-                q.callbacks.insert(op, done);
-            }
-            Ok::<_, ReactorError>(op)
-        })?
+        self.start_op(id, done, |s, now| Ok(s.request(now, request)?))
     }
 
     /// Sends a fire-and-forget command; refused unless open (B9).

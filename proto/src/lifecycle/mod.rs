@@ -42,6 +42,7 @@ pub use event::{Event, Frame, SocketId};
 pub use failure::{ConnectFailureKind, Failure, FailureClass, PeerClose, Rejection, StopReason};
 pub use handshake::{Handshake, HelloError, PreOpen};
 pub use stats::Stats;
+use stats::Tally;
 pub use timer::Timer;
 
 use crate::policy::{LimitDelay, Verdict};
@@ -142,7 +143,7 @@ pub struct Lifecycle<H: Handshake> {
     /// Boxed: set once, at the very end, and 120 bytes inline for every
     /// connection's whole life otherwise (memory per idle connection counts).
     stop_reason: Option<Box<StopReason>>,
-    stats: Stats,
+    stats: Tally,
 }
 
 impl<H: Handshake> Lifecycle<H> {
@@ -177,7 +178,7 @@ impl<H: Handshake> Lifecycle<H> {
             ever_opened: false,
             last_too_large: false,
             stop_reason: None,
-            stats: Stats::default(),
+            stats: Tally::default(),
         })
     }
 
@@ -308,9 +309,10 @@ impl<H: Handshake> Lifecycle<H> {
 
     /// A metrics snapshot at `now` (X12).
     pub fn stats(&self, now: Instant) -> Stats {
-        let mut stats = self.stats.clone();
+        let mut stats = self.stats.snapshot();
         let now = now.max(self.now);
-        stats.time_in_status[self.status as usize] += now.saturating_duration_since(self.status_since);
+        let current = &mut stats.time_in_status[self.status as usize];
+        *current = current.saturating_add(now.saturating_duration_since(self.status_since));
         stats
     }
 
@@ -342,7 +344,7 @@ impl<H: Handshake> Lifecycle<H> {
             return;
         }
         let from = self.status;
-        self.stats.time_in_status[from as usize] += now.saturating_duration_since(self.status_since);
+        self.stats.time_in_status[from as usize].add(now.saturating_duration_since(self.status_since));
         self.status = to;
         self.status_since = now;
         self.notify(Notification::StatusChanged { from, to });
@@ -423,8 +425,8 @@ impl<H: Handshake> Lifecycle<H> {
         };
         let handshake = now.saturating_duration_since(requested_at);
         self.stats.connects += 1;
-        self.stats.last_handshake = Some(handshake);
-        self.stats.total_handshake += handshake;
+        self.stats.last_handshake.set(handshake);
+        self.stats.total_handshake.add(handshake);
         self.timers.clear(Timer::HelloAck);
         self.timers.clear(Timer::Open);
         self.state = State::Open {
@@ -456,8 +458,9 @@ impl<H: Handshake> Lifecycle<H> {
                 if matches!(frame, Frame::Pong) {
                     if let Some(sent) = ping_sent_at.take() {
                         let rtt = now.saturating_duration_since(sent);
-                        self.stats.last_ping_rtt = Some(rtt);
-                        self.stats.max_ping_rtt = Some(self.stats.max_ping_rtt.map_or(rtt, |m| m.max(rtt)));
+                        self.stats.last_ping_rtt.set(rtt);
+                        let max = self.stats.max_ping_rtt.get().map_or(rtt, |m| m.max(rtt));
+                        self.stats.max_ping_rtt.set(max);
                     }
                 }
                 // Any sign of life answers a post-suspend probe.

@@ -3,10 +3,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use tether_proto::lifecycle::{ContractCheck, SocketId, Status};
+use tether_proto::lifecycle::{Config, ContractCheck, SocketId, Status};
 use tether_proto::mesh::session::{OpId, SessionAction, SessionEvent, SessionStats};
 use tether_proto::mesh::wire::{decode_client_frame, ClientFrame};
-use tether_proto::policy::Jitter;
 
 /// A broken invariant: what, where, when.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,13 +32,18 @@ fn is_hello(text: &str) -> bool {
 }
 
 impl ClientCheck {
-    /// A checker for client `index` with these allowed nominal delays.
-    pub fn new(index: usize, nominals: Vec<Duration>, jitter: Jitter) -> Self {
-        let contract = nominals
-            .into_iter()
-            .fold(ContractCheck::new(Some(is_hello)), |c, n| {
-                c.allow_delay(n, jitter)
-            });
+    /// The contract of a client made with `config` whose broker may ask for
+    /// the retry-after delays `hints`: one per world, cloned for each client.
+    pub fn contract_for(config: &Config, hints: impl IntoIterator<Item = Duration>) -> ContractCheck {
+        let mut contract = ContractCheck::for_config(config, Some(is_hello));
+        for hint in hints {
+            contract.add_floor(hint.min(config.max_retry_after), config.jitter);
+        }
+        contract
+    }
+
+    /// A checker for client `index` under `contract` ([`ClientCheck::contract_for`]).
+    pub fn new(index: usize, contract: ContractCheck) -> Self {
         ClientCheck {
             index,
             contract,

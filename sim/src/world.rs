@@ -15,7 +15,7 @@ use tether_proto::mesh::session::{
     DEFAULT_MAX_IN_FLIGHT, DEFAULT_OUTBOUND_QUEUE, DEFAULT_PUSH_HISTORY,
 };
 use tether_proto::mesh::wire::HelloExtras;
-use tether_proto::policy::{Jitter, SESSION_NOT_FOUND_STEP};
+use tether_proto::policy::Jitter;
 use tether_proto::Now;
 
 use super::check::{ClientCheck, Deliveries, Violation};
@@ -155,14 +155,9 @@ impl World {
             ..BrokerConfig::default()
         };
         let lc = lifecycle_config(jitter);
-        let mut nominals: Vec<Duration> = lc.backoff.steps().to_vec();
-        nominals.extend((1..=3).map(|n| SESSION_NOT_FOUND_STEP * n));
-        nominals.push(lc.force_reconnect_delay);
-        let mut allowed = nominals;
-        allowed.extend(HINTS_MS.iter().map(|ms| Duration::from_millis(*ms)));
+        let contract = ClientCheck::contract_for(&lc, HINTS_MS.map(Duration::from_millis));
         let max_latency = scenario.latency.iter().copied().max().unwrap_or_default();
-        let max_delay = allowed.iter().copied().max().unwrap_or_default();
-        let (_, max_delay) = jitter.bounds(max_delay);
+        let max_delay = contract.longest_delay();
         let bound = lc.open_timeout.unwrap_or_default()
             + lc.hello_ack_timeout
             + max_delay
@@ -186,12 +181,9 @@ impl World {
                 let seed = scenario.seed.wrapping_mul(31).wrapping_add(i as u64);
                 let session = Session::new(SessionConfig::new(lifecycle_config(jitter)), hs, seed, base)
                     .unwrap_or_else(|e| unreachable!("the default config is valid: {e}"));
-                // A retry-after hint h is spread over [h, h × (1 + j)], inside the
-                // jitter bounds of h itself, so the hints join the nominal delays.
-                let check_allowed = allowed.clone();
                 Node {
                     session,
-                    check: ClientCheck::new(i, check_allowed, jitter),
+                    check: ClientCheck::new(i, contract.clone()),
                     link: None,
                     latency: scenario.latency[i],
                     partition_until: Duration::ZERO,

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::tests::support::*;
 use super::*;
-use crate::policy::{Jitter, DEFAULT_BACKOFF_SCHEDULE, SESSION_NOT_FOUND_STEP};
+use crate::policy::Jitter;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -104,22 +104,15 @@ fn config(jitter: u16, first_connect_retry: bool) -> Config {
 fn run(config: Config, seed: u64, steps: &[(u64, Op)]) -> Result<Vec<TestAction>, TestCaseError> {
     let t0 = Instant::now();
     let jitter = config.jitter;
+    let mut contract =
+        ContractCheck::for_config(&config, Some(|text: &str| text.contains(r#""type":"hello""#)));
+    for hint in HINTS {
+        contract.add_floor(Duration::from_millis(hint).min(DEFAULT_MAX_RETRY_AFTER), jitter);
+    }
     let mut lc = Lifecycle::new(config, TestHandshake::default(), seed, t0).unwrap();
     let mut now = t0;
     let mut log = Vec::new();
     let mut last_socket = SocketId(0);
-    let mut contract = ContractCheck::new(Some(|text: &str| text.contains(r#""type":"hello""#)));
-    let nominals = DEFAULT_BACKOFF_SCHEDULE
-        .iter()
-        .copied()
-        .chain((1..=3).map(|n| SESSION_NOT_FOUND_STEP * n))
-        .chain([DEFAULT_FORCE_RECONNECT_DELAY]);
-    for nominal in nominals {
-        contract = contract.allow_delay(nominal, jitter);
-    }
-    for hint in HINTS {
-        contract = contract.allow_floor(Duration::from_millis(hint).min(DEFAULT_MAX_RETRY_AFTER), jitter);
-    }
 
     for (delta, op) in steps {
         now += Duration::from_millis(*delta);

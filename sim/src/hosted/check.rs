@@ -83,15 +83,11 @@ fn fail<T>(what: impl Into<String>) -> Result<T, Violation> {
 }
 
 impl HostedCheck {
-    /// A checker for a session in `Idle`.
-    pub fn new(t: Timings) -> Self {
-        let mut contract = ContractCheck::new(None).allow_delay(t.force, t.jitter);
-        for n in 1..=SESSION_NOT_FOUND_RETRIES {
-            contract = contract.allow_delay(SESSION_NOT_FOUND_STEP * n, t.jitter);
-        }
-        for step in HOSTED_BACKOFF {
-            contract = contract.allow_delay(step, t.jitter);
-        }
+    /// A checker for a session in `Idle`, made with the configuration whose
+    /// contract is `contract` (`ContractCheck::for_config`, no hello): the
+    /// delays it allows are the configuration's, and the order in which they
+    /// come is checked here against the seed's rules, written out apart.
+    pub fn new(t: Timings, contract: ContractCheck) -> Self {
         HostedCheck {
             contract,
             t,

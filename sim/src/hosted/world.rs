@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tether_broker::ConnId;
 use tether_proto::hosted::{HostedConfig, Session, TokenProvider};
-use tether_proto::lifecycle::{ConnectFailureKind, Event, Frame, Io, SocketId, Status};
+use tether_proto::lifecycle::{ConnectFailureKind, ContractCheck, Event, Frame, Io, SocketId, Status};
 use tether_proto::policy::Jitter;
 use tether_proto::{Machine, Now, Output};
 
@@ -111,6 +111,7 @@ impl HostedWorld {
             .unwrap_or_else(|e| unreachable!("the simulation's ids are valid: {e}"));
         config.lifecycle.jitter = jitter;
         let lc = &config.lifecycle;
+        let contract = ContractCheck::for_config(lc, None);
         let timings = Timings {
             jitter,
             stability: lc.stability_window,
@@ -131,7 +132,7 @@ impl HostedWorld {
             now: Duration::ZERO,
             scenario: scenario.clone(),
             session,
-            check: HostedCheck::new(timings),
+            check: HostedCheck::new(timings, contract),
             tokens,
             server: Server::default(),
             net: Net::default(),

@@ -5,21 +5,21 @@ use std::collections::BTreeSet;
 use arbitrary::Unstructured;
 use serde_json::json;
 
-use super::{legal_transition, short_text, time_step, Clock, MAX_STEPS};
+use super::{short_text, time_step, Clock, MAX_STEPS};
 use crate::hosted::{HostedConfig, HostedError, HostedEvent, Session, TokenProvider};
-use crate::lifecycle::{ConnectFailureKind, Event, Frame, Io, Notification, SocketId, Status};
+use crate::lifecycle::{ConnectFailureKind, ContractCheck, Event, Frame, Io, SocketId, Status};
 use crate::machine::{Machine, Output};
 use crate::policy::Jitter;
 
 /// Drives a [`hosted::Session`](crate::hosted::Session) through an event
 /// sequence built from `data`, checking after every step that:
 ///
-/// - status changes are legal, in order, and the reported status is the session's;
-/// - nothing is sent before the connection is open (there is no hello), and
-///   nothing on a socket that is not alive; at most one socket is alive;
+/// - its outputs keep the lifecycle's contract ([`ContractCheck`], made for the
+///   session's configuration and no hello: legal status changes in order,
+///   nothing sent before open or on a dead socket, one socket at a time,
+///   reconnect delays the configuration allows, no stall, nothing after the
+///   close), and the live socket is the session's;
 /// - every attempt carries a bearer token fetched for it and `anthropic-version`;
-/// - once closed no timer is armed and no socket is opened; while open or
-///   reconnecting a timer is always armed;
 /// - a control request is accepted exactly when open, with a request id never
 ///   seen before, and a refusal hands the payload back;
 /// - every message handed up is a JSON object with a string `type`.
@@ -42,14 +42,14 @@ pub fn hosted(data: &[u8]) {
         }
     });
     let seed = u.arbitrary::<u64>().unwrap_or(0);
+    let contract = ContractCheck::for_config(&config.lifecycle, None);
     let mut clock = Clock::new();
     let Ok(session) = Session::new(config, tokens, seed, clock.now) else {
         return;
     };
     let mut run = Run {
         session,
-        status: Status::Idle,
-        alive: None,
+        contract,
         ids: BTreeSet::new(),
         attempts: 0,
     };
@@ -64,16 +64,14 @@ pub fn hosted(data: &[u8]) {
 
 struct Run {
     session: Session,
-    status: Status,
-    /// The socket asked for and not yet ended, if any.
-    alive: Option<SocketId>,
+    contract: ContractCheck,
     ids: BTreeSet<String>,
     attempts: u64,
 }
 
 impl Run {
     fn step(&mut self, u: &mut Unstructured<'_>, clock: &mut Clock) {
-        let socket = match (self.alive, u.int_in_range(0u8..=5).unwrap_or(0)) {
+        let socket = match (self.contract.live(), u.int_in_range(0u8..=5).unwrap_or(0)) {
             (Some(s), 1..=5) => s,
             // Now and then news about a socket the session never had or left.
             (_, _) => SocketId(u.int_in_range(0u64..=4).unwrap_or(0)),
@@ -119,7 +117,11 @@ impl Run {
                 let open = self.session.status() == Status::Open;
                 match self.session.send_control_request(json!({"subtype": "interrupt"})) {
                     Ok(id) => {
-                        assert!(open, "a control request was accepted while {:?}", self.status);
+                        assert!(
+                            open,
+                            "a control request was accepted while {:?}",
+                            self.contract.status()
+                        );
                         assert!(self.ids.insert(id.clone()), "request id {id} reused");
                     }
                     Err(HostedError::NotConnected { payload, .. }) => {
@@ -142,15 +144,18 @@ impl Run {
         };
         if let Some(event) = event {
             // The host reporting the end of the live socket ends it for the session too.
-            if matches!(&event, Event::Closed { socket: s, .. } | Event::ConnectFailed { socket: s, .. } if Some(*s) == self.alive)
-            {
-                self.alive = None;
+            if let Event::Closed { socket, .. } | Event::ConnectFailed { socket, .. } = &event {
+                self.contract.socket_gone(*socket);
             }
             let closed = self.session.status() == Status::Closed;
             let refusable = matches!(event, Event::Connect | Event::Reconnect | Event::RetryNow);
             let result = Machine::handle(&mut self.session, clock.at(), event);
             if result.is_err() {
-                assert!(closed && refusable, "input refused while {:?}", self.status);
+                assert!(
+                    closed && refusable,
+                    "input refused while {:?}",
+                    self.contract.status()
+                );
             }
         }
         self.check();
@@ -158,68 +163,46 @@ impl Run {
 
     fn check(&mut self) {
         while let Some(output) = self.session.poll_output() {
-            match output {
-                Output::Io(io) => self.check_io(io),
+            let kept = match output {
+                Output::Io(io) => {
+                    self.check_io(&io);
+                    self.contract.io(&io)
+                }
                 Output::Event(HostedEvent::Message(m)) => {
                     assert!(m.value().is_object() && m.value()["type"].is_string(), "{m:?}");
+                    Ok(())
                 }
-                Output::Event(HostedEvent::Lifecycle(note)) => {
-                    if let Notification::StatusChanged { from, to } = note {
-                        assert_eq!(from, self.status, "status changes out of order");
-                        assert!(
-                            legal_transition(from, to),
-                            "illegal transition {from:?} -> {to:?}"
-                        );
-                        self.status = to;
-                    }
-                }
+                Output::Event(HostedEvent::Lifecycle(note)) => self.contract.notification(&note),
+            };
+            if let Err(broken) = kept {
+                panic!("{broken}");
             }
         }
-        assert_eq!(self.status, self.session.status());
         assert_eq!(
-            self.alive,
+            self.contract.live(),
             self.session.lifecycle().socket(),
             "the live socket drifted"
         );
-        let deadline = self.session.next_deadline();
-        match self.status {
-            Status::Closed => {
-                assert!(deadline.is_none(), "a timer outlived the close");
-                assert!(self.session.lifecycle().socket().is_none());
-            }
-            Status::Open | Status::Reconnecting => {
-                assert!(deadline.is_some(), "stalled while {:?}", self.status)
-            }
-            _ => {}
+        let status = self.session.status();
+        let has_deadline = self.session.next_deadline().is_some();
+        if let Err(broken) =
+            self.contract
+                .after_drain(status, has_deadline, self.session.lifecycle().socket())
+        {
+            panic!("{broken}");
         }
     }
 
-    fn check_io(&mut self, io: Io) {
-        match io {
-            Io::OpenSocket { socket, headers, .. } => {
-                assert!(self.status != Status::Closed, "a socket opened after the close");
-                assert!(self.alive.is_none(), "two sockets alive");
-                self.attempts += 1;
-                let auth = headers
-                    .iter()
-                    .find(|(n, _)| n == "Authorization")
-                    .map(|(_, v)| v.as_str());
-                assert!(auth.is_some_and(|a| a.starts_with("Bearer tok-")), "{headers:?}");
-                assert!(headers.iter().any(|(n, _)| n == "anthropic-version"));
-                self.alive = Some(socket);
-            }
-            Io::SendText { socket, .. } | Io::SendPing { socket } => {
-                assert_eq!(Some(socket), self.alive, "a write to a dead socket");
-                assert_eq!(
-                    self.status,
-                    Status::Open,
-                    "a write before open (there is no hello)"
-                );
-            }
-            Io::CloseSocket { socket, .. } | Io::TerminateSocket { socket } => {
-                assert_eq!(Some(socket), self.alive, "ended a socket that was not alive");
-                self.alive = None;
-            }
+    /// What the contract does not know of: the hosted attempt's headers.
+    fn check_io(&mut self, io: &Io) {
+        if let Io::OpenSocket { headers, .. } = io {
+            self.attempts += 1;
+            let auth = headers
+                .iter()
+                .find(|(n, _)| n == "Authorization")
+                .map(|(_, v)| v.as_str());
+            assert!(auth.is_some_and(|a| a.starts_with("Bearer tok-")), "{headers:?}");
+            assert!(headers.iter().any(|(n, _)| n == "anthropic-version"));
         }
     }
 }

@@ -1,22 +1,18 @@
 //! The `lifecycle` target: the connection lifecycle under any event sequence.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use arbitrary::Unstructured;
 
-use super::{extreme_or, legal_transition, member, presence, short_text, time_step, Clock, MAX_STEPS};
+use super::{extreme_or, is_hello, member, presence, short_text, time_step, Clock, MAX_STEPS};
 use crate::lifecycle::{
-    Action, Config, ConnectFailureKind, Event, FirstConnect, Frame, Io, Lifecycle, Notification, SocketId,
-    Status, DEFAULT_FORCE_RECONNECT_DELAY, DEFAULT_OPEN_TIMEOUT,
+    Action, Config, ConnectFailureKind, ContractCheck, Event, FirstConnect, Frame, Io, Lifecycle, SocketId,
+    Status, DEFAULT_OPEN_TIMEOUT,
 };
 use crate::mesh::handshake::{Credentials, MeshHandshake, DEFAULT_MAX_FRAME_LEN};
 use crate::mesh::identity::SecretKey;
-use crate::mesh::wire::{decode_broker_frame, decode_client_frame, BrokerFrame, ClientFrame};
-use crate::policy::{
-    parse_reason, Backoff, Budget, ClosePolicy, Jitter, DEFAULT_BACKOFF_SCHEDULE, SESSION_NOT_FOUND_RETRIES,
-    SESSION_NOT_FOUND_STEP,
-};
+use crate::mesh::wire::{decode_broker_frame, BrokerFrame};
+use crate::policy::{parse_reason, Backoff, Budget, ClosePolicy, Jitter};
 
 /// Drives a [`Lifecycle`] with the real [`MeshHandshake`] through an event
 /// sequence built from `data`, checking its invariants after every step.
@@ -29,21 +25,21 @@ use crate::policy::{
 /// current or on a stale socket; a tick now or exactly at the next deadline;
 /// close, reconnect, retry-now; an application send; a wall-clock jump.
 ///
-/// It panics only when the machine breaks an invariant of
-/// `lifecycle/proptests.rs` or one of the liveness rules below:
+/// It panics only when the machine breaks one of these rules:
 ///
-/// - status changes are reported in order and only along legal transitions, and
-///   the reported status is the machine's;
-/// - nothing but the one hello is sent before the connection is open, and
-///   nothing at all on a socket that is not alive;
-/// - at most one socket is alive at a time, none is opened after the stop, and
-///   only live sockets are closed (with a sendable code) or terminated;
-/// - once closed, no timer is armed and no socket is owned; while open or
-///   reconnecting a timer is always armed (nothing can stall);
-/// - every reconnect delay lies within the jitter bounds of a step of the
-///   schedule, or of a retry-after hint the broker actually sent;
+/// - the lifecycle's contract ([`ContractCheck`], the one checker of the
+///   property tests and the simulator), made for the input's configuration: status
+///   changes in order and legal, and the reported status the machine's; only
+///   the one hello before open, nothing on a socket that is not alive; sockets
+///   asked for only while connecting, one at a time, none after the stop, only
+///   live ones closed (with a sendable code) or terminated; once closed no timer
+///   and no socket, while open or reconnecting always a timer; every reconnect
+///   delay within the jitter bounds of a delay the configuration can schedule,
+///   or of a retry-after hint the broker actually sent;
+/// - while connecting with an open timeout, a deadline is armed;
 /// - a send is accepted exactly when the status is open, and input is refused
-///   only once closed, and only `Connect`, `Reconnect` and `RetryNow`.
+///   only once closed, only `Connect`, `Reconnect` and `RetryNow`, and a
+///   refusal changes nothing.
 pub fn lifecycle(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let setup = Setup::new(&mut u);
@@ -305,22 +301,13 @@ const KINDS: &[Kind] = &[
 struct Run {
     lc: Lifecycle<MeshHandshake>,
     clock: Clock,
+    /// The lifecycle's contract for this configuration; the broker's
+    /// retry-after hints join it as they are sent, each cut to the cap (X10).
+    contract: ContractCheck,
     jitter: Jitter,
-    /// Nominal delays the machine may jitter: schedule, linear 4001 steps, forced.
-    nominals: Vec<Duration>,
-    /// Retry-after hints the broker has sent so far, from frames and close
-    /// reasons, each cut to the configured cap (X10).
-    hints: BTreeSet<Duration>,
     max_retry_after: Duration,
     open_timeout: bool,
-    /// The status as reported by the machine's notifications.
-    status: Status,
-    /// Sockets the machine asked for and has neither closed nor heard the end of.
-    live: BTreeSet<SocketId>,
-    /// Sockets that carried a frame before open (the hello; at most one each).
-    sent_before_open: BTreeSet<SocketId>,
     last_socket: u64,
-    stopped: bool,
 }
 
 impl Run {
@@ -331,15 +318,7 @@ impl Run {
             seed,
         } = setup;
         let clock = Clock::new();
-        let nominals = config
-            .backoff
-            .steps()
-            .iter()
-            .copied()
-            .chain(DEFAULT_BACKOFF_SCHEDULE)
-            .chain((1..=SESSION_NOT_FOUND_RETRIES).map(|n| SESSION_NOT_FOUND_STEP * n))
-            .chain([config.force_reconnect_delay, DEFAULT_FORCE_RECONNECT_DELAY])
-            .collect();
+        let contract = ContractCheck::for_config(&config, Some(is_hello));
         let jitter = config.jitter;
         let open_timeout = config.open_timeout.is_some();
         let max_retry_after = config.max_retry_after;
@@ -357,16 +336,11 @@ impl Run {
         Some(Run {
             lc,
             clock,
+            contract,
             jitter,
-            nominals,
-            hints: BTreeSet::new(),
             max_retry_after,
             open_timeout,
-            status: Status::Idle,
-            live: BTreeSet::new(),
-            sent_before_open: BTreeSet::new(),
             last_socket: 0,
-            stopped: false,
         })
     }
 
@@ -417,7 +391,8 @@ impl Run {
                     (code, reason.to_owned())
                 };
                 if let Some(hint) = parse_reason(&reason).1 {
-                    self.hints.insert(hint.min(self.max_retry_after));
+                    self.contract
+                        .add_floor(hint.min(self.max_retry_after), self.jitter);
                 }
                 Event::Closed { socket, code, reason }
             }
@@ -462,8 +437,8 @@ impl Run {
     fn text(&mut self, u: &mut Unstructured<'_>, text: String) -> Event {
         if let Ok(BrokerFrame::Error(e)) = decode_broker_frame(&text, usize::MAX) {
             if let Some(ms) = e.retry_after_ms {
-                self.hints
-                    .insert(Duration::from_millis(ms).min(self.max_retry_after));
+                let hint = Duration::from_millis(ms).min(self.max_retry_after);
+                self.contract.add_floor(hint, self.jitter);
             }
         }
         Event::Frame {
@@ -473,17 +448,17 @@ impl Run {
     }
 
     fn feed(&mut self, event: Event) {
-        let current = self.lc.socket();
         // The host reports the end of its current socket: it is gone then.
         if let Event::Closed { socket, .. } | Event::ConnectFailed { socket, .. } = &event {
-            if Some(*socket) == current {
-                self.live.remove(socket);
-            }
+            self.contract.socket_gone(*socket);
         }
         let refusable = matches!(event, Event::Connect | Event::Reconnect | Event::RetryNow);
         let before = refusable.then(|| format!("{:?}|{:?}", self.lc, self.lc.next_deadline()));
         if let Err(e) = self.lc.handle(self.clock.at(), event) {
-            assert!(self.stopped, "only a closed machine refuses input, got {e:?}");
+            assert!(
+                self.contract.stopped(),
+                "only a closed machine refuses input, got {e:?}"
+            );
             assert!(refusable, "only connect, reconnect and retry-now are refused");
             // A refusal changes nothing: no timer, counter, socket or clock moved.
             let after = format!("{:?}|{:?}", self.lc, self.lc.next_deadline());
@@ -496,104 +471,29 @@ impl Run {
     /// Drains the machine and checks every action and the state after them.
     fn check_actions(&mut self) {
         while let Some(action) = self.lc.poll_action() {
-            match action {
-                Action::Io(io) => self.check_io(io),
-                Action::Notify(note) => self.check_note(note),
-            }
-        }
-        assert_eq!(
-            self.lc.status(),
-            self.status,
-            "status differs from the reported one"
-        );
-        let deadline = self.lc.next_deadline();
-        match self.status {
-            Status::Closed => {
-                assert_eq!(deadline, None, "a timer survived closed");
-                assert_eq!(self.lc.socket(), None, "a socket survived closed");
-            }
-            Status::Open | Status::Reconnecting => {
-                assert!(deadline.is_some(), "{:?} with no timer armed", self.status);
-            }
-            Status::Connecting if self.open_timeout => {
-                assert!(deadline.is_some(), "connecting with no deadline");
-            }
-            Status::Connecting | Status::Idle => {}
-        }
-    }
-
-    fn check_io(&mut self, io: Io) {
-        match io {
-            Io::OpenSocket { socket, .. } => {
-                assert!(!self.stopped, "socket requested after a stop");
-                assert_eq!(
-                    self.status,
-                    Status::Connecting,
-                    "socket requested while not connecting"
-                );
-                assert!(
-                    self.live.is_empty(),
-                    "a second socket requested while {:?} is alive",
-                    self.live
-                );
-                self.live.insert(socket);
-                self.last_socket = self.last_socket.max(socket.0);
-            }
-            Io::CloseSocket { socket, code, .. } => {
-                assert!(
-                    crate::policy::is_sendable_close_code(code),
-                    "unsendable close code {code}"
-                );
-                assert!(self.live.remove(&socket), "closing a socket that is not alive");
-            }
-            Io::TerminateSocket { socket } => {
-                assert!(
-                    self.live.remove(&socket),
-                    "terminating a socket that is not alive"
-                );
-            }
-            Io::SendText { socket, text } => {
-                assert!(self.live.contains(&socket), "send on a dead socket");
-                if self.status != Status::Open {
-                    let hello = matches!(
-                        decode_client_frame(&text, usize::MAX),
-                        Ok(ClientFrame::Hello(_) | ClientFrame::SessionHello(_))
-                    );
-                    assert!(hello, "non-hello before open: {text}");
-                    assert!(self.sent_before_open.insert(socket), "two frames before open");
+            let kept = match action {
+                Action::Io(io) => {
+                    if let Io::OpenSocket { socket, .. } = io {
+                        self.last_socket = self.last_socket.max(socket.0);
+                    }
+                    self.contract.io(&io)
                 }
-            }
-            Io::SendPing { socket } => {
-                assert_eq!(self.status, Status::Open, "ping while not open");
-                assert!(self.live.contains(&socket), "ping on a dead socket");
+                Action::Notify(note) => self.contract.notification(&note),
+            };
+            if let Err(broken) = kept {
+                panic!("{broken}");
             }
         }
-    }
-
-    fn check_note<M, E>(&mut self, note: Notification<M, E>) {
-        match note {
-            Notification::StatusChanged { from, to } => {
-                assert_eq!(from, self.status, "transitions reported out of order");
-                assert!(legal_transition(from, to), "illegal transition {from:?} → {to:?}");
-                self.status = to;
-            }
-            Notification::ReconnectScheduled { delay, .. } => {
-                let jitter = self.jitter;
-                let in_schedule = self.nominals.iter().any(|n| {
-                    let (lo, hi) = jitter.bounds(*n);
-                    delay >= lo && delay <= hi
-                });
-                let in_hint = self.hints.iter().any(|h| {
-                    let (_, hi) = jitter.bounds(*h);
-                    delay >= *h && delay <= hi
-                });
-                assert!(in_schedule || in_hint, "delay {delay:?} outside every bound");
-            }
-            Notification::Closed { .. } => {
-                assert!(!self.stopped, "closed twice");
-                self.stopped = true;
-            }
-            _ => {}
+        let status = self.lc.status();
+        let deadline = self.lc.next_deadline();
+        if let Err(broken) = self
+            .contract
+            .after_drain(status, deadline.is_some(), self.lc.socket())
+        {
+            panic!("{broken}");
+        }
+        if status == Status::Connecting && self.open_timeout {
+            assert!(deadline.is_some(), "connecting with no deadline");
         }
     }
 }

@@ -129,14 +129,12 @@ fn presence() -> Presence {
     }
 }
 
-/// The legal status transitions (L12), shared by both state-machine targets.
-fn legal_transition(from: crate::lifecycle::Status, to: crate::lifecycle::Status) -> bool {
-    use crate::lifecycle::Status::{Closed, Connecting, Idle, Open, Reconnecting};
+/// The one frame a mesh client writes before open, for the contract of both
+/// mesh targets.
+fn is_hello(text: &str) -> bool {
+    use crate::mesh::wire::{decode_client_frame, ClientFrame};
     matches!(
-        (from, to),
-        (Idle, Connecting | Reconnecting | Closed)
-            | (Connecting, Open | Reconnecting | Closed)
-            | (Open, Reconnecting | Closed)
-            | (Reconnecting, Connecting | Closed)
+        decode_client_frame(text, usize::MAX),
+        Ok(ClientFrame::Hello(_) | ClientFrame::SessionHello(_))
     )
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use arbitrary::Unstructured;
 use serde_json::{json, Value};
 
-use super::{extreme_or, legal_transition, member, presence, short_text, time_step, Clock, MAX_STEPS};
-use crate::lifecycle::{Config, Event, FirstConnect, Frame, Io, Notification, SocketId, Status};
+use super::{extreme_or, is_hello, member, presence, short_text, time_step, Clock, MAX_STEPS};
+use crate::lifecycle::{Config, ContractCheck, Event, FirstConnect, Frame, Io, SocketId, Status};
 use crate::mesh::handshake::{Credentials, MeshHandshake};
 use crate::mesh::session::{
     Command, FailureKind, OpId, Outcome, Outgoing, Overflow, Queueing, Request, SendRefusal, Session,
@@ -37,13 +37,15 @@ use crate::policy::Jitter;
 /// - a send resolves with `Sent` or a failure, a request with a reply of its
 ///   own kind or a failure it can have (never "never sent");
 /// - the queue, in-flight, pending-request and history caps always hold;
-/// - nothing but the hello is written before open, and every written frame
-///   decodes; a send carries its id as `client_message_id`, and a frame written
+/// - its outputs keep the lifecycle's contract ([`ContractCheck`](crate::lifecycle::ContractCheck),
+///   for its configuration and every retry-after it may be sent: legal status
+///   changes in order, only the hello before open, one socket at a time,
+///   allowed reconnect delays, no stall, nothing after the close);
+/// - every written frame decodes; a send carries its id as `client_message_id`, and a frame written
 ///   again under an id already used is the very same frame, of a send that asked
 ///   to be resent (two different frames share an id only when the application
 ///   gave two sends the same id);
-/// - status changes are legal and in order; a command is accepted exactly when
-///   open; requests only when open.
+/// - a command is accepted exactly when open; requests only when open.
 pub fn session(data: &[u8]) {
     let mut u = Unstructured::new(data);
     let config = session_config(&mut u);
@@ -60,10 +62,16 @@ pub fn session(data: &[u8]) {
         }
     };
     assert!(valid.is_ok(), "accepted an invalid configuration");
+    let lc = &config.lifecycle;
+    let mut contract = ContractCheck::for_config(lc, Some(is_hello));
+    for hint in HINTS {
+        contract.add_floor(Duration::from_millis(hint).min(lc.max_retry_after), lc.jitter);
+    }
     let mut run = Run {
         s: session,
         clock,
         config,
+        contract,
         m: Model::new(),
     };
     for _ in 0..MAX_STEPS {
@@ -142,7 +150,6 @@ struct Model {
     pending_explicit: HashMap<OpId, String>,
     /// Whether any send with a generated id asked to be resent.
     generated_resend: bool,
-    status: Status,
 }
 
 impl Model {
@@ -157,7 +164,6 @@ impl Model {
             explicit_resend: BTreeSet::new(),
             pending_explicit: HashMap::new(),
             generated_resend: false,
-            status: Status::Idle,
         }
     }
 }
@@ -263,6 +269,9 @@ struct Run {
     s: Session,
     clock: Clock,
     config: SessionConfig,
+    /// The lifecycle's contract for the session's configuration, every
+    /// retry-after of `HINTS` allowed.
+    contract: ContractCheck,
     m: Model,
 }
 
@@ -388,7 +397,7 @@ impl Run {
 
     fn connecting_socket(&self) -> Option<SocketId> {
         let socket = self.s.lifecycle().socket()?;
-        (self.m.status == Status::Connecting).then_some(socket)
+        (self.contract.status() == Status::Connecting).then_some(socket)
     }
 
     fn send(&mut self, u: &mut Unstructured<'_>) {
@@ -501,11 +510,11 @@ impl Run {
             Request::ListSkills { .. } => RequestKind::ListSkills,
             Request::GetSkill { .. } => RequestKind::GetSkill,
         };
-        let open = self.m.status == Status::Open;
+        let open = self.contract.status() == Status::Open;
         let before = self.state();
         match self.s.request(self.clock.at(), request) {
             Ok(id) => {
-                assert!(open, "a request accepted while {:?}", self.m.status);
+                assert!(open, "a request accepted while {:?}", self.contract.status());
                 self.issue(id, Issued::Request(kind));
             }
             Err(_) => self.check_refusal(&before, false),
@@ -533,7 +542,7 @@ impl Run {
                 visible: u.arbitrary().unwrap_or(true),
             },
         };
-        let open = self.m.status == Status::Open;
+        let open = self.contract.status() == Status::Open;
         let before = self.state();
         let accepted = self.s.command(self.clock.at(), command).is_ok();
         assert_eq!(accepted, open, "a command is accepted exactly when open");
@@ -582,6 +591,9 @@ impl Run {
     }
 
     fn handle(&mut self, event: Event) {
+        if let Event::Closed { socket, .. } | Event::ConnectFailed { socket, .. } = &event {
+            self.contract.socket_gone(*socket);
+        }
         let refusable = matches!(event, Event::Connect | Event::Reconnect | Event::RetryNow);
         let before = refusable.then(|| self.state());
         if self.s.handle(self.clock.at(), event).is_err() {
@@ -614,10 +626,25 @@ impl Run {
     /// Drains the session and checks every action, then the caps.
     fn observe(&mut self) {
         while let Some(action) = self.s.poll_action() {
+            let kept = match &action {
+                SessionAction::Io(io) => self.contract.io(io),
+                SessionAction::Event(SessionEvent::Lifecycle(note)) => self.contract.notification(note),
+                SessionAction::Event(_) => Ok(()),
+            };
+            if let Err(broken) = kept {
+                panic!("{broken}");
+            }
             match action {
                 SessionAction::Io(io) => self.check_io(io),
                 SessionAction::Event(event) => self.check_event(event),
             }
+        }
+        let (status, deadline) = (self.s.status(), self.s.next_deadline().is_some());
+        if let Err(broken) = self
+            .contract
+            .after_drain(status, deadline, self.s.lifecycle().socket())
+        {
+            panic!("{broken}");
         }
         let st = self.s.stats(self.clock.now);
         let c = &self.config;
@@ -643,7 +670,7 @@ impl Run {
         );
         assert_eq!(
             self.s.status(),
-            self.m.status,
+            self.contract.status(),
             "status differs from the reported one"
         );
     }
@@ -661,12 +688,8 @@ impl Run {
                 let Ok(frame) = frame else {
                     return;
                 };
-                if self.m.status != Status::Open {
-                    assert!(
-                        matches!(frame, ClientFrame::Hello(_) | ClientFrame::SessionHello(_)),
-                        "only the hello before open, got {}",
-                        frame.kind()
-                    );
+                if self.contract.status() != Status::Open {
+                    // The hello (the contract allows nothing else before open).
                     return;
                 }
                 match frame {
@@ -727,11 +750,6 @@ impl Run {
                     }
                     (_, result) => panic!("op {id:?} resolved with {result:?}"),
                 }
-            }
-            SessionEvent::Lifecycle(Notification::StatusChanged { from, to }) => {
-                assert_eq!(from, self.m.status, "transitions reported out of order");
-                assert!(legal_transition(from, to), "illegal transition {from:?} → {to:?}");
-                self.m.status = to;
             }
             SessionEvent::Lifecycle(_) | SessionEvent::Push(_) | SessionEvent::Inbound(_) => {}
         }

@@ -10,7 +10,7 @@
 //! | connect: TLS certificate (unknown issuer, wrong name, expired) | stop | 3 |
 //! | connect: the proxy refused its credentials (CONNECT answered 407) | stop | 3 |
 //! | connect: DNS, refused, TLS other, HTTP status, other proxy refusals, upgrade, timeout, network | retry (first connect: fail fast) | 4 |
-//! | rejection `bad_signature`, `malformed`, `unauthorized`, `revoked`, `session_replaced`, 4002/4003 | stop | 3 |
+//! | rejection `bad_signature`, `malformed`, `unauthorized`, `revoked`, `session_replaced`, closes 4001 (`kicked`)/4002/4003 | stop | 3 |
 //! | rejection `timestamp_skew` | 2 retries with a fresh timestamp, then stop (first connect too) | 3 |
 //! | rejection `bad_session_pubkey`, `bad_parent_pubkey`, `attestation_mismatch`, `expired` | 1 retry with a re-minted attestation, then stop | 3 |
 //! | rejection `capacity`, closes 1001/1006, hello-ack timeout, stale | retry (honouring `retryAfterMs` up to 5 min) | 4 when the budget is spent |
@@ -212,6 +212,9 @@ fn stop_hint(reason: &StopReason) -> (u8, String) {
         Some(Ended::Closed(c)) if c.reason == "session_replaced" => {
             "another connection took this session over: stop the other one first".into()
         }
+        Some(Ended::Closed(c)) if c.code == 4001 => {
+            "the mesh's operator kicked this session: run the command again to rejoin".into()
+        }
         Some(Ended::TooLarge(_)) => {
             "a message larger than the client accepts keeps arriving: raise the size limit".into()
         }
@@ -219,4 +222,23 @@ fn stop_hint(reason: &StopReason) -> (u8, String) {
         _ => "check that the broker is running and reachable, then retry".into(),
     };
     (code, hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_proto::lifecycle::PeerClose;
+
+    #[test]
+    fn a_kick_exits_as_permanent_and_says_how_to_rejoin() {
+        let kicked = StopReason::Permanent {
+            failure: Ended::Closed(PeerClose {
+                code: 4001,
+                reason: "kicked".into(),
+            }),
+        };
+        let (code, hint) = stop_hint(&kicked);
+        assert_eq!(code, EXIT_REJECTED);
+        assert!(hint.contains("kicked this session"), "{hint}");
+    }
 }

@@ -13,7 +13,7 @@ use crate::lifecycle::{
     StopReason, Timer,
 };
 use crate::machine::{Machine, Output};
-use crate::policy::Backoff;
+use crate::policy::{Backoff, ClosePolicy};
 use crate::rng::Rng;
 use crate::time::Now;
 
@@ -62,6 +62,7 @@ impl HostedConfig {
         if let Some(backoff) = Backoff::new(HOSTED_BACKOFF.to_vec()) {
             lifecycle.backoff = backoff;
         }
+        lifecycle.policy = ClosePolicy::hosted();
         HostedConfig {
             lifecycle,
             version: super::ANTHROPIC_VERSION.to_owned(),

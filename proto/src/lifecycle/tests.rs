@@ -730,9 +730,25 @@ fn permanent_close_codes_stop_at_once() {
 }
 
 #[test]
-fn session_not_found_is_retried_three_times_two_seconds_apart_times_n() {
-    // proves S3
+fn a_kick_from_the_mesh_broker_stops_for_good() {
+    // 4001 `kicked`: the real broker's kick, on which the product's CLI exits.
     let mut h = Harness::exact();
+    let s = h.establish();
+    let a = h.closed(s, 4001, "kicked");
+    assert!(scheduled_delay(&a).is_none(), "a kicked client came back");
+    assert!(
+        matches!(stop_reason(&a), Some(StopReason::Permanent { .. })),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn session_not_found_is_retried_three_times_two_seconds_apart_times_n() {
+    // proves S3 (the hosted endpoint's table; on the mesh broker 4001 is a kick)
+    let mut c = Config::new("ws://broker.test/ws");
+    c.jitter = Jitter::NONE;
+    c.policy = crate::policy::ClosePolicy::hosted();
+    let mut h = Harness::new(c);
     let mut s = h.establish();
     let mut delays = Vec::new();
     for _ in 0..3 {

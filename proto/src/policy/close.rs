@@ -3,7 +3,9 @@
 //! Policy is data. Each [`Rule`] matches a close code (optionally with its reason)
 //! or a rejection code from the broker's `error` frame, and says reconnect,
 //! reconnect a limited number of times, or stop. [`ClosePolicy::default`] is the
-//! table of `../shared/PROTOCOL.md` plus the hosted-session codes of the seeds.
+//! mesh broker's table (`../shared/PROTOCOL.md`, corrected by the real broker's
+//! source); [`ClosePolicy::hosted`] is the hosted-session endpoint's, where one
+//! code means something else.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -216,6 +218,29 @@ impl Default for ClosePolicy {
     }
 }
 
+impl ClosePolicy {
+    /// The hosted-session endpoint's table (sessions-websocket.ts): the mesh
+    /// table, but 4001 is "session not found", which a moment can fix, so it is
+    /// retried three times at 2 s × n (S3) instead of stopping. Shared like
+    /// [`ClosePolicy::default`].
+    pub fn hosted() -> Self {
+        static HOSTED: OnceLock<ClosePolicy> = OnceLock::new();
+        HOSTED
+            .get_or_init(|| {
+                let mut table = default_table();
+                table.prepend(Rule {
+                    on: Match::Close(4001),
+                    verdict: Verdict::Limited(Limit {
+                        max_retries: SESSION_NOT_FOUND_RETRIES,
+                        delay: LimitDelay::Linear(SESSION_NOT_FOUND_STEP),
+                    }),
+                });
+                table
+            })
+            .clone()
+    }
+}
+
 /// The table behind [`ClosePolicy::default`].
 fn default_table() -> ClosePolicy {
     use Verdict::{Limited, Reconnect, Stop};
@@ -263,13 +288,10 @@ fn default_table() -> ClosePolicy {
             close(1006, Reconnect),
             close(4002, Stop),
             close(4003, Stop),
-            close(
-                4001,
-                Limited(Limit {
-                    max_retries: SESSION_NOT_FOUND_RETRIES,
-                    delay: LimitDelay::Linear(SESSION_NOT_FOUND_STEP),
-                }),
-            ),
+            // The real broker's `kick` (apps/broker index.ts: "hard — WS closes
+            // with 4001, CLI exits (no reconnect)"); the product's CLI stops on it.
+            // The kick revokes nothing, so a retry would simply undo it.
+            close(4001, Stop),
             // The same URL or certificate fails the same way next time: stop
             // and say so instead of retrying a typo for ever.
             Rule {
@@ -422,7 +444,7 @@ mod tests {
     #[test]
     fn session_not_found_is_limited_linear() {
         // proves S3
-        let p = ClosePolicy::default();
+        let p = ClosePolicy::hosted();
         assert_eq!(
             p.classify(&closed(4001, "session not found")).verdict,
             Verdict::Limited(Limit {
@@ -430,6 +452,20 @@ mod tests {
                 delay: LimitDelay::Linear(Duration::from_secs(2))
             })
         );
+    }
+
+    #[test]
+    fn a_mesh_broker_kick_stops_and_the_hosted_table_differs_only_there() {
+        // 4001 on the mesh broker is `kicked`: the product's CLI exits on it.
+        let mesh = ClosePolicy::default();
+        assert_eq!(mesh.classify(&closed(4001, "kicked")).verdict, Verdict::Stop);
+        assert_eq!(
+            mesh.classify(&closed(4001, "kicked_stale")).verdict,
+            Verdict::Stop
+        );
+        let hosted = ClosePolicy::hosted();
+        assert_eq!(&hosted.rules()[1..], mesh.rules());
+        assert_eq!(hosted.unmatched, mesh.unmatched);
     }
 
     #[test]

@@ -144,6 +144,8 @@ fn a_peer_that_stops_reading_overflows_the_write_queue() {
     let mut reactor = Reactor::new().unwrap();
     let mut c = config(&server.url());
     c.transport.write_queue = 4;
+    // Large frames fill the socket's buffers in few sends.
+    c.session.max_send_len = 1 << 20;
     let id = reactor.add(c).unwrap();
     wait_open(&mut reactor, 1);
 

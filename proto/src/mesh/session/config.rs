@@ -22,8 +22,13 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 1000;
 pub const DEFAULT_MAX_PENDING_REQUESTS: usize = 256;
 /// Recent push ids remembered to drop re-pushed duplicates.
 pub const DEFAULT_DEDUPE_WINDOW: usize = 1024;
-/// Largest encoded `send` accepted from the application.
-pub const DEFAULT_MAX_SEND_LEN: usize = 1 << 20;
+/// Largest encoded `send` accepted from the application: the real broker's
+/// default `MAX_MESSAGE_BYTES`. Its WebSocket server (`maxPayload`) closes the
+/// connection with 1009 on any larger frame before its own size check can
+/// answer with an error ack, and a client that resent such a send after the
+/// reconnect would lose its connection again; refused here, the caller gets a
+/// typed `TooLarge` at once. Raise it for a broker configured with more.
+pub const DEFAULT_MAX_SEND_LEN: usize = 65_536;
 /// How long a send may wait in the outbound queue for a connection, unless the
 /// send names its own deadline (see the session's "While away" rules).
 ///

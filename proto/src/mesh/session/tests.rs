@@ -1089,3 +1089,25 @@ fn a_session_that_only_connects_never_makes_its_work_box() {
     assert_eq!(closing.s.status(), Status::Closed);
     assert!(closing.s.work.work.is_none(), "made by a close");
 }
+
+#[test]
+fn by_default_a_send_the_real_broker_would_close_the_connection_over_is_refused_at_the_call() {
+    // The real broker's WebSocket server closes any frame over MAX_MESSAGE_BYTES
+    // (65 536 by default) with 1009 before its size check can ack; the session
+    // refuses such a send itself, measured on the encoded frame.
+    assert_eq!(SessionConfig::new(Config::new("ws://x")).max_send_len, 65_536);
+    let mut sim = Sim::new(config());
+    sim.handle(Event::Connect);
+    sim.open_and_ack();
+    // Bodies travel base64-encoded: 48 000 bytes make a frame of about 64 000.
+    let (fits, _) = sim.send("*", &"x".repeat(48_000));
+    let refused = sim
+        .s
+        .send(sim.at(), Outgoing::new("*", "x".repeat(50_000)))
+        .unwrap_err();
+    assert!(
+        matches!(refused.reason, SendRefusal::TooLarge { len, max: 65_536 } if len > 65_536),
+        "{refused:?}"
+    );
+    assert!(!resolved(&sim.drain()).iter().any(|(id, _)| *id == fits));
+}

@@ -37,7 +37,7 @@ impl ClientCheck {
     pub fn contract_for(config: &Config, hints: impl IntoIterator<Item = Duration>) -> ContractCheck {
         let mut contract = ContractCheck::for_config(config, Some(is_hello));
         for hint in hints {
-            contract.add_floor(hint.min(config.max_retry_after), config.jitter);
+            contract.add_retry_after(hint);
         }
         contract
     }

@@ -304,8 +304,6 @@ struct Run {
     /// The lifecycle's contract for this configuration; the broker's
     /// retry-after hints join it as they are sent, each cut to the cap (X10).
     contract: ContractCheck,
-    jitter: Jitter,
-    max_retry_after: Duration,
     open_timeout: bool,
     last_socket: u64,
 }
@@ -319,9 +317,7 @@ impl Run {
         } = setup;
         let clock = Clock::new();
         let contract = ContractCheck::for_config(&config, Some(is_hello));
-        let jitter = config.jitter;
         let open_timeout = config.open_timeout.is_some();
-        let max_retry_after = config.max_retry_after;
         // A configuration is refused exactly when it is invalid, and with the
         // reason validate gives: never a panic later in `handle`.
         let valid = config.validate();
@@ -337,8 +333,6 @@ impl Run {
             lc,
             clock,
             contract,
-            jitter,
-            max_retry_after,
             open_timeout,
             last_socket: 0,
         })
@@ -391,8 +385,7 @@ impl Run {
                     (code, reason.to_owned())
                 };
                 if let Some(hint) = parse_reason(&reason).1 {
-                    self.contract
-                        .add_floor(hint.min(self.max_retry_after), self.jitter);
+                    self.contract.add_retry_after(hint);
                 }
                 Event::Closed { socket, code, reason }
             }
@@ -437,8 +430,7 @@ impl Run {
     fn text(&mut self, u: &mut Unstructured<'_>, text: String) -> Event {
         if let Ok(BrokerFrame::Error(e)) = decode_broker_frame(&text, usize::MAX) {
             if let Some(ms) = e.retry_after_ms {
-                let hint = Duration::from_millis(ms).min(self.max_retry_after);
-                self.contract.add_floor(hint, self.jitter);
+                self.contract.add_retry_after(Duration::from_millis(ms));
             }
         }
         Event::Frame {

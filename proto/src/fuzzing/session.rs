@@ -62,10 +62,9 @@ pub fn session(data: &[u8]) {
         }
     };
     assert!(valid.is_ok(), "accepted an invalid configuration");
-    let lc = &config.lifecycle;
-    let mut contract = ContractCheck::for_config(lc, Some(is_hello));
+    let mut contract = ContractCheck::for_config(&config.lifecycle, Some(is_hello));
     for hint in HINTS {
-        contract.add_floor(Duration::from_millis(hint).min(lc.max_retry_after), lc.jitter);
+        contract.add_retry_after(Duration::from_millis(hint));
     }
     let mut run = Run {
         s: session,

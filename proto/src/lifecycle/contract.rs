@@ -35,6 +35,9 @@ pub struct ContractCheck {
     /// Limited-retry rules whose n-th retry waits `step × n` (n from 1 to the
     /// limit), with their jitter.
     linear: Vec<(Duration, u32, Jitter)>,
+    /// How a peer's retry-after becomes a delay: the jitter spreading it
+    /// upwards and the cap cutting it (X10); no cap unless from a configuration.
+    retry_after: (Jitter, Duration),
 }
 
 fn fail<T>(what: String) -> Result<T, ContractViolation> {
@@ -69,17 +72,19 @@ impl ContractCheck {
             stopped: false,
             delays: Vec::new(),
             linear: Vec::new(),
+            retry_after: (Jitter::NONE, Duration::MAX),
         }
     }
 
     /// A checker that allows exactly the reconnect delays a machine made with
     /// `config` can schedule: each step of its backoff, its forced-reconnect
     /// delay and each retry of its policy's limited rules, within its jitter.
-    /// A peer's retry-after floors are the caller's to add
-    /// ([`add_floor`](Self::add_floor)): only the caller knows which it sent.
+    /// A peer's retry-after hints are the caller's to add
+    /// ([`add_retry_after`](Self::add_retry_after)): only it knows which it sent.
     pub fn for_config(config: &Config, hello: Option<HelloTest>) -> Self {
         let jitter = config.jitter;
         let mut check = ContractCheck::new(hello).allow_delay(config.force_reconnect_delay, jitter);
+        check.retry_after = (jitter, config.max_retry_after);
         for &step in config.backoff.steps() {
             check = check.allow_delay(step, jitter);
         }
@@ -104,15 +109,15 @@ impl ContractCheck {
         self
     }
 
-    /// Allows reconnect delays from `floor` up to its upper jitter bound: a
-    /// peer's retry-after, which is only ever spread upwards.
-    pub fn allow_floor(mut self, floor: Duration, jitter: Jitter) -> Self {
-        self.add_floor(floor, jitter);
-        self
+    /// Allows a peer's retry-after `hint`, as the machine treats it: cut to the
+    /// configuration's cap, then spread only upwards by its jitter. Called while
+    /// checking, when the peer has sent it.
+    pub fn add_retry_after(&mut self, hint: Duration) {
+        let (jitter, cap) = self.retry_after;
+        self.add_floor(hint.min(cap), jitter);
     }
 
-    /// [`allow_floor`](Self::allow_floor) while checking: a peer has just sent
-    /// this retry-after.
+    /// Allows reconnect delays from `floor` up to its upper jitter bound.
     pub fn add_floor(&mut self, floor: Duration, jitter: Jitter) {
         let (_, hi) = jitter.bounds(floor);
         if !self.delays.contains(&(floor, hi)) {
@@ -347,7 +352,7 @@ mod tests {
         // A retry-after floor the peer sent joins while checking.
         let hint = Duration::from_millis(12_345);
         assert!(scheduled(&mut check, hint).is_err());
-        check.add_floor(hint, config.jitter);
+        check.add_retry_after(hint);
         assert_eq!(scheduled(&mut check, hint), Ok(()));
     }
 

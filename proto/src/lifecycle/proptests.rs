@@ -103,11 +103,10 @@ fn config(jitter: u16, first_connect_retry: bool) -> Config {
 /// Runs a sequence, checking every invariant after every step; returns the log.
 fn run(config: Config, seed: u64, steps: &[(u64, Op)]) -> Result<Vec<TestAction>, TestCaseError> {
     let t0 = Instant::now();
-    let jitter = config.jitter;
     let mut contract =
         ContractCheck::for_config(&config, Some(|text: &str| text.contains(r#""type":"hello""#)));
     for hint in HINTS {
-        contract.add_floor(Duration::from_millis(hint).min(DEFAULT_MAX_RETRY_AFTER), jitter);
+        contract.add_retry_after(Duration::from_millis(hint));
     }
     let mut lc = Lifecycle::new(config, TestHandshake::default(), seed, t0).unwrap();
     let mut now = t0;

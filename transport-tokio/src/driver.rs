@@ -503,9 +503,7 @@ enum Turn {
 /// TLS and the upgrade then run through it as over a direct connection.
 async fn tunnelled(proxy: &ProxyUrl, host: &str, port: u16) -> Result<TcpStream, tungstenite::Error> {
     debug!(target: "tether", %proxy, host, port, "connecting through proxy");
-    let tcp = TcpStream::connect((proxy.host(), proxy.port())).await?;
-    // Frames are small and latency matters more than packet count.
-    let _ = tcp.set_nodelay(true);
+    let tcp = Socket::tcp(proxy.host(), proxy.port()).await?;
     let mut tunnel = Tunnel::new(proxy, host, port);
     // tether-host's one exchange, over tokio's non-blocking socket calls.
     while let Some(wants) = tunnel.drive(&mut TryIo(&tcp))? {
